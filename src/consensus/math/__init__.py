@@ -1,0 +1,1 @@
+"""The grade-school-math experiment: data, answer extraction, scorers, feedback forms, evaluation."""

@@ -1,0 +1,141 @@
+"""Math word problems: GSM8K's JSON-lines files and reasoning-gym's generators, offline.
+
+Every problem carries the id of the template it came from: gsm_symbolic has only 85
+templates, so a train/evaluation split by problem would leak templates; splits here are by
+template (``TEMPLATE_SPLITS``), and few-shot exemplars and training data come from the
+``train`` templates only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+GSM_SUFFIX = " Give the result as your final answer. Do not include units."
+
+
+@dataclass(frozen=True)
+class Problem:
+    """id: unique within its source; answer: the gold answer as a string; solution: a gold
+    worked solution when the source has one, ending in ``#### <answer>``; template: the
+    generator it came from (problems of one template differ only in names and numbers)."""
+
+    id: str
+    question: str
+    answer: str
+    solution: str | None = None
+    template: str | None = None
+
+
+class DataError(ValueError):
+    """A data file or set that cannot be used as given."""
+
+
+def load_gsm8k_jsonl(path: str | Path) -> list[Problem]:
+    """GSM8K in its official format: one ``{"question": ..., "answer": "...#### N"}`` per line."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist; give the path of a GSM8K .jsonl file (e.g. test.jsonl)")
+    problems = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                question, solution = record["question"], record["answer"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise DataError(
+                    f"{path}:{lineno} is not a GSM8K record ({e}); each line must be a JSON object with "
+                    "'question' and 'answer' fields, the answer ending in '#### <number>'"
+                ) from e
+            match = re.search(r"####\s*(.+?)\s*$", solution)
+            if not match:
+                raise DataError(f"{path}:{lineno}: the answer has no '#### <number>' line")
+            gold = match.group(1).replace(",", "")
+            # GSM8K marks calculator annotations as <<48/2=24>>; they are not part of the text.
+            problems.append(Problem(f"{path.stem}-{lineno}", question, gold, re.sub(r"<<[^>]*>>", "", solution)))
+    if not problems:
+        raise DataError(f"{path} holds no problems")
+    return problems
+
+
+def gsm_symbolic_templates() -> list[int]:
+    """The ids of reasoning-gym's working gsm_symbolic templates (85 in 0.1.25)."""
+    from reasoning_gym.arithmetic.gsm_symbolic.gsm_symbolic import tasks_ok
+
+    return sorted(tasks_ok)
+
+
+def template_split(split: str) -> list[int]:
+    """A fixed split of gsm_symbolic's templates: 40% ``test``, 60% ``train`` (seeded shuffle)."""
+    templates = gsm_symbolic_templates()
+    random.Random(20230101).shuffle(templates)
+    n_test = round(0.4 * len(templates))
+    if split == "test":
+        return sorted(templates[:n_test])
+    if split == "train":
+        return sorted(templates[n_test:])
+    raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
+
+
+def gsm_symbolic(split: str, size: int, seed: int = 0) -> list[Problem]:
+    """``size`` problems drawn from the templates of ``split``, each template in turn, seeded."""
+    if size < 1:
+        raise DataError(f"asked for {size} problems; ask for at least one")
+    from reasoning_gym.arithmetic.gsm_symbolic.gsm_symbolic import GSMSymbolicDataset, GSMSymbolicDatasetConfig
+
+    generators = GSMSymbolicDataset(GSMSymbolicDatasetConfig(size=1, seed=seed)).generators
+    templates = template_split(split)
+    order = random.Random(seed).sample(templates, len(templates))
+    problems = []
+    for i in range(size):
+        template = order[i % len(order)]
+        example = generators[template](random.Random(seed * 1_000_003 + i), 1.0)
+        question = example["question"].removesuffix(GSM_SUFFIX)
+        problems.append(Problem(f"gsm_symbolic-{split}-{seed}-{i}", question, str(example["answer"]),
+                                example["metadata"].get("answer_cot"), f"gsm_symbolic/{template}"))
+    return problems
+
+
+def chain_sum(size: int, seed: int = 0, terms: int = 2, digits: int = 1) -> list[Problem]:
+    """reasoning-gym's chain_sum (a +/- b ...), as word-problem-style questions with worked solutions."""
+    if size < 1:
+        raise DataError(f"asked for {size} problems; ask for at least one")
+    import reasoning_gym
+
+    ds = reasoning_gym.create_dataset("chain_sum", size=size, seed=seed, min_terms=terms, max_terms=terms,
+                                      min_digits=digits, max_digits=digits)
+    problems = []
+    for i, entry in enumerate(ds):
+        expression = entry["metadata"]["expression"]
+        question = f"What is {expression}?"
+        problems.append(Problem(f"chain_sum-{terms}x{digits}-{seed}-{i}", question, str(entry["answer"]),
+                                _chain_solution(expression), f"chain_sum/{terms}x{digits}"))
+    return problems
+
+
+def _chain_solution(expression: str) -> str:
+    """A worked left-to-right solution, one operation per line."""
+    tokens = expression.split()
+    value, lines = int(tokens[0]), []
+    for op, operand in zip(tokens[1::2], tokens[2::2]):
+        new = value + int(operand) if op == "+" else value - int(operand)
+        lines.append(f"{value} {op} {operand} = {new}")
+        value = new
+    return "\n".join(lines + [f"#### {value}"])
+
+
+def load_problems(source: str, size: int, seed: int = 0, split: str = "test") -> list[Problem]:
+    """A problem set by name: ``gsm_symbolic``, ``chain_sum`` (2 one-digit terms) or a GSM8K .jsonl path."""
+    if source == "gsm_symbolic":
+        return gsm_symbolic(split, size, seed)
+    if source == "chain_sum":
+        return chain_sum(size, seed)
+    if source.endswith(".jsonl"):
+        problems = load_gsm8k_jsonl(source)
+        return problems[:size] if size else problems
+    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, chain_sum or a GSM8K .jsonl path")

@@ -1,0 +1,1 @@
+"""Offline model recipes: real pre-trained weights that install from the package registries."""
