@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from consensus.math.data import gsm_symbolic
 from consensus.math.prompt import format_prompt
@@ -65,7 +66,9 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--save-every", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -118,6 +121,10 @@ def main() -> None:
                         "log": log, "torch_rng": torch.get_rng_state()}, state_path)
     (out / "training_log.json").write_text(json.dumps({"args": vars(args), "log": log}, indent=1))
     state_path.unlink(missing_ok=True)  # training finished: only the adapter is kept
+    # Stored in bf16 (half the size); generation runs in bf16 anyway.
+    weights = out / "adapter_model.safetensors"
+    save_file({k: v.to(torch.bfloat16) for k, v in load_file(weights).items()}, weights)
+    (out / "README.md").unlink(missing_ok=True)  # peft's empty template; MODEL_CARD.md is the card
 
 
 if __name__ == "__main__":

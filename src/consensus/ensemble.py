@@ -30,15 +30,16 @@ def normalize(energies: torch.Tensor, mode: Normalization) -> torch.Tensor:
     """Normalise one scorer's energies across the candidate set (order is preserved).
 
     - ``none``: unchanged.
-    - ``zscore``: (E - mean) / std; a constant row becomes all zeros (no opinion).
+    - ``zscore``: (E - mean) / std.
     - ``rank``: the rank of each energy scaled to [0, 1], ties share their mean rank.
-    - ``minmax``: (E - min) / (max - min) in [0, 1]; a constant row becomes all zeros.
+    - ``minmax``: (E - min) / (max - min) in [0, 1].
+    In every mode a constant row becomes all zeros: that scorer has no opinion here.
     """
     e = energies.double()
     if mode == "none":
         return energies
-    if e.numel() <= 1:
-        return torch.zeros_like(energies)
+    if e.numel() <= 1 or bool((e == e[0]).all()):
+        return torch.zeros_like(energies)  # a scorer that cannot tell the candidates apart has no say
     if mode == "zscore":
         std = e.std(unbiased=False)
         out = (e - e.mean()) / std if std > 0 else torch.zeros_like(e)

@@ -26,12 +26,13 @@ class Completion:
 
     text: the continuation, cut before the first stop string.
     tokens: generator tokens spent on it (including the tokens of the stop string).
-    finished: True if it ended on a stop string or end-of-sequence, False if it hit the length limit.
+    ended: why it ended: ``"eos"`` (end-of-sequence token), ``"stop"`` (a stop string) or
+        ``"length"`` (max_new_tokens reached).
     """
 
     text: str
     tokens: int
-    finished: bool
+    ended: str
 
 
 def _import_transformers():
@@ -144,7 +145,7 @@ class CausalLMGenerator:
 
         generated: list[list[int]] = [[] for _ in range(rows)]
         texts = [""] * rows
-        finished = [False] * rows
+        ended = ["length"] * rows
         active = torch.arange(rows, device=self.device)  # original row of each batch row
         for _ in range(max_new_tokens):
             next_tokens = _draw(logits, temperature, top_p, top_k, generator)
@@ -152,13 +153,13 @@ class CausalLMGenerator:
             for b, (row, tok) in enumerate(zip(active.tolist(), next_tokens.tolist())):
                 generated[row].append(tok)
                 if tok in self.eos_ids:
-                    finished[row] = True
+                    ended[row] = "eos"
                     texts[row] = self.tokenizer.decode(generated[row][:-1], skip_special_tokens=True)
                     continue
                 text = self.tokenizer.decode(generated[row], skip_special_tokens=True)
                 cut = _first_stop(text, stop)
                 if cut is not None:
-                    finished[row], texts[row] = True, text[:cut]
+                    ended[row], texts[row] = "stop", text[:cut]
                     continue
                 texts[row] = text
                 keep.append(b)
@@ -173,7 +174,7 @@ class CausalLMGenerator:
                              position_ids=_positions(mask)[:, -1:], past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1, :].float()
         self.seconds += time.perf_counter() - start
-        flat = [Completion(texts[r], len(generated[r]), finished[r]) for r in range(rows)]
+        flat = [Completion(texts[r], len(generated[r]), ended[r]) for r in range(rows)]
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     @torch.inference_mode()
@@ -193,11 +194,15 @@ class CausalLMGenerator:
             prompt_lens = [len(self.tokenizer(p)["input_ids"]) for p in ps]
             enc = self.encode([p + c for p, c in zip(ps, cs)])
             ids, mask = enc["input_ids"], enc["attention_mask"]
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
             lengths = mask.sum(1).tolist()
-            for row, (plen, length) in enumerate(zip(prompt_lens, lengths)):
-                n_cont = max(0, length - plen)
+            n_conts = [max(0, length - plen) for plen, length in zip(prompt_lens, lengths)]
+            # Left padding puts every continuation at the end of its row, so the LM head (a
+            # 262k-way matmul for Gemma) only needs the last max(n_cont) + 1 positions.
+            keep = min(ids.shape[1], max(n_conts) + 1)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                                logits_to_keep=keep).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, ids.shape[1] - keep + 1:, None])[..., 0]
+            for row, n_cont in enumerate(n_conts):
                 results.append(logp[row, logp.shape[1] - n_cont:].cpu() if n_cont else torch.empty(0))
         self.seconds += time.perf_counter() - start
         return results
@@ -224,5 +229,8 @@ def _draw(logits: torch.Tensor, temperature: float, top_p: float, top_k: int,
         # Keep the smallest prefix whose mass reaches top_p: drop a token if the mass before it already does.
         before = probs.cumsum(-1) - probs
         probs = probs.masked_fill(before >= top_p, 0.0)
-    choice = torch.multinomial(probs, 1, generator=generator)
+    # The draw runs where the generator lives (a CPU generator cannot drive a CUDA draw): only
+    # [B, top_k] probabilities move, and a seed gives the same tokens on every device.
+    where = generator.device if generator is not None else probs.device
+    choice = torch.multinomial(probs.to(where), 1, generator=generator).to(indices.device)
     return indices.gather(-1, choice)[:, 0]

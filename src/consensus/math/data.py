@@ -52,15 +52,34 @@ def load_gsm8k_jsonl(path: str | Path) -> list[Problem]:
                     f"{path}:{lineno} is not a GSM8K record ({e}); each line must be a JSON object with "
                     "'question' and 'answer' fields, the answer ending in '#### <number>'"
                 ) from e
-            match = re.search(r"####\s*(.+?)\s*$", solution)
-            if not match:
-                raise DataError(f"{path}:{lineno}: the answer has no '#### <number>' line")
-            gold = match.group(1).replace(",", "")
-            # GSM8K marks calculator annotations as <<48/2=24>>; they are not part of the text.
-            problems.append(Problem(f"{path.stem}-{lineno}", question, gold, re.sub(r"<<[^>]*>>", "", solution)))
+            problems.append(_gsm8k_problem(f"{path.stem}-{lineno}", question, solution, f"{path}:{lineno}"))
     if not problems:
         raise DataError(f"{path} holds no problems")
     return problems
+
+
+def _gsm8k_problem(problem_id: str, question: str, solution: str, where: str) -> Problem:
+    match = re.search(r"####\s*(.+?)\s*$", solution)
+    if not match:
+        raise DataError(f"{where}: the answer has no '#### <number>' line")
+    gold = match.group(1).replace(",", "")
+    # GSM8K marks calculator annotations as <<48/2=24>>; they are not part of the text.
+    return Problem(problem_id, question, gold, re.sub(r"<<[^>]*>>", "", solution))
+
+
+def load_gsm8k_hub(split: str = "test") -> list[Problem]:
+    """GSM8K from the Hugging Face hub (``openai/gsm8k``), for machines that can reach it."""
+    try:
+        from datasets import load_dataset
+    except ImportError as e:
+        raise DataError("loading GSM8K from the hub needs: pip install datasets; or pass a local "
+                        f"GSM8K {split}.jsonl file instead") from e
+    try:
+        rows = load_dataset("openai/gsm8k", "main", split=split)
+    except Exception as e:  # offline, or the hub refused: say what to do instead
+        raise DataError(f"could not load openai/gsm8k from the hub ({e}); download {split}.jsonl and pass its path") from e
+    return [_gsm8k_problem(f"gsm8k-{split}-{i}", r["question"], r["answer"], f"gsm8k {split} row {i}")
+            for i, r in enumerate(rows)]
 
 
 def gsm_symbolic_templates() -> list[int]:
@@ -130,12 +149,14 @@ def _chain_solution(expression: str) -> str:
 
 
 def load_problems(source: str, size: int, seed: int = 0, split: str = "test") -> list[Problem]:
-    """A problem set by name: ``gsm_symbolic``, ``chain_sum`` (2 one-digit terms) or a GSM8K .jsonl path."""
+    """A problem set by name: ``gsm_symbolic`` (by template split), ``chain_sum`` (2 one-digit terms),
+    ``gsm8k`` (the hub) or a GSM8K .jsonl path; ``size`` 0 means all of a GSM8K file."""
     if source == "gsm_symbolic":
         return gsm_symbolic(split, size, seed)
     if source == "chain_sum":
         return chain_sum(size, seed)
-    if source.endswith(".jsonl"):
-        problems = load_gsm8k_jsonl(source)
+    if source == "gsm8k" or source.endswith(".jsonl"):
+        problems = load_gsm8k_hub(split) if source == "gsm8k" else load_gsm8k_jsonl(source)
         return problems[:size] if size else problems
-    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, chain_sum or a GSM8K .jsonl path")
+    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, chain_sum, gsm8k (hub) or a GSM8K "
+                    ".jsonl path")

@@ -1,0 +1,105 @@
+"""``consensus math``: evaluate a consensus method on math word problems, resumably."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from consensus.loop import Budget, run_consensus
+from consensus.math.answers import extract_flexible, extract_strict, is_correct
+from consensus.math.data import chain_sum, gsm_symbolic, load_problems
+from consensus.math.feedback import Sampling, SolutionProposer, StepProposer
+from consensus.math.prompt import STOP, format_prompt
+from consensus.metrics import accuracy, majority
+from consensus.selection import TopK
+from consensus.trace import TraceWriter
+
+METHODS = ("greedy", "self-consistency", "solution", "step")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("math", help="solve math word problems with ensemble consensus",
+                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--source", default="gsm_symbolic",
+                   help="gsm_symbolic (held-out templates), chain_sum (a ± b), or a GSM8K .jsonl file")
+    p.add_argument("--size", type=int, default=20, help="number of problems")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", choices=METHODS, default="solution",
+                   help="greedy decoding; majority vote over N; ensemble consensus over N full solutions; "
+                        "or step-level ensemble consensus")
+    p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step)")
+    p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
+    p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
+    p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
+                   help="what to do when a scorer returns NaN/inf")
+    p.add_argument("--model", default=None, help="a transformers causal LM name or path (default: offline Gemma + "
+                                                  "the project's GSM adapter; base Gemma few-shot for chain_sum)")
+    p.add_argument("--adapter", default=None, help="a PEFT adapter directory for --model")
+    p.add_argument("--shots", type=int, default=None, help="few-shot exemplars (default: 0 with the GSM adapter, "
+                                                          "4 for chain_sum)")
+    p.add_argument("--out", default="runs/math.jsonl", help="results, one JSON line per problem (resumable)")
+    p.add_argument("--trace", default=None, help="also write the consensus trace here (JSON lines)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from consensus.evaluation import run_resumable
+    from consensus.math.experiment import build_ensemble
+    from consensus.math.generator import load_math_generator
+    from consensus.models.gemma import load_gemma
+
+    problems = load_problems(args.source, args.size, args.seed)
+    few_shot_task = args.source == "chain_sum"
+    shots = args.shots if args.shots is not None else (4 if few_shot_task else 0)
+    exemplars = (chain_sum(shots, seed=args.seed + 777) if few_shot_task else gsm_symbolic("train", shots, 777)) \
+        if shots else []
+    if args.model is None and few_shot_task:
+        lm = load_gemma()
+    else:
+        lm = load_math_generator(args.model, args.adapter)
+    sampling = Sampling()
+    trace = TraceWriter(args.trace) if args.trace else None
+    ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(lm, exemplars,
+                                                                                          args.normalization)
+    if ensemble is not None:
+        ensemble.nonfinite = args.nonfinite
+    rng = torch.Generator().manual_seed(args.seed)
+
+    def solve(batch):
+        for problem in batch:
+            if args.method == "greedy":
+                out = lm.sample([format_prompt(problem.question, exemplars)], 1, temperature=0.0, stop=STOP,
+                                max_new_tokens=sampling.max_new_tokens)[0][0]
+                text, tokens, extra = out.text, out.tokens, {}
+            elif args.method == "self-consistency":
+                proposals = SolutionProposer(lm, args.n, sampling, exemplars)(problem.question, None, rng)
+                vote = majority([extract_flexible(s) for s in proposals.candidates])
+                text = next((s for s in proposals.candidates if extract_flexible(s) == vote), proposals.candidates[0])
+                tokens, extra = proposals.tokens, {"samples": proposals.candidates}
+            else:
+                proposer = (SolutionProposer(lm, args.n, sampling, exemplars) if args.method == "solution"
+                            else StepProposer(lm, args.n, sampling, exemplars))
+                result = run_consensus(proposer, ensemble, problem.question,
+                                       select=TopK(1) if args.method == "solution" else TopK(args.beam),
+                                       budget=Budget(iterations=1 if args.method == "solution" else 24),
+                                       seed=args.seed, trace=trace)
+                text, tokens = result.best, result.generator_tokens
+                extra = {"stop_reason": result.stop_reason, "seconds": result.seconds}
+            strict, flexible = extract_strict(text), extract_flexible(text)
+            yield {"question": problem.question, "gold": problem.answer, "text": text, "tokens": tokens,
+                   "strict": strict, "flexible": flexible, "correct_strict": is_correct(strict, problem.answer),
+                   "correct": is_correct(flexible, problem.answer), **extra}
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    records = run_resumable(problems, lambda p: p.id, solve, args.out, correct_field="correct",
+                            description=f"math/{args.method}")
+    if trace is not None:
+        trace.close()
+    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {lm.name}")
+    print(f"  accuracy (strict):   {accuracy([r['correct_strict'] for r in records])}")
+    print(f"  accuracy (flexible): {accuracy([r['correct'] for r in records])}")
+    if "samples" in records[0]:
+        print(f"  pass@{args.n}: {accuracy([any(is_correct(extract_flexible(s), r['gold']) for s in r['samples']) for r in records])}")
+    print(f"  generator tokens per problem: {sum(r['tokens'] for r in records) / len(records):.0f}")
+    print(f"  results: {args.out}")

@@ -1,0 +1,99 @@
+"""The math experiment assembled: generator, scorers, ensemble, and one problem solved every way.
+
+``solve_problem`` runs, for one problem and at one generator budget: greedy decoding; N
+sampled solutions scored by every scorer (which gives self-consistency, best-of-N by each
+single scorer, ensemble consensus at solution level and pass@N from the same N samples);
+and ensemble consensus at step level. It returns a JSON-able record; the methods' accuracies
+are computed from such records by ``consensus.math.report``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from consensus.ensemble import Ensemble, Normalization
+from consensus.generators import CausalLMGenerator
+from consensus.loop import Budget, run_consensus
+from consensus.math.data import Problem
+from consensus.math.feedback import Sampling, SolutionProposer, StepProposer
+from consensus.math.prompt import STOP, format_prompt
+from consensus.math.scorers import AnswerAgreement, ArithmeticVerifier, LMLikelihood
+from consensus.math.verifier import TrainedVerifier
+from consensus.selection import TopK
+
+
+def build_ensemble(lm: CausalLMGenerator, exemplars: Sequence[Problem] = (),
+                   normalization: Normalization = "zscore") -> Ensemble:
+    """The four math experts, equally weighted, z-scored across each candidate set."""
+    scorers = [
+        ArithmeticVerifier(),
+        LMLikelihood(lm, prompt=lambda q: format_prompt(q, exemplars)),
+        AnswerAgreement(),
+        TrainedVerifier(),
+    ]
+    return Ensemble(scorers, normalization=normalization)
+
+
+@dataclass
+class Experiment:
+    lm: CausalLMGenerator
+    ensemble: Ensemble
+    n: int = 8
+    beam: int = 2
+    exemplars: Sequence[Problem] = ()
+    sampling: Sampling = field(default_factory=Sampling)
+    max_steps: int = 24
+
+    def greedy(self, problems: Sequence[Problem]) -> list[dict]:
+        prompts = [format_prompt(p.question, self.exemplars) for p in problems]
+        start = time.perf_counter()
+        outs = self.lm.sample(prompts, 1, max_new_tokens=self.sampling.max_new_tokens, temperature=0.0, stop=STOP)
+        seconds = (time.perf_counter() - start) / len(problems)  # batched: each problem's share
+        return [{"text": o[0].text, "tokens": o[0].tokens, "seconds": seconds} for o in outs]
+
+    def solve(self, problem: Problem, greedy: dict, seed: int) -> dict:
+        per_scorer: dict[str, list[float]] = {}
+
+        def keep_energies(record: dict) -> None:
+            per_scorer.update({k: v.tolist() for k, v in record["energies"].per_scorer.items()})
+            per_scorer["ensemble"] = record["energies"].total.tolist()
+
+        proposer = SolutionProposer(self.lm, self.n, self.sampling, self.exemplars)
+        samples: list[str] = []
+        solution = run_consensus(
+            _Recording(proposer, samples), self.ensemble, problem.question, budget=Budget(iterations=1), seed=seed,
+            callback=keep_energies,
+        )
+        step = run_consensus(
+            StepProposer(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
+            select=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed,
+        )
+        return {
+            "question": problem.question,
+            "gold": problem.answer,
+            "template": problem.template,
+            "greedy": greedy,
+            "samples": samples,
+            "sample_tokens": solution.generator_tokens,
+            "energies": per_scorer,
+            "solution_level": {"text": solution.best, "seconds": solution.seconds},
+            "step_level": {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
+                           "stop_reason": step.stop_reason, "seconds": step.seconds},
+        }
+
+
+@dataclass
+class _Recording:
+    """A proposer wrapper that keeps the samples it proposed (for per-scorer best-of-N)."""
+
+    proposer: SolutionProposer
+    store: list
+
+    def __call__(self, condition, parents, generator: torch.Generator):
+        proposals = self.proposer(condition, parents, generator)
+        self.store.extend(proposals.candidates)
+        return proposals

@@ -1,0 +1,124 @@
+"""Accuracies of every method from the per-problem records that the math benchmark writes.
+
+Every method is scored with strict and flexible answer extraction side by side, with 95%
+Wilson intervals; differences between methods get a paired bootstrap interval over problems.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Sequence
+
+from consensus.math.answers import extract_flexible, extract_strict, is_correct
+from consensus.metrics import accuracy, majority
+
+EXTRACTORS = {"strict": extract_strict, "flexible": extract_flexible}
+
+
+def _argmin(values: Sequence[float | None]) -> int:
+    finite = [(v, i) for i, v in enumerate(values) if v is not None]
+    return min(finite)[1] if finite else 0
+
+
+def method_outcomes(record: dict[str, Any], extraction: str) -> dict[str, bool]:
+    """Whether each method answered this problem right, under one answer extraction."""
+    extract = EXTRACTORS[extraction]
+
+    def right(text: str | None) -> bool:
+        return text is not None and is_correct(extract(text), record["gold"])
+
+    samples = record["samples"]
+    outcomes = {
+        "greedy": right(record["greedy"]["text"]),
+        "single sample": right(samples[0]),
+        f"self-consistency (maj@{len(samples)})": is_correct(majority([extract(s) for s in samples]), record["gold"]),
+    }
+    for name, energies in record["energies"].items():
+        if name != "ensemble":
+            outcomes[f"best-of-{len(samples)}: {name}"] = right(samples[_argmin(energies)])
+    outcomes["ensemble, solution level"] = right(record["solution_level"]["text"])
+    outcomes["ensemble, step level"] = right(record["step_level"]["text"])
+    outcomes[f"pass@{len(samples)} (ceiling)"] = any(right(s) for s in samples)
+    return outcomes
+
+
+def method_cost(record: dict[str, Any], method: str) -> tuple[int, float]:
+    """(generator tokens, wall seconds) that a method spent on this problem."""
+    sol = record["solution_level"]["seconds"]
+    sampling = sol["generator"] + sol["loop"]
+    if method == "greedy":
+        return record["greedy"]["tokens"], record["greedy"]["seconds"]
+    if method == "single sample":
+        n = len(record["samples"])
+        return record["sample_tokens"] // n, sampling / n
+    if method.startswith("self-consistency"):
+        return record["sample_tokens"], sampling + sol["AnswerAgreement"]
+    if method.startswith("best-of-"):
+        return record["sample_tokens"], sampling + sol[method.split(": ", 1)[1]]
+    if method == "ensemble, solution level" or method.startswith("pass@"):
+        return record["sample_tokens"], sol["total"]
+    if method == "ensemble, step level":
+        return record["step_level"]["tokens"], record["step_level"]["seconds"]["total"]
+    raise KeyError(method)
+
+
+def paired_difference(a: Sequence[bool], b: Sequence[bool], resamples: int = 10_000, seed: int = 0) -> dict:
+    """Mean of a - b over problems with a 95% paired bootstrap interval, in accuracy points."""
+    rng = random.Random(seed)
+    diffs = [int(x) - int(y) for x, y in zip(a, b)]
+    n = len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return {"points": 100 * sum(diffs) / n, "low": 100 * means[int(0.025 * resamples)],
+            "high": 100 * means[int(0.975 * resamples) - 1], "wins": diffs.count(1), "losses": diffs.count(-1)}
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    if not records:
+        raise ValueError("no records to summarise")
+    table, outcomes = {}, {}
+    for extraction in EXTRACTORS:
+        per_problem = [method_outcomes(r, extraction) for r in records]
+        outcomes[extraction] = {m: [o[m] for o in per_problem] for m in per_problem[0]}
+    for method in outcomes["strict"]:
+        costs = [method_cost(r, method) for r in records]
+        table[method] = {
+            "strict": accuracy(outcomes["strict"][method]).__dict__,
+            "flexible": accuracy(outcomes["flexible"][method]).__dict__,
+            "tokens_per_problem": sum(c[0] for c in costs) / len(records),
+            "seconds_per_problem": sum(c[1] for c in costs) / len(records),
+        }
+    flex = outcomes["flexible"]
+    singles = [m for m in flex if m.startswith("best-of-")]
+    best_single = max(singles, key=lambda m: sum(flex[m]))
+    loop = sum(r["solution_level"]["seconds"]["loop"] + r["step_level"]["seconds"]["loop"] for r in records)
+    total = sum(r["solution_level"]["seconds"]["total"] + r["step_level"]["seconds"]["total"] for r in records)
+    return {
+        "problems": len(records),
+        "methods": table,
+        "claims (flexible extraction)": {
+            "ensemble solution level - greedy": paired_difference(flex["ensemble, solution level"], flex["greedy"]),
+            "ensemble step level - greedy": paired_difference(flex["ensemble, step level"], flex["greedy"]),
+            f"ensemble solution level - best single scorer ({best_single})":
+                paired_difference(flex["ensemble, solution level"], flex[best_single]),
+        },
+        "loop_overhead_fraction": loop / total if total else 0.0,
+    }
+
+
+def markdown(summary: dict[str, Any], title: str) -> str:
+    lines = [f"### {title}", "", f"{summary['problems']} problems; accuracy with 95% Wilson intervals.", "",
+             "| method | strict | flexible | generator tokens / problem | seconds / problem |",
+             "| --- | --- | --- | --- | --- |"]
+    for method, row in summary["methods"].items():
+        cells = []
+        for extraction in ("strict", "flexible"):
+            a = row[extraction]
+            cells.append(f"{100 * a['correct'] / a['total']:.1f} [{100 * a['low']:.1f}, {100 * a['high']:.1f}]")
+        lines.append(f"| {method} | {cells[0]} | {cells[1]} | {row['tokens_per_problem']:.0f} | "
+                     f"{row['seconds_per_problem']:.1f} |")
+    lines += ["", "| claim (flexible) | points | 95% paired bootstrap | wins / losses |", "| --- | --- | --- | --- |"]
+    for claim, d in summary["claims (flexible extraction)"].items():
+        lines.append(f"| {claim} | {d['points']:+.1f} | [{d['low']:+.1f}, {d['high']:+.1f}] | {d['wins']} / {d['losses']} |")
+    lines += ["", f"Loop overhead (wall time outside the generator and the scorers): "
+                  f"{100 * summary['loop_overhead_fraction']:.2f}% of the consensus runs' time."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,47 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing local file must fail fast, not wait on the network
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer trained here on a few sentences: no download needed."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["Question: What is 2 + 3?\nAnswer:\n2 + 3 = 5\n#### 5\n", "The answer is 12.", "hello world"] * 10
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_tokenizer):
+    """A randomly initialised 2-layer GPT-2, for the generic causal-LM code paths."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from consensus.generators import CausalLMGenerator
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=256, vocab_size=len(tiny_tokenizer),
+                        eos_token_id=tiny_tokenizer.eos_token_id, pad_token_id=tiny_tokenizer.pad_token_id)
+    # CONSENSUS_TEST_DEVICE=cuda runs the generic generator tests on a GPU when one is lent.
+    model = GPT2LMHeadModel(config).to(os.environ.get("CONSENSUS_TEST_DEVICE", "cpu"))
+    return CausalLMGenerator(model, tiny_tokenizer, name="tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The real offline Gemma 3 270M (converted on first use) with the committed GSM adapter."""
+    from consensus.math.generator import load_math_generator
+
+    return load_math_generator()

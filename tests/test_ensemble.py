@@ -1,0 +1,101 @@
+import math
+
+import pytest
+import torch
+
+from consensus import Ensemble, NonFiniteEnergyError, Scorer, normalize
+
+
+class Fixed(Scorer):
+    """A scorer returning given energies: the ensemble's arithmetic is what is under test."""
+
+    modality = "text"
+
+    def __init__(self, values, name="Fixed"):
+        self.values, self._name = values, name
+
+    @property
+    def name(self):
+        return self._name
+
+    def energy(self, candidates, condition):
+        return torch.tensor(self.values, dtype=torch.float64)[: len(candidates)]
+
+
+def test_zscore_has_zero_mean_unit_std_and_keeps_order():
+    z = normalize(torch.tensor([1.0, 2.0, 4.0, 9.0]), "zscore")
+    assert z.mean().abs() < 1e-6 and (z.std(unbiased=False) - 1).abs() < 1e-6
+    assert torch.equal(torch.argsort(z), torch.arange(4))
+
+
+def test_rank_is_in_unit_interval_with_shared_ties():
+    r = normalize(torch.tensor([5.0, 1.0, 5.0, 3.0]), "rank")
+    assert r.tolist() == pytest.approx([5 / 6, 0.0, 5 / 6, 1 / 3])
+
+
+def test_minmax_spans_zero_to_one():
+    assert normalize(torch.tensor([2.0, 4.0, 3.0]), "minmax").tolist() == pytest.approx([0.0, 1.0, 0.5])
+
+
+@pytest.mark.parametrize("mode", ["zscore", "rank", "minmax"])
+def test_constant_energies_carry_no_opinion(mode):
+    assert normalize(torch.tensor([3.0, 3.0, 3.0]), mode).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_unknown_normalization_is_refused():
+    with pytest.raises(ValueError, match="zscore"):
+        Ensemble([Fixed([1.0])], normalization="softmax")
+
+
+def test_weighted_sum_and_per_scorer_energies():
+    ens = Ensemble([Fixed([1.0, 2.0], "a"), Fixed([10.0, 0.0], "b")], weights=[2.0, 0.5])
+    out = ens(["x", "y"], None)
+    assert out.total.tolist() == pytest.approx([2 * 1 + 0.5 * 10, 2 * 2 + 0.5 * 0])
+    assert set(out.per_scorer) == {"a", "b"} and out.per_scorer["b"].tolist() == [10.0, 0.0]
+    assert set(out.seconds) == {"a", "b"}
+
+
+def test_normalization_stops_a_wide_scorer_from_deciding_alone():
+    wide, narrow = Fixed([0.0, 1000.0, 500.0], "wide"), Fixed([1.0, 0.0, 0.2], "narrow")
+    assert int(torch.argmin(Ensemble([wide, narrow])(list("abc"), None).total)) == 0
+    # z-scored, both count equally: candidate c is second-best for both and wins the sum
+    assert int(torch.argmin(Ensemble([wide, narrow], normalization="zscore")(list("abc"), None).total)) == 2
+
+
+def test_nan_raises_naming_the_scorer_and_the_fix():
+    ens = Ensemble([Fixed([1.0, math.nan, 2.0], "broken")])
+    with pytest.raises(NonFiniteEnergyError, match="broken.*nonfinite='drop'"):
+        ens(list("abc"), None)
+
+
+def test_drop_policy_excludes_nonfinite_candidates():
+    ens = Ensemble([Fixed([1.0, math.inf, 3.0], "a"), Fixed([0.0, 0.0, 1.0], "b")], normalization="minmax",
+                   nonfinite="drop")
+    total = ens(list("abc"), None).total
+    assert math.isinf(total[1]) and total[0] == 0.0 and total[2] == 2.0
+
+
+def test_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        Ensemble([Fixed([1.0, 2.0])])(list("abc"), None)
+
+
+def test_duplicate_names_and_missing_weights_are_refused():
+    with pytest.raises(ValueError, match="unique"):
+        Ensemble([Fixed([1.0], "a"), Fixed([1.0], "a")])
+    with pytest.raises(ValueError, match="one weight per scorer"):
+        Ensemble([Fixed([1.0])], weights=[1.0, 2.0])
+    with pytest.raises(TypeError, match="Scorer"):
+        Ensemble([lambda c, x: c])
+
+
+def test_total_keeps_the_gradient_for_gradient_feedback():
+    class Square(Scorer):
+        modality, differentiable = "vector", True
+
+        def energy(self, candidates, condition):
+            return (candidates ** 2).sum(-1)
+
+    x = torch.tensor([[1.0, 2.0], [3.0, 0.0]], requires_grad=True)
+    Ensemble([Square()], weights=[0.5])(x, None).total.sum().backward()
+    assert torch.allclose(x.grad, x.detach().double().float())  # d(0.5 x²)/dx = x

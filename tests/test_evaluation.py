@@ -1,0 +1,49 @@
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from consensus.evaluation import read_results, run_resumable
+
+WORKER = """
+import sys, time
+from consensus.evaluation import run_resumable
+def solve(batch):
+    for x in batch:
+        time.sleep(0.05)
+        yield {"square": x * x, "correct": x % 3 == 0}
+run_resumable(list(range(60)), str, solve, sys.argv[1], batch_size=4, correct_field="correct")
+"""
+
+
+def test_killed_evaluation_resumes_without_losing_or_repeating(tmp_path):
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(out)], stderr=subprocess.DEVNULL)
+    while len(read_results(out)) < 10:  # wait until it is well into the run
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no cleanup, as a crash or an OOM kill
+    proc.wait()
+    written = len(read_results(out))
+    assert 10 <= written < 60
+    with out.open("a") as f:
+        f.write('{"id": "torn')  # the kill can also land mid-line
+    solved = []
+
+    def solve(batch):
+        solved.extend(batch)
+        return ({"square": x * x, "correct": x % 3 == 0} for x in batch)
+
+    records = run_resumable(list(range(60)), str, solve, out, batch_size=4)
+    assert [r["id"] for r in records] == [str(i) for i in range(60)]
+    assert len(solved) == 60 - written and not set(map(str, solved)) & {r["id"] for r in records[:written]}
+    lines = out.read_text().splitlines()
+    assert len(lines) == 60 and all(json.loads(line)["square"] == int(json.loads(line)["id"]) ** 2 for line in lines)
+
+
+def test_empty_set_and_duplicate_ids_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        run_resumable([], str, lambda b: [], tmp_path / "r.jsonl")
+    with pytest.raises(ValueError, match="unique"):
+        run_resumable([1, 1], lambda x: "same", lambda b: [{}] * len(b), tmp_path / "r.jsonl")
