@@ -38,15 +38,16 @@ def likelihood_tiny(request):
     return LMLikelihood(request.getfixturevalue("tiny_lm"), name="LMLikelihood[tiny]")
 
 
-FACTORIES = {"arithmetic": arithmetic, "agreement": agreement, "verifier": verifier, "likelihood": likelihood,
-             "likelihood_tiny": likelihood_tiny}
+# name -> (factory, whether it needs pytest's request to reach a model fixture)
+FACTORIES = {"arithmetic": (arithmetic, False), "agreement": (agreement, False), "verifier": (verifier, False),
+             "likelihood": (likelihood, True), "likelihood_tiny": (likelihood_tiny, True)}
 PREFERS_GOOD = ["arithmetic", "agreement", "verifier", "likelihood"]  # the tiny random LM has no preference
 
 
 @pytest.fixture(params=FACTORIES)
 def scorer_and_key(request):
-    factory = FACTORIES[request.param]
-    scorer = factory(request) if "request" in factory.__code__.co_varnames else factory()
+    factory, needs_request = FACTORIES[request.param]
+    scorer = factory(request) if needs_request else factory()
     return scorer, request.param
 
 
