@@ -8,8 +8,9 @@ its example redone. A progress bar shows the running accuracy and the ETA.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 

@@ -10,7 +10,8 @@ the candidate are declared once, as class attributes, so the loops can check the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 

@@ -14,8 +14,9 @@ tokens before nucleus filtering changes nothing a top-p of <1 would not already 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -77,7 +78,7 @@ class CausalLMGenerator:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: str | torch.dtype = "float32", device: str = "cpu",
-                        adapter: str | None = None, **kwargs: Any) -> "CausalLMGenerator":
+                        adapter: str | None = None, **kwargs: Any) -> CausalLMGenerator:
         """Load any hub or local causal LM; ``adapter`` is an optional PEFT (LoRA) adapter directory,
         merged into the weights so generation runs at the base model's speed."""
         transformers = _import_transformers()

@@ -10,8 +10,8 @@ are computed from such records by ``consensus.math.report``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 

@@ -12,8 +12,8 @@ way); the benchmark reports the tokens each actually spent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 

@@ -12,7 +12,7 @@ final line is GSM8K's ``#### N``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from consensus.math.data import Problem
 

@@ -7,7 +7,8 @@ Wilson intervals; differences between methods get a paired bootstrap interval ov
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from consensus.math.answers import extract_flexible, extract_strict, is_correct
 from consensus.metrics import accuracy, majority
