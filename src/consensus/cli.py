@@ -10,6 +10,7 @@ import sys
 EXPERIMENTS = {
     "math": ("consensus.math.cli", "math"),
     "robot": ("consensus.robot.cli", "robot"),
+    "image": ("consensus.image.cli", "image"),
 }
 
 

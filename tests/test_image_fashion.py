@@ -1,0 +1,85 @@
+"""The committed Fashion-MNIST models: they load, classify the test split, and guide a small batch end to end."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from consensus import read_trace
+from consensus.image import cli
+from consensus.image.default import fashion_ensemble, fashion_generator
+from consensus.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
+from consensus.image.fashion_models import SCORER_NAMES, load_fashion_classifier
+
+pytest.importorskip("diffusers")
+try:
+    TEST_IMAGES, TEST_LABELS = load_fashion_mnist("test")
+except FileNotFoundError as error:  # the Debian package is a CI requirement; say so instead of erroring
+    pytest.skip(str(error), allow_module_level=True)
+
+
+@pytest.mark.parametrize("name", [*SCORER_NAMES, "eval-classifier", "eval-features"])
+def test_committed_classifiers_load_and_classify_the_test_split(name):
+    model = load_fashion_classifier(name)
+    with torch.no_grad():
+        accuracy = (model(TEST_IMAGES[:2000]).argmax(1) == TEST_LABELS[:2000]).float().mean().item()
+    assert accuracy > 0.82, f"{name}: {accuracy:.3f}"
+
+
+def test_data_thirds_are_disjoint_and_cover_the_train_split():
+    a, _ = load_fashion_mnist("train", part="A")
+    c, _ = load_fashion_mnist("train", part="C")
+    assert len(a) == len(c) == 20000
+    assert not set(map(bytes, (a[:500] * 255).byte().flatten(1).numpy())) & set(
+        map(bytes, (c * 255).byte().flatten(1).numpy())
+    )
+    with pytest.raises(ValueError, match="part 'D' is not one or more of"):
+        load_fashion_mnist("train", part="D")
+
+
+def test_ensemble_guidance_draws_the_asked_classes():
+    generator = fashion_generator("ddim")
+    ensemble = fashion_ensemble()
+    judge = load_fashion_classifier("eval-classifier")
+    classes = list(FASHION_CLASSES) * 2
+    labels = torch.arange(10).repeat(2)
+    plain = generator.generate(20, num_inference_steps=10, seed=0).images
+    guided = generator.generate(20, ensemble, classes, num_inference_steps=10, guidance_scale=0.3, seed=0).images
+    with torch.no_grad():
+        accuracy_plain = (judge(plain).argmax(1) == labels).float().mean().item()
+        accuracy_guided = (judge(guided).argmax(1) == labels).float().mean().item()
+        assert ensemble(guided, classes).total.mean() < ensemble(plain, classes).total.mean()
+    assert accuracy_guided >= 0.6 and accuracy_guided > accuracy_plain + 0.3, (accuracy_plain, accuracy_guided)
+
+
+def test_ddpm_sampler_runs_on_the_committed_generator():
+    images = fashion_generator("ddpm").generate(2, fashion_ensemble(["mlp"]), "Trouser", num_inference_steps=5).images
+    assert images.shape == (2, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+
+
+def test_cli_writes_a_grid_and_a_trace(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        ["image", "--prompt", "a photo of a sneaker", "--num-images", "4", "--steps", "4", "--out", str(tmp_path)]
+    )
+    assert cli.run(args) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    header, *steps = read_trace(tmp_path / "trace.jsonl")
+    assert header["class"] == "Sneaker" and len(steps) == 4
+    assert (
+        set(steps[0]["energies"]) == {f"fashion-{n}" for n in SCORER_NAMES}
+        and len(steps[0]["energies"]["fashion-cnn"]) == 4
+    )
+    assert "Sneaker" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, error", [(["--class", "Sneakers"], "unknown class name 'Sneakers'; did you mean 'sneaker'"),
+                                         (["--prompt", "a cat"], "names no Fashion-MNIST class")])  # fmt: skip
+def test_cli_bad_class_is_a_clear_error(argv, error, tmp_path):
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    with pytest.raises(ValueError, match=error):
+        cli.run(parser.parse_args(["image", *argv, "--out", str(tmp_path)]))

@@ -1,0 +1,199 @@
+"""Energy guidance on tiny randomly initialised diffusers UNets and schedulers (the generic code path)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from torch import nn
+
+from consensus import Ensemble, Scorer, read_trace
+from consensus.image import ClassifierScorer, DiffusionGenerator, NonDifferentiableScorerError, NonFiniteGradientError
+from consensus.image.guidance import (
+    EnergyGuidance,
+    balanced_direction,
+    eps_to_prediction,
+    eps_to_x0,
+    prediction_to_eps,
+    x0_to_eps,
+)
+from consensus.trace import TraceWriter
+
+
+class BrightnessScorer(Scorer):
+    """Squared distance of the mean pixel to a target brightness (the condition), times ``gain``."""
+
+    modality = "image"
+    differentiable = True
+
+    def __init__(self, gain: float = 1.0, name: str = "brightness"):
+        self.gain, self._name = gain, name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def energy(self, candidates, condition):
+        return self.gain * (candidates.mean((1, 2, 3)) - condition) ** 2
+
+
+class LeftRightScorer(Scorer):
+    """Prefers a bright left half and a dark right half; ignores the condition."""
+
+    modality = "image"
+    differentiable = True
+
+    def energy(self, candidates, condition):
+        half = candidates.shape[-1] // 2
+        return candidates[..., half:].mean((1, 2, 3)) - candidates[..., :half].mean((1, 2, 3))
+
+
+class FrozenScorer(BrightnessScorer):
+    differentiable = False
+
+
+class SqrtScorer(Scorer):
+    """Finite energy (0) but a NaN gradient: d/dx sqrt(0 * x) = 0 * inf."""
+
+    modality = "image"
+    differentiable = True
+
+    def energy(self, candidates, condition):
+        return (0 * candidates).sqrt().sum((1, 2, 3))
+
+
+def tiny_unet(seed: int = 0) -> UNet2DModel:
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+    ).eval()  # fmt: skip
+
+
+def scheduler(kind: str):
+    ddpm = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+    return ddpm if kind == "ddpm" else DDIMScheduler.from_config(ddpm.config)
+
+
+@pytest.mark.parametrize("kind, eta", [("ddpm", None), ("ddim", 0.0), ("ddim", 1.0)])
+def test_guidance_lowers_the_energy_for_ddpm_and_ddim(kind, eta):
+    generator = DiffusionGenerator(tiny_unet(), scheduler(kind))
+    ensemble = Ensemble([BrightnessScorer()])
+    plain = generator.generate(6, num_inference_steps=10, eta=eta, seed=3).images
+    guided = generator.generate(6, ensemble, 0.9, num_inference_steps=10, guidance_scale=0.3, eta=eta, seed=3).images
+    assert guided.shape == plain.shape == (6, 1, 8, 8)
+    assert 0 <= guided.min() and guided.max() <= 1
+    before, after = ensemble(plain, 0.9).total, ensemble(guided, 0.9).total
+    assert (after < before).all(), (before, after)
+    # And towards the asked target: a dark target moves the other way.
+    dark = generator.generate(6, ensemble, 0.1, num_inference_steps=10, guidance_scale=0.3, eta=eta, seed=3).images
+    assert dark.mean() < plain.mean() < guided.mean()
+
+
+def test_zero_scale_is_the_unguided_sampler():
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    plain = generator.generate(3, num_inference_steps=5, seed=1).images
+    guided = generator.generate(
+        3, Ensemble([BrightnessScorer()]), 0.9, num_inference_steps=5, guidance_scale=0.0, seed=1
+    )
+    torch.testing.assert_close(guided.images, plain, atol=1e-5, rtol=0)
+
+
+def test_classifier_scorer_guides_toward_the_asked_class():
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    scorer = ClassifierScorer(classifier, ["a", "b", "c"], name="linear")
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    plain = generator.generate(8, num_inference_steps=10, seed=0).images
+    guided = generator.generate(8, Ensemble([scorer]), "b", num_inference_steps=10, guidance_scale=0.3, seed=0).images
+    assert scorer.energy(guided, "b").mean() < scorer.energy(plain, "b").mean()
+    assert (scorer.log_probs(guided).argmax(1) == 1).float().mean() > (
+        scorer.log_probs(plain).argmax(1) == 1
+    ).float().mean()
+
+
+def test_balancing_gives_scorers_on_different_scales_an_equal_say():
+    g_big, g_small = torch.randn(2, 1, 4, 4) * 1e4, torch.randn(2, 1, 4, 4) * 1e-4
+    balanced = balanced_direction([g_big, g_small], [1.0, 1.0], balance=True)
+    unit = lambda g: g / g.pow(2).mean((1, 2, 3), keepdim=True).sqrt()
+    torch.testing.assert_close(balanced, (unit(g_big) + unit(g_small)) / 2)
+    raw = balanced_direction([g_big, g_small], [1.0, 1.0], balance=False)
+    torch.testing.assert_close(raw, g_big + g_small)
+    # End to end: a scorer 10^4 times louder does not drown the other one.
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    loud, quiet = BrightnessScorer(gain=1e4, name="loud"), LeftRightScorer()
+    plain = generator.generate(6, num_inference_steps=10, seed=2).images
+    guided = generator.generate(
+        6, Ensemble([loud, quiet]), 0.5, num_inference_steps=10, guidance_scale=0.3, seed=2
+    ).images
+    assert quiet.energy(guided, None).mean() < quiet.energy(plain, None).mean() - 0.1
+
+
+def test_prediction_types_round_trip():
+    x_t, eps, alpha_bar = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4), torch.tensor(0.3)
+    for kind in ("epsilon", "sample", "v_prediction"):
+        torch.testing.assert_close(
+            prediction_to_eps(eps_to_prediction(eps, x_t, alpha_bar, kind), x_t, alpha_bar, kind), eps
+        )
+    torch.testing.assert_close(x0_to_eps(x_t, eps_to_x0(x_t, eps, alpha_bar), alpha_bar), eps)
+
+
+def test_v_prediction_model_is_guided_too():
+    ddim = DDIMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
+    generator = DiffusionGenerator(tiny_unet(), ddim)
+    ensemble = Ensemble([BrightnessScorer()])
+    plain = generator.generate(4, num_inference_steps=8, seed=0).images
+    guided = generator.generate(4, ensemble, 0.9, num_inference_steps=8, guidance_scale=0.3, seed=0).images
+    assert (ensemble(guided, 0.9).total < ensemble(plain, 0.9).total).all()
+
+
+def test_trace_and_callback_record_every_scorer_per_step(tmp_path):
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    ensemble = Ensemble([BrightnessScorer(), LeftRightScorer()])
+    seen = []
+    with TraceWriter(tmp_path / "trace.jsonl") as trace:
+        generator.generate(3, ensemble, 0.5, num_inference_steps=4, seed=0, trace=trace, callback=seen.append)
+    lines = list(read_trace(tmp_path / "trace.jsonl"))
+    assert [line["step"] for line in lines] == [0, 1, 2, 3] == [info["step"] for info in seen]
+    for line in lines:
+        assert set(line["energies"]) == {"brightness", "LeftRightScorer"}
+        assert all(len(v) == 3 for v in line["energies"].values()) and len(line["grad_rms"]["brightness"]) == 3
+    assert seen[0]["x0"].shape == (3, 1, 8, 8) and seen[0]["step_size"] == pytest.approx(0.1)
+    # The guidance did its job over the steps: the brightness energy falls from first to last.
+    assert sum(lines[-1]["energies"]["brightness"]) < sum(lines[0]["energies"]["brightness"])
+
+
+def test_linear_schedule_fades_the_step_out():
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    seen = []
+    generator.generate(2, Ensemble([BrightnessScorer()]), 0.5, num_inference_steps=5, guidance_scale=1.0,
+                       schedule="linear", seed=0, callback=seen.append)  # fmt: skip
+    sizes = [info["step_size"] for info in seen]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > 0.7 and sizes[-1] < 0.2
+
+
+def test_non_differentiable_scorer_is_refused_in_gradient_mode():
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    with pytest.raises(NonDifferentiableScorerError, match=r"FrozenScorer.*differentiable=False.*best-of-N"):
+        generator.generate(
+            2, Ensemble([BrightnessScorer(), FrozenScorer(name="FrozenScorer")]), 0.5, num_inference_steps=2
+        )
+
+
+def test_nan_gradient_is_a_clear_error():
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    with pytest.raises(NonFiniteGradientError, match="SqrtScorer gave a NaN/inf gradient at timestep"):
+        generator.generate(2, Ensemble([SqrtScorer()]), None, num_inference_steps=2)
+
+
+def test_bad_settings_are_clear_errors():
+    unet, ddim = tiny_unet(), scheduler("ddim")
+    ensemble = Ensemble([BrightnessScorer()])
+    with pytest.raises(ValueError, match="unknown guidance schedule 'fast'"):
+        EnergyGuidance(unet, ddim.alphas_cumprod, ensemble, 0.5, lambda x: x, schedule="fast")
+    with pytest.raises(ValueError, match="guidance scale must be a finite number >= 0"):
+        EnergyGuidance(unet, ddim.alphas_cumprod, ensemble, 0.5, lambda x: x, scale=float("nan"))
+    with pytest.raises(ValueError, match="DDPMScheduler.step takes no eta"):
+        DiffusionGenerator(unet, scheduler("ddpm")).generate(1, num_inference_steps=2, eta=0.5)
+    with pytest.raises(ValueError, match="unknown prediction type 'noise'"):
+        EnergyGuidance(unet, ddim.alphas_cumprod, ensemble, 0.5, lambda x: x, prediction_type="noise")
