@@ -1,6 +1,10 @@
-"""The Scorer contract, run against every scorer of the project, on real models."""
+"""The Scorer contract, run on real models against every scorer that reads text or images.
+
+The robot's per-view scorers read rendered scenes; their contract is in test_robot_scorers.py.
+"""
 
 import copy
+from dataclasses import dataclass
 from functools import cache
 
 import pytest
@@ -17,64 +21,89 @@ BAD = "She buys 3 + 4 = 9 apples.\nShe now has 12 * 9 = 118 apples.\n#### 118"
 OTHER = "She buys 3 * 4 = 12 apples.\nShe has 12 + 12 = 24.\n#### 24"
 
 
-def arithmetic():
-    return ArithmeticVerifier()
+@dataclass
+class Case:
+    """A scorer with candidates it must rank: ``candidates[0]`` fits the condition, ``candidates[1]`` does not."""
+
+    scorer: Scorer
+    candidates: object
+    condition: object
+    has_preference: bool = True  # False for a randomly initialised model
 
 
-def agreement():
-    return AnswerAgreement()
+TEXT = [GOOD, BAD, OTHER, ""]
 
 
 @cache
-def verifier():
+def _fashion_images():
+    from consensus.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
+
+    images, labels = load_fashion_mnist("test")
+    trouser = FASHION_CLASSES.index("Trouser")
+    first = lambda want: int(((labels == trouser) == want).nonzero()[0])  # noqa: E731
+    return images[[first(True), first(False), first(False) + 1]]
+
+
+@cache
+def _verifier():
     return TrainedVerifier()  # loads the sentence encoder: once per session
 
 
-def likelihood(request):
-    return LMLikelihood(request.getfixturevalue("gemma"))
+def _fashion(name):
+    from consensus.image.fashion_models import fashion_scorer
+
+    return Case(fashion_scorer(name), _fashion_images(), "Trouser")
 
 
-def likelihood_tiny(request):
-    return LMLikelihood(request.getfixturevalue("tiny_lm"), name="LMLikelihood[tiny]")
+CASES = {
+    "arithmetic": lambda request: Case(ArithmeticVerifier(), TEXT, QUESTION),
+    "agreement": lambda request: Case(AnswerAgreement(), TEXT, QUESTION),
+    "verifier": lambda request: Case(_verifier(), TEXT, QUESTION),
+    "likelihood": lambda request: Case(LMLikelihood(request.getfixturevalue("gemma")), TEXT, QUESTION),
+    "likelihood_tiny": lambda request: Case(LMLikelihood(request.getfixturevalue("tiny_lm"), name="LMLikelihood[tiny]"),
+                                            TEXT, QUESTION, has_preference=False),
+    "fashion_cnn": lambda request: _fashion("cnn"),
+    "fashion_mlp": lambda request: _fashion("mlp"),
+    "fashion_resnet": lambda request: _fashion("resnet"),
+}
 
 
-# name -> (factory, whether it needs pytest's request to reach a model fixture)
-FACTORIES = {"arithmetic": (arithmetic, False), "agreement": (agreement, False), "verifier": (verifier, False),
-             "likelihood": (likelihood, True), "likelihood_tiny": (likelihood_tiny, True)}
-PREFERS_GOOD = ["arithmetic", "agreement", "verifier", "likelihood"]  # the tiny random LM has no preference
+@pytest.fixture(params=CASES)
+def case(request) -> Case:
+    return CASES[request.param](request)
 
 
-@pytest.fixture(params=FACTORIES)
-def scorer_and_key(request):
-    factory, needs_request = FACTORIES[request.param]
-    scorer = factory(request) if needs_request else factory()
-    return scorer, request.param
-
-
-def test_declares_modality_and_differentiability(scorer_and_key):
-    scorer, _ = scorer_and_key
+def test_declares_modality_and_differentiability(case):
+    scorer = case.scorer
     assert isinstance(scorer, Scorer)
     assert isinstance(type(scorer).modality, str) and isinstance(type(scorer).differentiable, bool)
     assert isinstance(scorer.name, str) and scorer.name
 
 
-def test_returns_one_finite_energy_per_candidate_and_never_mutates(scorer_and_key):
-    scorer, _ = scorer_and_key
-    candidates = [GOOD, BAD, OTHER, ""]
-    before = copy.deepcopy(candidates)
-    energies = scorer.energy(candidates, QUESTION)
-    assert isinstance(energies, torch.Tensor) and energies.shape == (4,) and energies.dtype.is_floating_point
+def test_returns_one_finite_energy_per_candidate_and_never_mutates(case):
+    before = copy.deepcopy(case.candidates)
+    energies = case.scorer.energy(case.candidates, case.condition)
+    n = len(case.candidates)
+    assert isinstance(energies, torch.Tensor) and energies.shape == (n,) and energies.dtype.is_floating_point
     assert torch.isfinite(energies).all()
-    assert candidates == before
-    assert torch.equal(energies, scorer.energy(candidates, QUESTION))  # deterministic
+    same = torch.equal(before, case.candidates) if isinstance(before, torch.Tensor) else before == case.candidates
+    assert same
+    assert torch.allclose(energies, case.scorer.energy(case.candidates, case.condition))  # deterministic
 
 
-def test_prefers_a_right_solution_to_a_wrong_one(scorer_and_key):
-    scorer, key = scorer_and_key
-    if key not in PREFERS_GOOD:
-        pytest.skip("a randomly initialised LM has no preference to test")
-    energies = scorer.energy([GOOD, BAD, OTHER], QUESTION)
+def test_prefers_the_candidate_that_fits(case):
+    if not case.has_preference:
+        pytest.skip("a randomly initialised model has no preference to test")
+    energies = case.scorer.energy(case.candidates, case.condition)
     assert energies[0] < energies[1]
+
+
+def test_differentiable_scorers_give_a_gradient(case):
+    if not type(case.scorer).differentiable:
+        pytest.skip("declared non-differentiable")
+    x = case.candidates.clone().requires_grad_(True)
+    case.scorer.energy(x, case.condition).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 def test_arithmetic_verifier_counts_wrong_computations():
