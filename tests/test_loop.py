@@ -129,3 +129,13 @@ def test_selection_rules():
         Best()(torch.tensor([float("inf")]), g)
     with pytest.raises(ValueError):
         TopK(0)
+
+
+def test_stops_when_survivors_agree():
+    result = run_consensus(RandomWalk(n=8, spread=0.1), Ensemble([DistanceTo(0.0)]), None, select=TopK(3),
+                           budget=Budget(iterations=20), agreement=lambda x: round(x))
+    assert result.stop_reason == "agreement" and result.iterations == 1
+    assert len({round(s) for s in result.survivors}) == 1
+    never = run_consensus(RandomWalk(), Ensemble([DistanceTo(0.0)]), None, select=TopK(3),
+                          budget=Budget(iterations=3), agreement=lambda x: None)
+    assert never.stop_reason == "budget"

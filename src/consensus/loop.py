@@ -90,6 +90,7 @@ def run_consensus(
     select: Callable[[torch.Tensor, torch.Generator], list[int]] = Best(),
     budget: Budget = Budget(),
     patience: int | None = None,
+    agreement: Callable[[Any], Any] | None = None,
     seed: int = 0,
     callback: Callable[[dict[str, Any]], None] | None = None,
     trace: TraceWriter | None = None,
@@ -99,8 +100,10 @@ def run_consensus(
     Stopping rules, checked after every iteration: every survivor is complete
     (``"complete"``); the iteration budget or the generator-token / scorer-call budget is
     spent (``"budget"``); the best energy has not fallen for ``patience`` iterations
-    (``"plateau"``). Energies are compared only when the ensemble normalisation is
-    ``none``, since normalised energies are relative to each iteration's candidate set.
+    (``"plateau"``); two or more survivors agree, i.e. ``agreement`` maps them all to the
+    same value that is not None, such as the same final answer (``"agreement"``). Energies
+    are compared only when the ensemble normalisation is ``none``, since normalised energies
+    are relative to each iteration's candidate set.
 
     The result's ``best`` is the lowest-energy survivor of the last iteration.
 
@@ -151,6 +154,11 @@ def run_consensus(
         if all(proposals.complete[i] for i in survivors):
             stop_reason = "complete"
             break
+        if agreement is not None and len(parents) > 1:
+            keys = [agreement(p) for p in parents]
+            if keys[0] is not None and all(k == keys[0] for k in keys):
+                stop_reason = "agreement"
+                break
         if patience is not None and stale >= patience:
             stop_reason = "plateau"
             break
