@@ -1,6 +1,6 @@
 """The math experiment assembled: generator, scorers, ensemble, and one problem solved every way.
 
-``solve_problem`` runs, for one problem and at one generator budget: greedy decoding; N
+``Experiment.greedy`` and ``Experiment.solve`` run, for one problem and at one generator budget: greedy decoding; N
 sampled solutions scored by every scorer (which gives self-consistency, best-of-N by each
 single scorer, ensemble consensus at solution level and pass@N from the same N samples);
 and ensemble consensus at step level. It returns a JSON-able record; the methods' accuracies
