@@ -38,7 +38,7 @@ def test_step_level_consensus_builds_a_solution_line_by_line(gemma):
 
 def test_cli_evaluates_and_resumes(tmp_path, capsys):
     out = tmp_path / "math.jsonl"
-    args = ["math", "--size", "2", "--method", "greedy", "--out", str(out)]
+    args = ["math", "--source", "chain_sum", "--size", "2", "--method", "greedy", "--out", str(out)]
     main(args)
     first = out.read_text().splitlines()
     assert len(first) == 2 and {"gold", "text", "correct", "correct_strict"} <= set(json.loads(first[0]))
