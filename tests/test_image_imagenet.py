@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import skimage.data as skimage_data
 import torch
-
-skimage_data = pytest.importorskip("skimage.data")
 
 from consensus.image import MobileNetV2, imagenet_scorer
 from consensus.image.imagenet import imagenet_class_names

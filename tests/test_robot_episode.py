@@ -3,10 +3,7 @@ scorers, consensus loop), the random baseline, and the ``consensus robot`` comma
 
 import json
 
-import pytest
 from PIL import Image
-
-pytest.importorskip("pybullet")
 
 from consensus.ensemble import Ensemble
 from consensus.robot import cli

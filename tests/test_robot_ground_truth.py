@@ -2,8 +2,6 @@
 
 import pytest
 
-pytest.importorskip("pybullet")
-
 from consensus.robot.ground_truth import goal_satisfied, relation_holds
 from consensus.robot.relations import Goal, Relation, parse_goal
 from consensus.robot.scene import ObjectPose, PickPlace, SceneSpec, TabletopScene

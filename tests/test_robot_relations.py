@@ -2,8 +2,6 @@
 
 import pytest
 
-pytest.importorskip("pybullet")
-
 from consensus.robot.relations import RELATIONS, Goal, GoalParseError, Relation, parse_goal
 
 

@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("pybullet")
-
 from consensus.ensemble import Ensemble
 from consensus.robot.ground_truth import relation_holds
 from consensus.robot.relations import Goal, Relation

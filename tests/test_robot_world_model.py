@@ -2,10 +2,7 @@
 and leaves the scene as it found it; the CEM proposer refines around its survivors."""
 
 import numpy as np
-import pytest
 import torch
-
-pytest.importorskip("pybullet")
 
 from consensus.robot.scene import DEFAULT_CAMERAS, ObjectPose, PickPlace, SceneSpec, TabletopScene
 from consensus.robot.world_model import CEMProposer, SimulatorWorldModel

@@ -28,7 +28,6 @@ class Case:
     scorer: Scorer
     candidates: object
     condition: object
-    has_preference: bool = True  # False for a randomly initialised model
 
 
 TEXT = [GOOD, BAD, OTHER, ""]
@@ -61,7 +60,7 @@ CASES = {
     "verifier": lambda request: Case(_verifier(), TEXT, QUESTION),
     "likelihood": lambda request: Case(LMLikelihood(request.getfixturevalue("gemma")), TEXT, QUESTION),
     "likelihood_tiny": lambda request: Case(LMLikelihood(request.getfixturevalue("tiny_lm"), name="LMLikelihood[tiny]"),
-                                            TEXT, QUESTION, has_preference=False),
+                                            TEXT, QUESTION),
     "fashion_cnn": lambda request: _fashion("cnn"),
     "fashion_mlp": lambda request: _fashion("mlp"),
     "fashion_resnet": lambda request: _fashion("resnet"),
@@ -70,6 +69,16 @@ CASES = {
 
 @pytest.fixture(params=CASES)
 def case(request) -> Case:
+    return CASES[request.param](request)
+
+
+@pytest.fixture(params=[k for k in CASES if k != "likelihood_tiny"])  # a random model has no preference
+def preferring_case(request) -> Case:
+    return CASES[request.param](request)
+
+
+@pytest.fixture(params=[k for k in CASES if k.startswith("fashion_")])  # the differentiable scorers
+def differentiable_case(request) -> Case:
     return CASES[request.param](request)
 
 
@@ -91,16 +100,15 @@ def test_returns_one_finite_energy_per_candidate_and_never_mutates(case):
     assert torch.allclose(energies, case.scorer.energy(case.candidates, case.condition))  # deterministic
 
 
-def test_prefers_the_candidate_that_fits(case):
-    if not case.has_preference:
-        pytest.skip("a randomly initialised model has no preference to test")
+def test_prefers_the_candidate_that_fits(preferring_case):
+    case = preferring_case
     energies = case.scorer.energy(case.candidates, case.condition)
     assert energies[0] < energies[1]
 
 
-def test_differentiable_scorers_give_a_gradient(case):
-    if not type(case.scorer).differentiable:
-        pytest.skip("declared non-differentiable")
+def test_differentiable_scorers_give_a_gradient(differentiable_case):
+    case = differentiable_case
+    assert type(case.scorer).differentiable
     x = case.candidates.clone().requires_grad_(True)
     case.scorer.energy(x, case.condition).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
