@@ -6,12 +6,11 @@ Wilson intervals; differences between methods get a paired bootstrap interval ov
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
 from consensus.math.answers import extract_flexible, extract_strict, is_correct
-from consensus.metrics import accuracy, majority
+from consensus.metrics import accuracy, majority, paired_difference
 
 EXTRACTORS = {"strict": extract_strict, "flexible": extract_flexible}
 
@@ -63,16 +62,6 @@ def method_cost(record: dict[str, Any], method: str) -> tuple[int, float]:
     raise KeyError(method)
 
 
-def paired_difference(a: Sequence[bool], b: Sequence[bool], resamples: int = 10_000, seed: int = 0) -> dict:
-    """Mean of a - b over problems with a 95% paired bootstrap interval, in accuracy points."""
-    rng = random.Random(seed)
-    diffs = [int(x) - int(y) for x, y in zip(a, b)]
-    n = len(diffs)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {"points": 100 * sum(diffs) / n, "low": 100 * means[int(0.025 * resamples)],
-            "high": 100 * means[int(0.975 * resamples) - 1], "wins": diffs.count(1), "losses": diffs.count(-1)}
-
-
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not records:
         raise ValueError("no records to summarise")
@@ -120,6 +109,6 @@ def markdown(summary: dict[str, Any], title: str) -> str:
     lines += ["", "| claim (flexible) | points | 95% paired bootstrap | wins / losses |", "| --- | --- | --- | --- |"]
     for claim, d in summary["claims (flexible extraction)"].items():
         lines.append(f"| {claim} | {d['points']:+.1f} | [{d['low']:+.1f}, {d['high']:+.1f}] | {d['wins']} / {d['losses']} |")
-    lines += ["", f"Loop overhead (wall time outside the generator and the scorers): "
-                  f"{100 * summary['loop_overhead_fraction']:.2f}% of the consensus runs' time."]
+    lines += ["", (f"Loop overhead (wall time outside the generator and the scorers): "
+                   f"{100 * summary['loop_overhead_fraction']:.2f}% of the consensus runs' time.")]
     return "\n".join(lines) + "\n"
