@@ -11,6 +11,7 @@ EXPERIMENTS = {
     "math": ("consensus.math.cli", "math"),
     "robot": ("consensus.robot.cli", "robot"),
     "image": ("consensus.image.cli", "image"),
+    "vqa": ("consensus.vqa.cli", "vqa"),
 }
 
 

@@ -1,0 +1,86 @@
+"""Video-QA benchmark: the LM alone, steered by each single scorer, and by the ensemble, both feedback forms.
+
+On a seeded, type-stratified sample of the offline easy-VQA test questions (each test image made
+into an 8-frame clip; see consensus.vqa.data), Gemma 3 270M writes every answer; the committed
+image–text models steer it. The gradient-free (rescore) conditions run on every question, the
+gradient (cache-shift) conditions on a seeded stratified subset, for their cost. Results are
+one JSON line per question in benchmarks/results/vqa-easy.jsonl (a killed run resumes where it
+stopped); the summary goes to vqa-easy.json and .md and is printed.
+
+    python benchmarks/vqa_benchmark.py --questions 300 --gradient-questions 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from consensus.evaluation import run_resumable
+from consensus.generators.steering import SteeringConfig
+from consensus.models.gemma import load_gemma
+from consensus.vqa.answers import is_correct
+from consensus.vqa.cli import VQA_DEFAULTS
+from consensus.vqa.data import easy_vqa_examples, sample_examples
+from consensus.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
+from consensus.vqa.report import ENSEMBLE, condition_name, markdown, summarize
+
+TITLE = "easy-VQA test clips (8 frames); Gemma 3 270M steered by the committed image-text models"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--questions", type=int, default=300)
+    ap.add_argument("--gradient-questions", type=int, default=100)
+    ap.add_argument("--scorers", default=",".join(OFFLINE_SCORERS))
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--results", default="benchmarks/results")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    examples = sample_examples(easy_vqa_examples("test"), args.questions, seed=args.seed)
+    gradient_ids = {e.question_id for e in sample_examples(examples, args.gradient_questions, seed=args.seed + 1)}
+    lm, scorers = load_gemma(), load_scorers(args.scorers)
+    steered_by = {s.name: build_ensemble([s]) for s in scorers} | {ENSEMBLE: build_ensemble(scorers)}
+    conditions = {condition_name("none", None): VideoQA(lm, None, SteeringConfig(feedback="none", max_new_tokens=4))}
+    for feedback in ("rescore", "gradient"):
+        config = SteeringConfig(**{**VQA_DEFAULTS.__dict__, "feedback": feedback})
+        for name, ensemble in steered_by.items():
+            conditions[condition_name(feedback, name)] = VideoQA(lm, ensemble, config)
+
+    def solve(batch):
+        for example in batch:
+            frames = example.frames(args.frames)
+            record = {"question": example.question, "reference": example.answer, "type": example.question_type,
+                      "video": example.video, "answers": {}, "correct": {}, "seconds": {}}
+            for name, qa in conditions.items():
+                if name.startswith("gradient") and example.question_id not in gradient_ids:
+                    continue
+                start = time.perf_counter()
+                answer = qa.answer(frames, example.question)
+                record["seconds"][name] = time.perf_counter() - start
+                record["answers"][name] = answer.text
+                record["correct"][name] = is_correct(answer.text, example.answer)
+            yield record
+
+    out = Path(args.results)
+    start = time.time()
+    records = run_resumable(examples, lambda e: e.question_id, solve, out / "vqa-easy.jsonl", description="vqa")
+    summary = summarize(records)
+    summary.update({"title": TITLE, "seed": args.seed, "frames": args.frames, "generator": lm.name,
+                    "scorers": [s.name for s in scorers], "steering": {**VQA_DEFAULTS.__dict__, "feedback": None},
+                    "gradient_questions": len(gradient_ids), "threads": args.threads,
+                    "wall_seconds_this_run": time.time() - start})
+    (out / "vqa-easy.json").write_text(json.dumps(summary, indent=1))
+    table = markdown(summary, TITLE)
+    (out / "vqa-easy.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
