@@ -1,4 +1,4 @@
-"""The Scorer contract, run on real models against every scorer that reads text or images.
+"""The Scorer contract, run on real models against every scorer that reads text or images (or video frames).
 
 The robot's per-view scorers read rendered scenes; their contract is in test_robot_scorers.py.
 """
@@ -48,6 +48,35 @@ def _verifier():
     return TrainedVerifier()  # loads the sentence encoder: once per session
 
 
+@cache
+def _colour_question():
+    """The first easy-VQA test colour question as a 4-frame clip, and its answer."""
+    from consensus.vqa.condition import VideoQuestion
+    from consensus.vqa.data import easy_vqa_examples
+
+    example = next(e for e in easy_vqa_examples("test") if e.question_type == "color")
+    return VideoQuestion(tuple(example.frames(4)), example.question), example.answer
+
+
+def _vqa(name):
+    from consensus.vqa.scorers import TinyClipScorer
+
+    condition, answer = _colour_question()
+    wrong = "brown" if answer != "brown" else "teal"
+    return Case(TinyClipScorer.load(name), [answer, wrong, "circle", ""], condition)
+
+
+def _photo():
+    import skimage.data
+    from PIL import Image
+
+    from consensus.vqa.condition import VideoQuestion
+    from consensus.vqa.scorers import ClassifierTextScorer
+
+    cat = VideoQuestion((Image.fromarray(skimage.data.chelsea()),), "what animal is this?")
+    return Case(ClassifierTextScorer(), ["cat", "car", "a cat", "x"], cat)
+
+
 def _fashion(name):
     from consensus.image.fashion_models import fashion_scorer
 
@@ -64,6 +93,10 @@ CASES = {
     "fashion_cnn": lambda request: _fashion("cnn"),
     "fashion_mlp": lambda request: _fashion("mlp"),
     "fashion_resnet": lambda request: _fashion("resnet"),
+    "vqa_clip_cnn": lambda request: _vqa("vqa-clip-cnn"),
+    "vqa_clip_gru": lambda request: _vqa("vqa-clip-gru"),
+    "vqa_clip_patch": lambda request: _vqa("vqa-clip-patch"),
+    "vqa_imagenet_minilm": lambda request: _photo(),
 }
 
 
