@@ -42,6 +42,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         best = max(singles, key=lambda c: table[c]["accuracy"])
         claims[f"{feedback}: ensemble - lm alone"] = _paired(records, ensemble, LM_ALONE)
         claims[f"{feedback}: ensemble - best single ({best.split(': ', 1)[1]})"] = _paired(records, ensemble, best)
+    gradient, rescore = condition_name("gradient", ENSEMBLE), condition_name("rescore", ENSEMBLE)
+    if gradient in table and rescore in table:
+        claims["ensemble: gradient - rescore (same questions)"] = _paired(records, gradient, rescore)
     return {"questions": len(records), "types": types, "conditions": table, "claims": claims}
 
 
