@@ -67,3 +67,17 @@ def test_cli_bad_input_gets_a_clear_error(tmp_path, capsys, args, message):
         main(["vqa", "--question", "what color is the shape?", *[a.format(tmp=tmp_path) for a in args]])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_question_with_no_frames_is_refused(gemma, ensemble):
+    from consensus.vqa.condition import VideoQuestion
+
+    with pytest.raises(ValueError, match="no frames"):
+        VideoQuestion((), "what color is the shape?")
+    with pytest.raises(ValueError, match="no frames"):
+        VideoQA(gemma, ensemble).answer([], "what color is the shape?")
+
+
+def test_feedback_without_scorers_is_refused(gemma):
+    with pytest.raises(ValueError, match="needs an ensemble"):
+        VideoQA(gemma, None, SteeringConfig(feedback="rescore"))
