@@ -48,9 +48,10 @@ class SteeringConfig:
 
     feedback: ``gradient`` (cache shift), ``rescore`` (gradient-free product) or ``none`` (LM alone).
     top_k: next-token candidates scored at each token (one batched scorer call of k texts).
-    temperature: τ of the target softmax(−E/τ); the energies are usually z-scores across the k
-        candidates (an Ensemble with normalization="zscore"), so τ = 0.25 makes a candidate one
-        standard deviation better e^4 ≈ 55 times more likely in the target.
+    temperature: τ of the target softmax(−E/τ), in the energies' units. For z-scores across the k
+        candidates (an Ensemble with normalization="zscore") the default 0.25 makes a candidate one
+        standard deviation better e^4 ≈ 55 times more likely in the target; for energies that are
+        already calibrated logits (the video-QA ensemble, consensus.vqa.experiment) use τ = 1.
     steps: gradient steps on the cache shift per token (``gradient`` only).
     step_size: the length of each normalised step.
     grad_norm_power: the exponent of the per-tensor gradient norm that divides the step
