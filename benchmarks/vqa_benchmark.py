@@ -8,6 +8,11 @@ one JSON line per question in benchmarks/results/vqa-easy.jsonl (a killed run re
 stopped); the summary goes to vqa-easy.json and .md and is printed.
 
     python benchmarks/vqa_benchmark.py --questions 300 --gradient-questions 100
+
+With ActivityNet-QA on disk (its test_q.json, test_a.json and videos/), the paper's setting:
+
+    python benchmarks/vqa_benchmark.py --activitynet DIR \
+        --scorers clip:openai/clip-vit-base-patch32,clip:openai/clip-vit-large-patch14
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import torch
 
 from consensus.evaluation import run_resumable
 from consensus.generators.steering import SteeringConfig
-from consensus.models.gemma import load_gemma
 from consensus.vqa.answers import is_correct
-from consensus.vqa.cli import VQA_DEFAULTS
-from consensus.vqa.data import easy_vqa_examples, sample_examples
+from consensus.vqa.cli import VQA_DEFAULTS, load_lm
+from consensus.vqa.data import activitynet_qa, easy_vqa_examples, sample_examples
 from consensus.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
 from consensus.vqa.report import ENSEMBLE, condition_name, markdown, summarize
 
-TITLE = "easy-VQA test clips (8 frames); Gemma 3 270M steered by the committed image-text models"
+TITLES = {"easy": "easy-VQA test clips (8 frames); {lm} steered by the committed image-text models",
+          "activitynet": "ActivityNet-QA {split} (8 frames); {lm} steered by {scorers}"}
 
 
 def main() -> None:
@@ -36,6 +41,9 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--gradient-questions", type=int, default=100)
     ap.add_argument("--scorers", default=",".join(OFFLINE_SCORERS))
+    ap.add_argument("--activitynet", default=None, help="an ActivityNet-QA folder (default: the offline easy-VQA set)")
+    ap.add_argument("--split", default="test", help="the ActivityNet-QA split")
+    ap.add_argument("--lm", default=None, help="a causal LM name or directory (default: Gemma 3 270M, offline)")
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -43,9 +51,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    examples = sample_examples(easy_vqa_examples("test"), args.questions, seed=args.seed)
+    dataset = "activitynet" if args.activitynet else "easy"
+    pool = activitynet_qa(args.activitynet, args.split) if args.activitynet else easy_vqa_examples("test")
+    examples = sample_examples(pool, args.questions, seed=args.seed)
     gradient_ids = {e.question_id for e in sample_examples(examples, args.gradient_questions, seed=args.seed + 1)}
-    lm, scorers = load_gemma(), load_scorers(args.scorers)
+    lm, scorers = load_lm(args.lm), load_scorers(args.scorers)
     steered_by = {s.name: build_ensemble([s]) for s in scorers} | {ENSEMBLE: build_ensemble(scorers)}
     conditions = {condition_name("none", None): VideoQA(lm, None, SteeringConfig(feedback="none", max_new_tokens=4))}
     for feedback in ("rescore", "gradient"):
@@ -70,15 +80,16 @@ def main() -> None:
 
     out = Path(args.results)
     start = time.time()
-    records = run_resumable(examples, lambda e: e.question_id, solve, out / "vqa-easy.jsonl", description="vqa")
+    records = run_resumable(examples, lambda e: e.question_id, solve, out / f"vqa-{dataset}.jsonl", description="vqa")
+    title = TITLES[dataset].format(split=args.split, lm=lm.name, scorers=args.scorers)
     summary = summarize(records)
-    summary.update({"title": TITLE, "seed": args.seed, "frames": args.frames, "generator": lm.name,
+    summary.update({"title": title, "seed": args.seed, "frames": args.frames, "generator": lm.name,
                     "scorers": [s.name for s in scorers], "steering": {**VQA_DEFAULTS.__dict__, "feedback": None},
                     "gradient_questions": len(gradient_ids), "threads": args.threads,
                     "wall_seconds_this_run": time.time() - start})
-    (out / "vqa-easy.json").write_text(json.dumps(summary, indent=1))
-    table = markdown(summary, TITLE)
-    (out / "vqa-easy.md").write_text(table)
+    (out / f"vqa-{dataset}.json").write_text(json.dumps(summary, indent=1))
+    table = markdown(summary, title)
+    (out / f"vqa-{dataset}.md").write_text(table)
     print(table)
 
 

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     ensemble = build_ensemble(load_scorers(args.scorers))
     config = SteeringConfig(feedback=args.feedback, top_k=args.top_k, temperature=args.temperature,
                             steps=args.steps, max_new_tokens=args.max_new_tokens, stop=VQA_DEFAULTS.stop)
-    qa = VideoQA(_load_lm(args.lm), ensemble, config)
+    qa = VideoQA(load_lm(args.lm), ensemble, config)
     start = time.perf_counter()
     answer = qa.answer(frames, args.question)
     seconds = time.perf_counter() - start
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_lm(name: str | None):
+def load_lm(name: str | None):
+    """Gemma 3 270M (offline) by default, else any causal LM by hub name or directory."""
     if name is None:
         from consensus.models.gemma import load_gemma
 

@@ -30,7 +30,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         acc = accuracy([r["correct"][c] for r in answered])
         table[c] = {
             "accuracy": acc.value, "low": acc.low, "high": acc.high, "n": acc.total,
-            "per_type": {t: accuracy([r["correct"][c] for r in answered if r["type"] == t]).value for t in types},
+            "per_type": {t: accuracy([r["correct"][c] for r in answered if r["type"] == t]).value
+                         for t in types if any(r["type"] == t for r in answered)},
             "seconds_per_answer": sum(r["seconds"][c] for r in answered) / len(answered),
         }
     claims = {}
@@ -59,7 +60,7 @@ def markdown(summary: dict[str, Any], title: str) -> str:
              "| condition | accuracy [95% CI] | n | " + " | ".join(types) + " | s / answer |",
              "| --- | --- | --- | " + " | ".join("---" for _ in types) + " | --- |"]
     for name, row in summary["conditions"].items():
-        per_type = " | ".join(f"{100 * row['per_type'][t]:.1f}" for t in types)
+        per_type = " | ".join(f"{100 * row['per_type'][t]:.1f}" if t in row["per_type"] else "–" for t in types)
         lines.append(f"| {name} | {100 * row['accuracy']:.1f} [{100 * row['low']:.1f}, {100 * row['high']:.1f}] "
                      f"| {row['n']} | {per_type} | {row['seconds_per_answer']:.2f} |")
     lines += ["", "| claim | points | 95% paired bootstrap | wins / losses | n |", "| --- | --- | --- | --- | --- |"]
