@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from consensus.evaluation import run_resumable
-from consensus.generators.steering import SteeringConfig
 from consensus.vqa.answers import is_correct
 from consensus.vqa.cli import VQA_DEFAULTS, load_lm
 from consensus.vqa.data import activitynet_qa, easy_vqa_examples, sample_examples
@@ -57,9 +57,9 @@ def main() -> None:
     gradient_ids = {e.question_id for e in sample_examples(examples, args.gradient_questions, seed=args.seed + 1)}
     lm, scorers = load_lm(args.lm), load_scorers(args.scorers)
     steered_by = {s.name: build_ensemble([s]) for s in scorers} | {ENSEMBLE: build_ensemble(scorers)}
-    conditions = {condition_name("none", None): VideoQA(lm, None, SteeringConfig(feedback="none", max_new_tokens=4))}
+    conditions = {condition_name("none", None): VideoQA(lm, None, replace(VQA_DEFAULTS, feedback="none"))}
     for feedback in ("rescore", "gradient"):
-        config = SteeringConfig(**{**VQA_DEFAULTS.__dict__, "feedback": feedback})
+        config = replace(VQA_DEFAULTS, feedback=feedback)
         for name, ensemble in steered_by.items():
             conditions[condition_name(feedback, name)] = VideoQA(lm, ensemble, config)
 
@@ -81,10 +81,10 @@ def main() -> None:
     out = Path(args.results)
     start = time.time()
     records = run_resumable(examples, lambda e: e.question_id, solve, out / f"vqa-{dataset}.jsonl", description="vqa")
-    title = TITLES[dataset].format(split=args.split, lm=lm.name, scorers=args.scorers)
+    title = TITLES[dataset].format(split=args.split, lm=args.lm or "Gemma 3 270M", scorers=args.scorers)
     summary = summarize(records)
     summary.update({"title": title, "seed": args.seed, "frames": args.frames, "generator": lm.name,
-                    "scorers": [s.name for s in scorers], "steering": {**VQA_DEFAULTS.__dict__, "feedback": None},
+                    "scorers": [s.name for s in scorers], "steering": {**asdict(VQA_DEFAULTS), "feedback": None},
                     "gradient_questions": len(gradient_ids), "threads": args.threads,
                     "wall_seconds_this_run": time.time() - start})
     (out / f"vqa-{dataset}.json").write_text(json.dumps(summary, indent=1))

@@ -10,11 +10,11 @@ Writes benchmarks/results/vqa-photos.md (the table shown in the README) and prin
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
-from consensus.generators.steering import SteeringConfig
 from consensus.models.gemma import load_gemma
 from consensus.vqa.cli import VQA_DEFAULTS
 from consensus.vqa.experiment import VideoQA, build_ensemble, load_scorers
@@ -32,9 +32,9 @@ def main() -> None:
 
     lm, ensemble = load_gemma(), build_ensemble(load_scorers("imagenet"))
     answerers = {
-        "lm alone": VideoQA(lm, ensemble, SteeringConfig(feedback="none", max_new_tokens=4)),
-        "rescore": VideoQA(lm, ensemble, SteeringConfig(**{**VQA_DEFAULTS.__dict__, "feedback": "rescore"})),
-        "gradient": VideoQA(lm, ensemble, SteeringConfig(**{**VQA_DEFAULTS.__dict__, "feedback": "gradient"})),
+        "lm alone": VideoQA(lm, ensemble, replace(VQA_DEFAULTS, feedback="none")),
+        "rescore": VideoQA(lm, ensemble, replace(VQA_DEFAULTS, feedback="rescore")),
+        "gradient": VideoQA(lm, ensemble, replace(VQA_DEFAULTS, feedback="gradient")),
     }
     lines = ["| photo | question | " + " | ".join(answerers) + " |", "| --- | --- |" + " --- |" * len(answerers)]
     for photo, questions in PHOTOS.items():

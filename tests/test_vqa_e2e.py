@@ -1,5 +1,7 @@
 """Video QA end to end on the real offline models: Gemma 3 270M steered by the committed image–text models."""
 
+from dataclasses import replace
+
 import pytest
 
 from consensus.cli import main
@@ -25,7 +27,7 @@ def colour_questions():
 
 def test_steering_answers_what_the_lm_alone_cannot_see(gemma, ensemble, colour_questions):
     alone = VideoQA(gemma, ensemble, SteeringConfig(feedback="none", max_new_tokens=4))
-    steered = VideoQA(gemma, ensemble, SteeringConfig(**{**VQA_DEFAULTS.__dict__, "feedback": "rescore"}))
+    steered = VideoQA(gemma, ensemble, replace(VQA_DEFAULTS, feedback="rescore"))
     right_alone = right_steered = 0
     for example, frames in colour_questions:
         a, s = alone.answer(frames, example.question), steered.answer(frames, example.question)
@@ -38,7 +40,7 @@ def test_steering_answers_what_the_lm_alone_cannot_see(gemma, ensemble, colour_q
 
 def test_gradient_feedback_on_the_real_lm(gemma, ensemble, colour_questions):
     example, frames = colour_questions[0]
-    qa = VideoQA(gemma, ensemble, SteeringConfig(**{**VQA_DEFAULTS.__dict__, "steps": 2, "max_new_tokens": 3}))
+    qa = VideoQA(gemma, ensemble, replace(VQA_DEFAULTS, steps=2, max_new_tokens=3))
     answer = qa.answer(frames, example.question)
     assert answer.steps and len(answer.steps[0].candidates) == VQA_DEFAULTS.top_k
     assert is_correct(answer.text, example.answer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 from consensus.generators.steering import SteeringConfig
 from consensus.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
@@ -37,16 +38,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from consensus.vqa.data import EASY_VQA_PREFIX, VQAExample
+    from consensus.vqa.data import EASY_VQA_PREFIX, easy_vqa_clip
     from consensus.vqa.video import load_frames
 
     if args.video.startswith(EASY_VQA_PREFIX):
-        frames = VQAExample("cli", args.question, "", "", args.video).frames(args.frames)
+        frames = easy_vqa_clip(args.video, args.frames)
     else:
         frames = load_frames(args.video, args.frames)
     ensemble = build_ensemble(load_scorers(args.scorers))
-    config = SteeringConfig(feedback=args.feedback, top_k=args.top_k, temperature=args.temperature,
-                            steps=args.steps, max_new_tokens=args.max_new_tokens, stop=VQA_DEFAULTS.stop)
+    config = replace(VQA_DEFAULTS, feedback=args.feedback, top_k=args.top_k, temperature=args.temperature,
+                     steps=args.steps, max_new_tokens=args.max_new_tokens)
     qa = VideoQA(load_lm(args.lm), ensemble, config)
     start = time.perf_counter()
     answer = qa.answer(frames, args.question)

@@ -129,6 +129,13 @@ class StridedConvEncoder(nn.Module):
         return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], dim=1))
 
 
+def _transformer(width: int, heads: int, depth: int) -> nn.TransformerEncoder:
+    """``depth`` pre-norm transformer layers (GELU, MLP 2× wide, no dropout), batch first."""
+    layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=True)  # fmt: skip
+    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+
+
 class PatchImageEncoder(nn.Module):
     """A tiny ViT: non-overlapping patches, learned positions, pre-norm transformer layers, a [CLS] readout."""
 
@@ -137,9 +144,7 @@ class PatchImageEncoder(nn.Module):
         self.embed = nn.Conv2d(3, width, patch, stride=patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.position = nn.Parameter(torch.randn(1, 1 + (IMAGE_SIZE // patch) ** 2, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True,
-                                           norm_first=True)  # fmt: skip
-        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.blocks = _transformer(width, heads, depth)
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, dim)
 
@@ -191,9 +196,7 @@ class WordTransformerEncoder(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, width, padding_idx=PAD)
         self.position = nn.Parameter(torch.randn(1, max_length, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True,
-                                           norm_first=True)  # fmt: skip
-        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.blocks = _transformer(width, heads, depth)
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, dim)
 

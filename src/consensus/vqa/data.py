@@ -64,13 +64,18 @@ class VQAExample:
     def frames(self, count: int = 8) -> list[Image.Image]:
         """``count`` RGB frames of the example's video, sampled uniformly in time."""
         if self.video.startswith(EASY_VQA_PREFIX):
-            split, image_id = _parse_easy_vqa_id(self.video)
-            paths = _easy_vqa_image_paths(split)
-            if image_id not in paths:
-                raise FrameError(f"easy-VQA {split} has no image {image_id} (ids 0 to {len(paths) - 1})")
-            with Image.open(paths[image_id]) as image:
-                return clip_from_image(image.convert("RGB"), count, seed=zlib.crc32(self.video.encode()))
+            return easy_vqa_clip(self.video, count)
         return load_frames(_find_video(Path(self.video)), count)
+
+
+def easy_vqa_clip(video: str, count: int = 8) -> list[Image.Image]:
+    """The clip of an easy-VQA id ("easy-vqa/<split>/<image id>"), seeded by the id (see the module docstring)."""
+    split, image_id = _parse_easy_vqa_id(video)
+    paths = _easy_vqa_image_paths(split)
+    if image_id not in paths:
+        raise FrameError(f"easy-VQA {split} has no image {image_id} (ids 0 to {len(paths) - 1})")
+    with Image.open(paths[image_id]) as image:
+        return clip_from_image(image.convert("RGB"), count, seed=zlib.crc32(video.encode()))
 
 
 def clip_from_image(image: Image.Image, count: int = 8, seed: int = 0) -> list[Image.Image]:
