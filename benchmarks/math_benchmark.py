@@ -6,8 +6,14 @@ pass@N; and ensemble consensus at step level with N proposals per step. Results 
 line per problem in benchmarks/results/math-<family>.jsonl (a killed run resumes where it
 stopped); the summary goes to math-<family>.json and .md and is printed.
 
+With ``--dev N`` it also fits the ensemble's weights (``consensus.weighting``) on N development
+problems disjoint from the evaluation ones (gsm_symbolic: the training templates; chain_sum:
+two-digit terms, as every one-digit question is already an evaluation problem), sampled and
+scored the same way and kept in math-<family>-dev.jsonl, and reports the solution-level
+ensemble with those weights beside the equal-weight one.
+
     python benchmarks/math_benchmark.py --family gsm_symbolic --problems 200
-    python benchmarks/math_benchmark.py --family chain_sum --problems 200
+    python benchmarks/math_benchmark.py --family chain_sum --problems 200 --max-new-tokens 48 --dev 100
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from pathlib import Path
 import torch
 
 from consensus.evaluation import run_resumable
+from consensus.math.answers import extract_flexible, is_correct
 from consensus.math.data import chain_sum, gsm_symbolic
 from consensus.math.experiment import Experiment, build_ensemble
 from consensus.math.feedback import Sampling
 from consensus.math.generator import load_math_generator
-from consensus.math.report import markdown, summarize
+from consensus.math.report import Fitted, markdown, summarize
 from consensus.models.gemma import load_gemma
+from consensus.weighting import DevSet, fit_weights
 
 FAMILIES = {
     # the paper's setting: a fine-tuned generator, zero-shot, on templates it was not trained on
@@ -44,6 +52,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=8, help="problems per greedy batch")
     ap.add_argument("--max-new-tokens", type=int, default=200, help="per solution (gold gsm solutions stay under 200)")
+    ap.add_argument("--dev", type=int, default=0, help="development problems to fit the ensemble's weights on (0: none)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--results", default="benchmarks/results")
     args = ap.parse_args()
@@ -52,12 +61,14 @@ def main() -> None:
     if args.family == "gsm_symbolic":
         lm, exemplars = load_math_generator(), []
         problems = gsm_symbolic("test", args.problems, seed=args.seed)
+        dev_problems = gsm_symbolic("train", args.dev, seed=args.seed + 2) if args.dev else []  # LoRA trained on seed 1
     else:
         lm, exemplars = load_gemma(), chain_sum(4, seed=777)
         shown = {e.question for e in exemplars}
         # Two one-digit terms make only 200 distinct questions: drop those equal to an exemplar.
         problems = [p for p in chain_sum(args.problems + 20, seed=args.seed) if p.question not in shown]
         problems = problems[:args.problems]
+        dev_problems = chain_sum(args.dev, seed=args.seed, digits=2) if args.dev else []
     experiment = Experiment(lm, build_ensemble(lm, exemplars), n=args.n, beam=args.beam, exemplars=exemplars,
                             sampling=Sampling(max_new_tokens=args.max_new_tokens))
 
@@ -68,9 +79,17 @@ def main() -> None:
 
     out = Path(args.results)
     start = time.time()
+    fitted = None
+    if dev_problems:
+        dev = run_resumable(dev_problems, lambda p: p.id, lambda batch: (experiment.score_samples(p, args.seed)[0]
+                                                                         for p in batch),
+                            out / f"math-{args.family}-dev.jsonl", description=f"{args.family} dev")
+        names, normalization = experiment.ensemble.names, experiment.ensemble.normalization
+        sets = [DevSet(r["energies"], [is_correct(extract_flexible(s), r["gold"]) for s in r["samples"]]) for r in dev]
+        fitted = Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev))
     records = run_resumable(problems, lambda p: p.id, solve, out / f"math-{args.family}.jsonl",
                             batch_size=args.batch, description=args.family)
-    summary = summarize(records)
+    summary = summarize(records, fitted)
     summary.update({"family": FAMILIES[args.family], "n": args.n, "beam": args.beam, "seed": args.seed,
                     "max_new_tokens": args.max_new_tokens,
                     "generator": lm.name, "ensemble": repr(experiment.ensemble),

@@ -17,7 +17,7 @@ import torch
 
 from consensus.ensemble import Ensemble, Normalization
 from consensus.generators import CausalLMGenerator
-from consensus.loop import Budget, run_consensus
+from consensus.loop import Budget, ConsensusResult, run_consensus
 from consensus.math.data import Problem
 from consensus.math.feedback import Sampling, SolutionProposer, StepProposer
 from consensus.math.prompt import STOP, format_prompt
@@ -56,6 +56,22 @@ class Experiment:
         return [{"text": o[0].text, "tokens": o[0].tokens, "seconds": seconds} for o in outs]
 
     def solve(self, problem: Problem, greedy: dict, seed: int) -> dict:
+        scored, solution = self.score_samples(problem, seed)
+        step = run_consensus(
+            StepProposer(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
+            select=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed,
+        )
+        return {
+            **scored,
+            "greedy": greedy,
+            "solution_level": {"text": solution.best, "seconds": solution.seconds},
+            "step_level": {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
+                           "stop_reason": step.stop_reason, "seconds": step.seconds},
+        }
+
+    def score_samples(self, problem: Problem, seed: int) -> tuple[dict, ConsensusResult]:
+        """N sampled solutions and every scorer's energies of them (the ensemble's total too), with the
+        solution-level consensus run that drew and scored them."""
         per_scorer: dict[str, list[float]] = {}
 
         def keep_energies(record: dict) -> None:
@@ -68,22 +84,9 @@ class Experiment:
             _Recording(proposer, samples), self.ensemble, problem.question, budget=Budget(iterations=1), seed=seed,
             callback=keep_energies,
         )
-        step = run_consensus(
-            StepProposer(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
-            select=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed,
-        )
-        return {
-            "question": problem.question,
-            "gold": problem.answer,
-            "template": problem.template,
-            "greedy": greedy,
-            "samples": samples,
-            "sample_tokens": solution.generator_tokens,
-            "energies": per_scorer,
-            "solution_level": {"text": solution.best, "seconds": solution.seconds},
-            "step_level": {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
-                           "stop_reason": step.stop_reason, "seconds": step.seconds},
-        }
+        scored = {"question": problem.question, "gold": problem.answer, "template": problem.template,
+                  "samples": samples, "sample_tokens": solution.generator_tokens, "energies": per_scorer}
+        return scored, solution
 
 
 @dataclass

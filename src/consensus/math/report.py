@@ -7,10 +7,13 @@ Wilson intervals; differences between methods get a paired bootstrap interval ov
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from consensus.ensemble import Normalization
 from consensus.math.answers import extract_flexible, extract_strict, is_correct
 from consensus.metrics import accuracy, majority, paired_difference
+from consensus.weighting import select_with_weights
 
 EXTRACTORS = {"strict": extract_strict, "flexible": extract_flexible}
 
@@ -20,8 +23,22 @@ def _argmin(values: Sequence[float | None]) -> int:
     return min(finite)[1] if finite else 0
 
 
-def method_outcomes(record: dict[str, Any], extraction: str) -> dict[str, bool]:
-    """Whether each method answered this problem right, under one answer extraction."""
+DEV_FITTED = "ensemble, dev-fitted weights"
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Ensemble weights fitted on development problems (``consensus.weighting.fit_weights``)."""
+
+    names: list[str]
+    weights: list[float]
+    normalization: Normalization
+    dev_problems: int
+
+
+def method_outcomes(record: dict[str, Any], extraction: str, fitted: Fitted | None = None) -> dict[str, bool]:
+    """Whether each method answered this problem right, under one answer extraction (with ``fitted``
+    weights, also the solution-level ensemble that uses them, chosen from the stored energies)."""
     extract = EXTRACTORS[extraction]
 
     def right(text: str | None) -> bool:
@@ -38,6 +55,9 @@ def method_outcomes(record: dict[str, Any], extraction: str) -> dict[str, bool]:
             outcomes[f"best-of-{len(samples)}: {name}"] = right(samples[_argmin(energies)])
     outcomes["ensemble, solution level"] = right(record["solution_level"]["text"])
     outcomes["ensemble, step level"] = right(record["step_level"]["text"])
+    if fitted is not None:
+        outcomes[DEV_FITTED] = right(samples[select_with_weights(record["energies"], fitted.names, fitted.weights,
+                                                                 fitted.normalization)])
     outcomes[f"pass@{len(samples)} (ceiling)"] = any(right(s) for s in samples)
     return outcomes
 
@@ -55,19 +75,19 @@ def method_cost(record: dict[str, Any], method: str) -> tuple[int, float]:
         return record["sample_tokens"], sampling + sol["AnswerAgreement"]
     if method.startswith("best-of-"):
         return record["sample_tokens"], sampling + sol[method.split(": ", 1)[1]]
-    if method == "ensemble, solution level" or method.startswith("pass@"):
+    if method in ("ensemble, solution level", DEV_FITTED) or method.startswith("pass@"):
         return record["sample_tokens"], sol["total"]
     if method == "ensemble, step level":
         return record["step_level"]["tokens"], record["step_level"]["seconds"]["total"]
     raise KeyError(method)
 
 
-def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def summarize(records: Sequence[dict[str, Any]], fitted: Fitted | None = None) -> dict[str, Any]:
     if not records:
         raise ValueError("no records to summarise")
     table, outcomes = {}, {}
     for extraction in EXTRACTORS:
-        per_problem = [method_outcomes(r, extraction) for r in records]
+        per_problem = [method_outcomes(r, extraction, fitted) for r in records]
         outcomes[extraction] = {m: [o[m] for o in per_problem] for m in per_problem[0]}
     for method in outcomes["strict"]:
         costs = [method_cost(r, method) for r in records]
@@ -82,15 +102,21 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     best_single = max(singles, key=lambda m: sum(flex[m]))
     loop = sum(r["solution_level"]["seconds"]["loop"] + r["step_level"]["seconds"]["loop"] for r in records)
     total = sum(r["solution_level"]["seconds"]["total"] + r["step_level"]["seconds"]["total"] for r in records)
+    claims = {
+        "ensemble solution level - greedy": paired_difference(flex["ensemble, solution level"], flex["greedy"]),
+        "ensemble step level - greedy": paired_difference(flex["ensemble, step level"], flex["greedy"]),
+        f"ensemble solution level - best single scorer ({best_single})":
+            paired_difference(flex["ensemble, solution level"], flex[best_single]),
+    }
+    if fitted is not None:
+        claims[f"{DEV_FITTED} - best single scorer ({best_single})"] = paired_difference(flex[DEV_FITTED],
+                                                                                         flex[best_single])
     return {
         "problems": len(records),
         "methods": table,
-        "claims (flexible extraction)": {
-            "ensemble solution level - greedy": paired_difference(flex["ensemble, solution level"], flex["greedy"]),
-            "ensemble step level - greedy": paired_difference(flex["ensemble, step level"], flex["greedy"]),
-            f"ensemble solution level - best single scorer ({best_single})":
-                paired_difference(flex["ensemble, solution level"], flex[best_single]),
-        },
+        "claims (flexible extraction)": claims,
+        "dev_fitted_weights": None if fitted is None else {**dict(zip(fitted.names, fitted.weights)),
+                                                           "dev_problems": fitted.dev_problems},
         "loop_overhead_fraction": loop / total if total else 0.0,
     }
 
@@ -109,6 +135,11 @@ def markdown(summary: dict[str, Any], title: str) -> str:
     lines += ["", "| claim (flexible) | points | 95% paired bootstrap | wins / losses |", "| --- | --- | --- | --- |"]
     for claim, d in summary["claims (flexible extraction)"].items():
         lines.append(f"| {claim} | {d['points']:+.1f} | [{d['low']:+.1f}, {d['high']:+.1f}] | {d['wins']} / {d['losses']} |")
+    if summary.get("dev_fitted_weights"):
+        fitted = dict(summary["dev_fitted_weights"])
+        dev = fitted.pop("dev_problems")
+        lines += ["", f"Dev-fitted weights (from {dev} development problems, disjoint from these; "
+                  "`consensus.weighting`): " + ", ".join(f"{n} {w:.2f}" for n, w in fitted.items()) + "."]
     lines += ["", (f"Loop overhead (wall time outside the generator and the scorers): "
                    f"{100 * summary['loop_overhead_fraction']:.2f}% of the consensus runs' time.")]
     return "\n".join(lines) + "\n"

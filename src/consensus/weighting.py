@@ -1,0 +1,85 @@
+"""Ensemble weights fitted on development examples, never on the examples they are used on.
+
+Equal weights give every expert the same say; when one expert is much better than the others
+(an arithmetic verifier on one-step sums), the others outvote it. Given development problems
+with N candidates each and which candidates are right, the weights are the ones under which
+the ensemble's own energy best finds the right candidates.
+
+Read the ensemble energy E_w(x) = Σ_n w_n · norm(E_n(x)) of one problem's candidates as a
+Boltzmann distribution, p_w(x) = exp(−E_w(x)) / Σ_x' exp(−E_w(x')). Selection takes argmin E_w,
+the most probable candidate. The weights maximise
+
+    Σ_problems log Σ_{x right} p_w(x)  −  λ Σ_n w_n²,
+
+the log-probability that a draw from p_w is right: a smooth surrogate of best-of-N accuracy
+(its sharp limit, w → ∞ along a direction, is exactly "argmin E_w is right"). Problems whose
+candidates are all right or all wrong carry no information about the weights and are skipped;
+w_n ≥ 0 (w = softplus(θ)) keeps every expert's "lower is better"; the L2 term keeps w finite
+when the development set is separable. Selection is invariant to the scale of w, so the weights
+are returned rescaled to mean 1 (equal weights are all 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from consensus.ensemble import Normalization, normalize
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """One development problem: each scorer's raw energies of its candidates, and which are right."""
+
+    energies: Mapping[str, Sequence[float]]
+    right: Sequence[bool]
+
+
+def fit_weights(problems: Sequence[DevSet], names: Sequence[str], normalization: Normalization = "zscore",
+                l2: float = 1e-3, steps: int = 200) -> list[float]:
+    """Weights for the scorers ``names`` (in that order) fitted on development problems.
+
+    Raises ValueError when no problem has both a right and a wrong candidate: such a set says
+    nothing about which expert to trust (use more or harder development problems).
+    """
+    features, masks = [], []
+    for p in problems:
+        right = torch.tensor([bool(r) for r in p.right])
+        if right.all() or not right.any():
+            continue
+        missing = [n for n in names if n not in p.energies]
+        if missing:
+            raise ValueError(f"a development problem has no energies for {missing}; score it with every scorer")
+        features.append(torch.stack([normalize(torch.tensor(p.energies[n], dtype=torch.float64), normalization)
+                                     for n in names], dim=1))  # [N, scorers]
+        masks.append(right)
+    if not features:
+        raise ValueError("no development problem has both a right and a wrong candidate, so nothing tells the "
+                         "experts apart; use more (or harder) development problems")
+    theta = torch.zeros(len(names), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([theta], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        w = torch.nn.functional.softplus(theta)
+        nll = sum(-(torch.logsumexp(-(f @ w)[m], 0) - torch.logsumexp(-(f @ w), 0)) for f, m in zip(features, masks))
+        total = nll / len(features) + l2 * (w * w).sum()
+        total.backward()
+        return total
+
+    optimizer.step(loss)
+    w = torch.nn.functional.softplus(theta.detach())
+    if not torch.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError("the weight fit diverged; check the development energies for NaN or inf")
+    return (w * len(names) / w.sum()).tolist()
+
+
+def select_with_weights(energies: Mapping[str, Sequence[float]], names: Sequence[str], weights: Sequence[float],
+                        normalization: Normalization = "zscore") -> int:
+    """The candidate an Ensemble with these weights selects from stored per-scorer energies (argmin,
+    first on ties), the same total as ``Ensemble.__call__``."""
+    total = sum(w * normalize(torch.tensor(energies[n], dtype=torch.float64), normalization)
+                for n, w in zip(names, weights))
+    return int(torch.argmin(total))

@@ -1,0 +1,41 @@
+from consensus.math.report import DEV_FITTED, Fitted, markdown, summarize
+from consensus.weighting import select_with_weights
+
+NAMES = ["ArithmeticVerifier", "LMLikelihood"]
+
+
+def record(gold: str, samples: list[str], verifier: list[float], likelihood: list[float]) -> dict:
+    seconds = {"generator": 1.0, "loop": 0.01, "total": 1.5, "ArithmeticVerifier": 0.1, "LMLikelihood": 0.4,
+               "AnswerAgreement": 0.0}
+    energies = {"ArithmeticVerifier": verifier, "LMLikelihood": likelihood}
+    chosen = samples[select_with_weights(energies, NAMES, [1.0, 1.0])]  # what the equal-weight loop keeps
+    return {"gold": gold, "greedy": {"text": samples[1], "tokens": 5, "seconds": 0.2}, "samples": samples,
+            "sample_tokens": 5 * len(samples),
+            "energies": {**energies, "ensemble": []},
+            "solution_level": {"text": chosen, "seconds": seconds},
+            "step_level": {"text": samples[1], "tokens": 9, "seconds": {"total": 2.0, "loop": 0.01}}}
+
+
+# In both problems the verifier knows the right sample (the first) and the likelihood prefers a wrong one more
+# strongly, so equal weights pick wrong and verifier-heavy weights pick right.
+RECORDS = [record("3", ["#### 3", "#### 4", "#### 5"], [0.0, 1.0, 1.0], [2.0, 0.0, 0.1]),
+           record("7", ["#### 7", "#### 1", "#### 2"], [0.0, 1.0, 1.0], [2.0, 0.0, 0.1])]
+
+
+def test_every_method_gets_a_row_and_the_claims_are_paired():
+    summary = summarize(RECORDS)
+    flexible = {m: row["flexible"]["correct"] for m, row in summary["methods"].items()}
+    assert flexible["best-of-3: ArithmeticVerifier"] == 2 and flexible["best-of-3: LMLikelihood"] == 0
+    assert flexible["pass@3 (ceiling)"] == 2 and flexible["greedy"] == 0
+    assert DEV_FITTED not in flexible and summary["dev_fitted_weights"] is None
+
+
+def test_dev_fitted_weights_choose_from_the_stored_energies():
+    fitted = Fitted(NAMES, [1.9, 0.1], "zscore", dev_problems=50)
+    summary = summarize(RECORDS, fitted)
+    assert summary["methods"]["ensemble, solution level"]["flexible"]["correct"] == 0
+    assert summary["methods"][DEV_FITTED]["flexible"]["correct"] == 2
+    assert summary["methods"][DEV_FITTED]["tokens_per_problem"] == 15
+    assert summary["dev_fitted_weights"] == {"ArithmeticVerifier": 1.9, "LMLikelihood": 0.1, "dev_problems": 50}
+    table = markdown(summary, "toy")
+    assert "| ensemble, dev-fitted weights | 100.0" in table and "ArithmeticVerifier 1.90" in table
