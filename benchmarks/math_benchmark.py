@@ -9,8 +9,9 @@ stopped); the summary goes to math-<family>.json and .md and is printed.
 With ``--dev N`` it also fits the ensemble's weights (``consensus.weighting``) on N development
 problems disjoint from the evaluation ones (gsm_symbolic: the training templates; chain_sum:
 two-digit terms, as every one-digit question is already an evaluation problem), sampled and
-scored the same way and kept in math-<family>-dev.jsonl, and reports the solution-level
-ensemble with those weights beside the equal-weight one.
+scored the same way and kept in math-<family>-dev.jsonl, and reports the ensemble with those
+weights beside the equal-weight one: at solution level (chosen from the stored energies) and at
+step level (run again, in math-<family>-fitted-step.jsonl).
 
     python benchmarks/math_benchmark.py --family gsm_symbolic --problems 200
     python benchmarks/math_benchmark.py --family chain_sum --problems 200 --max-new-tokens 48 --dev 100
@@ -19,12 +20,14 @@ ensemble with those weights beside the equal-weight one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import torch
 
+from consensus.ensemble import Ensemble
 from consensus.evaluation import run_resumable
 from consensus.math.answers import extract_flexible, is_correct
 from consensus.math.data import chain_sum, gsm_symbolic
@@ -41,6 +44,23 @@ FAMILIES = {
     # an easier family where the base model alone has headroom (pass@N well above greedy)
     "chain_sum": "chain_sum, 2 one-digit terms; Gemma 3 270M base, 4-shot",
 }
+
+
+def with_fitted_step_level(experiment: Experiment, fitted: Fitted, problems: list, records: list[dict], seed: int,
+                           path: Path) -> list[dict]:
+    """Step-level consensus again, with the dev-fitted weights (resumable, in its own file); each
+    record gets it as ``step_level_fitted``."""
+    ensemble = Ensemble(experiment.ensemble.scorers, fitted.weights, normalization=fitted.normalization)
+    fitted_experiment = dataclasses.replace(experiment, ensemble=ensemble)
+    steps = run_resumable(problems, lambda p: p.id,
+                          lambda batch: ({**fitted_experiment.step_level(p, seed), "weights": fitted.weights}
+                                         for p in batch), path, description="step level, fitted weights")
+    stale = [s["id"] for s in steps if s["weights"] != fitted.weights]
+    if stale:
+        raise SystemExit(f"{path} holds runs with other weights (e.g. {stale[0]}): the development set changed. "
+                         "Delete the file and run again.")
+    by_id = {s["id"]: s for s in steps}
+    return [{**r, "step_level_fitted": by_id[r["id"]]} for r in records]
 
 
 def main() -> None:
@@ -89,6 +109,9 @@ def main() -> None:
         fitted = Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev))
     records = run_resumable(problems, lambda p: p.id, solve, out / f"math-{args.family}.jsonl",
                             batch_size=args.batch, description=args.family)
+    if fitted is not None:
+        records = with_fitted_step_level(experiment, fitted, problems, records, args.seed,
+                                         out / f"math-{args.family}-fitted-step.jsonl")
     summary = summarize(records, fitted)
     summary.update({"family": FAMILIES[args.family], "n": args.n, "beam": args.beam, "seed": args.seed,
                     "max_new_tokens": args.max_new_tokens,

@@ -1,4 +1,4 @@
-from consensus.math.report import DEV_FITTED, Fitted, markdown, summarize
+from consensus.math.report import FITTED_SOLUTION, FITTED_STEP, Fitted, markdown, summarize
 from consensus.weighting import select_with_weights
 
 NAMES = ["ArithmeticVerifier", "LMLikelihood"]
@@ -27,15 +27,24 @@ def test_every_method_gets_a_row_and_the_claims_are_paired():
     flexible = {m: row["flexible"]["correct"] for m, row in summary["methods"].items()}
     assert flexible["best-of-3: ArithmeticVerifier"] == 2 and flexible["best-of-3: LMLikelihood"] == 0
     assert flexible["pass@3 (ceiling)"] == 2 and flexible["greedy"] == 0
-    assert DEV_FITTED not in flexible and summary["dev_fitted_weights"] is None
+    assert FITTED_SOLUTION not in flexible and summary["dev_fitted_weights"] is None
 
 
 def test_dev_fitted_weights_choose_from_the_stored_energies():
     fitted = Fitted(NAMES, [1.9, 0.1], "zscore", dev_problems=50)
     summary = summarize(RECORDS, fitted)
     assert summary["methods"]["ensemble, solution level"]["flexible"]["correct"] == 0
-    assert summary["methods"][DEV_FITTED]["flexible"]["correct"] == 2
-    assert summary["methods"][DEV_FITTED]["tokens_per_problem"] == 15
+    assert summary["methods"][FITTED_SOLUTION]["flexible"]["correct"] == 2
+    assert summary["methods"][FITTED_SOLUTION]["tokens_per_problem"] == 15
     assert summary["dev_fitted_weights"] == {"ArithmeticVerifier": 1.9, "LMLikelihood": 0.1, "dev_problems": 50}
     table = markdown(summary, "toy")
-    assert "| ensemble, dev-fitted weights | 100.0" in table and "ArithmeticVerifier 1.90" in table
+    assert "| ensemble solution level, dev-fitted weights | 100.0" in table and "ArithmeticVerifier 1.90" in table
+
+
+def test_a_step_level_run_with_the_fitted_weights_gets_its_row():
+    steps = {"text": "#### 3", "tokens": 11, "seconds": {"total": 2.0, "loop": 0.01}}
+    records = [{**RECORDS[0], "step_level_fitted": steps}, {**RECORDS[1], "step_level_fitted": {**steps, "text": "#### 1"}}]
+    summary = summarize(records, Fitted(NAMES, [1.9, 0.1], "zscore", dev_problems=50))
+    assert summary["methods"][FITTED_STEP]["flexible"]["correct"] == 1
+    assert summary["methods"][FITTED_STEP]["tokens_per_problem"] == 11
+    assert any(claim.startswith(FITTED_STEP) for claim in summary["claims (flexible extraction)"])

@@ -57,17 +57,21 @@ class Experiment:
 
     def solve(self, problem: Problem, greedy: dict, seed: int) -> dict:
         scored, solution = self.score_samples(problem, seed)
-        step = run_consensus(
-            StepProposer(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
-            select=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed,
-        )
         return {
             **scored,
             "greedy": greedy,
             "solution_level": {"text": solution.best, "seconds": solution.seconds},
-            "step_level": {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
-                           "stop_reason": step.stop_reason, "seconds": step.seconds},
+            "step_level": self.step_level(problem, seed),
         }
+
+    def step_level(self, problem: Problem, seed: int) -> dict:
+        """Step-level consensus: N proposed next steps, the best ``beam`` partial solutions kept, until an answer."""
+        step = run_consensus(
+            StepProposer(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
+            select=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed,
+        )
+        return {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
+                "stop_reason": step.stop_reason, "seconds": step.seconds}
 
     def score_samples(self, problem: Problem, seed: int) -> tuple[dict, ConsensusResult]:
         """N sampled solutions and every scorer's energies of them (the ensemble's total too), with the

@@ -23,7 +23,8 @@ def _argmin(values: Sequence[float | None]) -> int:
     return min(finite)[1] if finite else 0
 
 
-DEV_FITTED = "ensemble, dev-fitted weights"
+FITTED_SOLUTION = "ensemble solution level, dev-fitted weights"
+FITTED_STEP = "ensemble step level, dev-fitted weights"
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class Fitted:
 
 
 def method_outcomes(record: dict[str, Any], extraction: str, fitted: Fitted | None = None) -> dict[str, bool]:
-    """Whether each method answered this problem right, under one answer extraction (with ``fitted``
-    weights, also the solution-level ensemble that uses them, chosen from the stored energies)."""
+    """Whether each method answered this problem right, under one answer extraction. With ``fitted``
+    weights, also the solution-level ensemble that uses them (chosen from the stored energies) and,
+    when the record has its ``step_level_fitted`` run, the step-level one."""
     extract = EXTRACTORS[extraction]
 
     def right(text: str | None) -> bool:
@@ -56,8 +58,10 @@ def method_outcomes(record: dict[str, Any], extraction: str, fitted: Fitted | No
     outcomes["ensemble, solution level"] = right(record["solution_level"]["text"])
     outcomes["ensemble, step level"] = right(record["step_level"]["text"])
     if fitted is not None:
-        outcomes[DEV_FITTED] = right(samples[select_with_weights(record["energies"], fitted.names, fitted.weights,
-                                                                 fitted.normalization)])
+        outcomes[FITTED_SOLUTION] = right(samples[select_with_weights(record["energies"], fitted.names,
+                                                                      fitted.weights, fitted.normalization)])
+        if "step_level_fitted" in record:
+            outcomes[FITTED_STEP] = right(record["step_level_fitted"]["text"])
     outcomes[f"pass@{len(samples)} (ceiling)"] = any(right(s) for s in samples)
     return outcomes
 
@@ -75,10 +79,11 @@ def method_cost(record: dict[str, Any], method: str) -> tuple[int, float]:
         return record["sample_tokens"], sampling + sol["AnswerAgreement"]
     if method.startswith("best-of-"):
         return record["sample_tokens"], sampling + sol[method.split(": ", 1)[1]]
-    if method in ("ensemble, solution level", DEV_FITTED) or method.startswith("pass@"):
+    if method in ("ensemble, solution level", FITTED_SOLUTION) or method.startswith("pass@"):
         return record["sample_tokens"], sol["total"]
-    if method == "ensemble, step level":
-        return record["step_level"]["tokens"], record["step_level"]["seconds"]["total"]
+    if method in ("ensemble, step level", FITTED_STEP):
+        step = record["step_level" if method == "ensemble, step level" else "step_level_fitted"]
+        return step["tokens"], step["seconds"]["total"]
     raise KeyError(method)
 
 
@@ -108,9 +113,9 @@ def summarize(records: Sequence[dict[str, Any]], fitted: Fitted | None = None) -
         f"ensemble solution level - best single scorer ({best_single})":
             paired_difference(flex["ensemble, solution level"], flex[best_single]),
     }
-    if fitted is not None:
-        claims[f"{DEV_FITTED} - best single scorer ({best_single})"] = paired_difference(flex[DEV_FITTED],
-                                                                                         flex[best_single])
+    for method in (FITTED_SOLUTION, FITTED_STEP):
+        if method in flex:
+            claims[f"{method} - best single scorer ({best_single})"] = paired_difference(flex[method], flex[best_single])
     return {
         "problems": len(records),
         "methods": table,
