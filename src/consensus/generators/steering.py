@@ -230,6 +230,10 @@ class SteeredDecoder:
 
 def _shifted(past: Sequence[tuple[torch.Tensor, torch.Tensor]],
              deltas: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """past + δ (δ flat: key, value, key, value, ...), added in float32, returned in the cache's dtype."""
+    """past + δ (δ flat: key, value, key, value, ...), added in float32, returned in the cache's dtype.
+
+    A bf16 cache rounds the shift: on Gemma 3 270M steered by the video-QA ensemble, the applied
+    shift differs from δ by a median 24% of its norm (4 training questions, 24 shifts), so its
+    direction survives; the gradient passes through the cast unchanged."""
     return [((k.float() + deltas[2 * i]).to(k.dtype), (v.float() + deltas[2 * i + 1]).to(v.dtype))
             for i, (k, v) in enumerate(past)]
