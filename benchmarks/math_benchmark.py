@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def with_fitted_step_level(experiment: Experiment, fitted: Fitted, problems: lis
     steps = run_resumable(problems, lambda p: p.id,
                           lambda batch: ({**fitted_experiment.step_level(p, seed), "weights": fitted.weights}
                                          for p in batch), path, description="step level, fitted weights")
-    stale = [s["id"] for s in steps if s["weights"] != fitted.weights]
+    stale = [s["id"] for s in steps if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+                                               for a, b in zip(s["weights"], fitted.weights))]
     if stale:
         raise SystemExit(f"{path} holds runs with other weights (e.g. {stale[0]}): the development set changed. "
                          "Delete the file and run again.")
