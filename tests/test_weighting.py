@@ -60,3 +60,9 @@ def test_a_scorer_missing_from_the_development_energies_is_named():
     sets = [DevSet({"expert": [0.0, 1.0]}, [True, False])]
     with pytest.raises(ValueError, match="noise"):
         fit_weights(sets, NAMES)
+
+
+def test_non_finite_development_energies_are_named():
+    sets = [DevSet({"expert": [0.0, None], "noise": [0.0, 1.0], "contrarian": [float("inf"), 1.0]}, [True, False])]
+    with pytest.raises(ValueError, match=r"\['expert', 'contrarian'\]"):
+        fit_weights(sets, NAMES)

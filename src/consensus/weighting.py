@@ -21,6 +21,7 @@ are returned rescaled to mean 1 (equal weights are all 1).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -52,8 +53,13 @@ def fit_weights(problems: Sequence[DevSet], names: Sequence[str], normalization:
         missing = [n for n in names if n not in p.energies]
         if missing:
             raise ValueError(f"a development problem has no energies for {missing}; score it with every scorer")
-        features.append(torch.stack([normalize(torch.tensor(p.energies[n], dtype=torch.float64), normalization)
-                                     for n in names], dim=1))  # [N, scorers]
+        raw = {n: torch.tensor([math.nan if e is None else e for e in p.energies[n]], dtype=torch.float64)
+               for n in names}  # a stored trace writes a non-finite energy as None
+        bad = [n for n, e in raw.items() if not torch.isfinite(e).all()]
+        if bad:
+            raise ValueError(f"a development problem has NaN/inf energies from {bad}; drop such candidates "
+                             "(or problems) before fitting")
+        features.append(torch.stack([normalize(raw[n], normalization) for n in names], dim=1))  # [N, scorers]
         masks.append(right)
     if not features:
         raise ValueError("no development problem has both a right and a wrong candidate, so nothing tells the "
@@ -71,8 +77,6 @@ def fit_weights(problems: Sequence[DevSet], names: Sequence[str], normalization:
 
     optimizer.step(loss)
     w = torch.nn.functional.softplus(theta.detach())
-    if not torch.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError("the weight fit diverged; check the development energies for NaN or inf")
     return (w * len(names) / w.sum()).tolist()
 
 
