@@ -53,8 +53,8 @@ from consensus.vqa.clip_models import (
     load_tiny_clip,
     save_tiny_clip,
 )
+from consensus.vqa.data import EASY_VQA_COLORS as COLORS
 
-COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 SHAPES = ("circle", "rectangle", "triangle")
 PAIRS = [(s, c) for s in SHAPES for c in COLORS]  # the 24 kinds of easy-VQA image
 ANSWERS = (*SHAPES, *COLORS, "yes", "no")
@@ -117,6 +117,13 @@ def load_split(split: str) -> tuple[torch.Tensor, list[int], dict[int, list[tupl
     for q, a, i in zip(questions, answers, image_ids):
         qa[i].append((q, a))
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), ids, qa
+
+
+def validation_split(images: int) -> tuple[list[int], list[int]]:
+    """Rows of the training images held out for validation (the same for every model), and the rest."""
+    order = list(range(images))
+    random.Random(SPLIT_SEED).shuffle(order)
+    return sorted(order[:VALIDATION_IMAGES]), sorted(order[VALIDATION_IMAGES:])
 
 
 def possible_pairs(qa: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -304,9 +311,7 @@ def main() -> None:
     start_wall, start_cpu = time.time(), time.process_time()
 
     images, ids, qa = load_split("train")
-    order = list(range(len(ids)))
-    random.Random(SPLIT_SEED).shuffle(order)
-    val_rows, train_rows = sorted(order[:VALIDATION_IMAGES]), sorted(order[VALIDATION_IMAGES:])
+    val_rows, train_rows = validation_split(len(ids))
     pairs = {k: possible_pairs(qa[ids[k]]) for k in range(len(ids))}
     pair_masks = torch.stack([torch.tensor([p in pairs[k] for p in PAIRS]) for k in range(len(ids))]).float()
     val_images = augment(images[val_rows], torch.Generator().manual_seed(0))
@@ -391,9 +396,7 @@ def evaluate_committed(args: argparse.Namespace) -> None:
     model = load_tiny_clip(out)
     record = json.loads((out / "training_log.json").read_text())
     images, ids, qa = load_split("train")
-    order = list(range(len(ids)))
-    random.Random(SPLIT_SEED).shuffle(order)
-    val_rows = sorted(order[:VALIDATION_IMAGES])
+    val_rows, _ = validation_split(len(ids))
     val_images = augment(images[val_rows], torch.Generator().manual_seed(0))
     record["validation"] = answer_accuracy(model, val_images, qa_items(ids, qa, val_rows))
     args.seed = record["seed"]

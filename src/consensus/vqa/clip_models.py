@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-MODEL_NAMES = ("vqa-clip-cnn", "vqa-clip-gru", "vqa-clip-patch")
 IMAGE_SIZE = 64
 PAD, UNK = 0, 1
 CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 ?"
@@ -62,10 +61,13 @@ class WordTokenizer:
     def __len__(self) -> int:
         return len(self.vocab)
 
+    def units(self, text: str) -> list[str]:
+        """What a text is cut into: its words."""
+        return _WORD.findall(normalize_text(text))
+
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         """``[N, L]`` ids, right-padded with 0, cut at ``max_length``; at least one id per text."""
-        rows = [[self.index.get(w, UNK) for w in _WORD.findall(normalize_text(t))][: self.max_length] or [UNK]
-                for t in texts]  # fmt: skip
+        rows = [[self.index.get(u, UNK) for u in self.units(t)][: self.max_length] or [UNK] for t in texts]
         out = torch.zeros(len(rows), max(map(len, rows), default=1), dtype=torch.long)
         for i, row in enumerate(rows):
             out[i, : len(row)] = torch.tensor(row)
@@ -78,12 +80,9 @@ class CharTokenizer(WordTokenizer):
     def __init__(self, vocab: Sequence[str] | None = None, max_length: int = 64):
         super().__init__(vocab or ["<pad>", "<unk>", *CHARS], max_length)
 
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        rows = [[self.index.get(c, UNK) for c in normalize_text(t)][: self.max_length] or [UNK] for t in texts]
-        out = torch.zeros(len(rows), max(map(len, rows), default=1), dtype=torch.long)
-        for i, row in enumerate(rows):
-            out[i, : len(row)] = torch.tensor(row)
-        return out
+    def units(self, text: str) -> list[str]:
+        """What a text is cut into: its characters."""
+        return list(normalize_text(text))
 
 
 def _standardize(x: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ from PIL import Image
 from consensus.vqa.video import VIDEO_EXTS, FrameError, load_frames
 
 EASY_VQA_PREFIX = "easy-vqa/"
-EASY_VQA_COLORS = frozenset({"red", "green", "blue", "black", "gray", "teal", "brown", "yellow"})
+EASY_VQA_COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 ACTIVITYNET_TYPES = ("motion", "spatial relation", "temporal relation", "yes/no", "color", "object", "location",
                      "number", "other")
 _ACTIVITYNET_EXTS = (".mp4", ".webm", ".mkv", ".avi")

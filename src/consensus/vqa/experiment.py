@@ -16,6 +16,7 @@ from PIL import Image
 from consensus.ensemble import Ensemble
 from consensus.generators.causal_lm import CausalLMGenerator
 from consensus.generators.steering import SteeredDecoder, SteeringConfig, TokenStep
+from consensus.vqa.clip_models import MODEL_CONFIGS
 from consensus.vqa.condition import VideoQuestion
 from consensus.vqa.scorers import ClassifierTextScorer, CLIPFrameScorer, FrameTextScorer, TinyClipScorer
 
@@ -27,7 +28,7 @@ EXEMPLARS: tuple[tuple[str, str], ...] = (
     ("what color is the car?", "silver"),
     ("how many people are there?", "2"),
 )
-OFFLINE_SCORERS = ("vqa-clip-cnn", "vqa-clip-gru", "vqa-clip-patch")
+OFFLINE_SCORERS = tuple(MODEL_CONFIGS)  # the committed easy-VQA models: vqa-clip-cnn, -gru, -patch
 
 
 def format_prompt(question: str, exemplars: Sequence[tuple[str, str]] = EXEMPLARS) -> str:
