@@ -8,7 +8,8 @@ stopped); the summary goes to math-<family>.json and .md and is printed.
 
 With ``--dev N`` it also fits the ensemble's weights (``consensus.weighting``) on N development
 problems disjoint from the evaluation ones (gsm_symbolic: the training templates; chain_sum:
-two-digit terms, as every one-digit question is already an evaluation problem), sampled and
+two-digit terms, as every one-digit question is already an evaluation problem; the word-problem
+families leg_counting and simple_geometry: other draws, none equal to a question asked), sampled and
 scored the same way and kept in math-<family>-dev.jsonl, and reports the ensemble with those
 weights beside the equal-weight one: at solution level (chosen from the stored energies) and at
 step level (run again, in math-<family>-fitted-step.jsonl).
@@ -31,7 +32,7 @@ import torch
 from consensus.ensemble import Ensemble
 from consensus.evaluation import run_resumable
 from consensus.math.answers import extract_flexible, is_correct
-from consensus.math.data import chain_sum, gsm_symbolic
+from consensus.math.data import FEW_SHOT_FAMILIES, chain_sum, few_shot_exemplars, gsm_symbolic
 from consensus.math.experiment import Experiment, build_ensemble
 from consensus.math.feedback import Sampling
 from consensus.math.generator import load_math_generator
@@ -44,6 +45,9 @@ FAMILIES = {
     "gsm_symbolic": "gsm_symbolic held-out templates; Gemma 3 270M + GSM LoRA (zero-shot)",
     # an easier family where the base model alone has headroom (pass@N well above greedy)
     "chain_sum": "chain_sum, 2 one-digit terms; Gemma 3 270M base, 4-shot",
+    # word problems with headroom for the base model: 2-3 kinds of animal, 1-5 of each
+    "leg_counting": "leg_counting, 2-3 kinds of animal, 1-5 of each; Gemma 3 270M base, 4-shot",
+    "simple_geometry": "simple_geometry, triangles and quadrilaterals; Gemma 3 270M base, 4-shot",
 }
 
 
@@ -85,12 +89,18 @@ def main() -> None:
         problems = gsm_symbolic("test", args.problems, seed=args.seed)
         dev_problems = gsm_symbolic("train", args.dev, seed=args.seed + 2) if args.dev else []  # LoRA trained on seed 1
     else:
-        lm, exemplars = load_gemma(), chain_sum(4, seed=777)
+        make = FEW_SHOT_FAMILIES[args.family]
+        lm, exemplars = load_gemma(), few_shot_exemplars(args.family, 4, seed=777)
         shown = {e.question for e in exemplars}
-        # Two one-digit terms make only 200 distinct questions: drop those equal to an exemplar.
-        problems = [p for p in chain_sum(args.problems + 20, seed=args.seed) if p.question not in shown]
+        # Drop questions equal to an exemplar (two one-digit terms make only 200 distinct questions).
+        problems = [p for p in make(args.problems + 20, seed=args.seed) if p.question not in shown]
         problems = problems[:args.problems]
-        dev_problems = chain_sum(args.dev, seed=args.seed, digits=2) if args.dev else []
+        if args.family == "chain_sum":  # every one-digit question is already an evaluation problem
+            dev_problems = chain_sum(args.dev, seed=args.seed, digits=2) if args.dev else []
+        else:  # reasoning-gym draws item i of seed s from Random(s + i): a far seed gives other draws
+            asked = shown | {p.question for p in problems}
+            dev_problems = [p for p in make(args.dev + 20, seed=args.seed + 100_000) if p.question not in asked]
+            dev_problems = dev_problems[:args.dev]
     experiment = Experiment(lm, build_ensemble(lm, exemplars), n=args.n, beam=args.beam, exemplars=exemplars,
                             sampling=Sampling(max_new_tokens=args.max_new_tokens))
 

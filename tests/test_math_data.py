@@ -3,9 +3,20 @@ import json
 import pytest
 
 from consensus.math.answers import extract_flexible, extract_strict, is_correct, normalize_number
-from consensus.math.data import DataError, chain_sum, gsm_symbolic, load_gsm8k_jsonl, load_problems, template_split
+from consensus.math.data import (
+    DataError,
+    chain_sum,
+    few_shot_exemplars,
+    gsm_symbolic,
+    leg_counting,
+    load_gsm8k_jsonl,
+    load_problems,
+    simple_geometry,
+    template_split,
+)
 from consensus.math.feedback import is_complete
 from consensus.math.prompt import format_prompt
+from consensus.math.scorers import check_equations
 
 
 @pytest.mark.parametrize("text, strict, flexible", [
@@ -72,6 +83,29 @@ def test_problems_come_from_their_split_only_and_are_seeded():
 def test_chain_sum_solutions_are_right():
     for p in chain_sum(20, seed=1):
         assert extract_strict(p.solution) == normalize_number(p.answer)
+
+
+def test_leg_counting_solutions_are_right_and_every_computation_checks():
+    problems = leg_counting(20, seed=1)
+    assert problems == leg_counting(20, seed=1) and problems != leg_counting(20, seed=2)
+    for p in problems:
+        assert p.question.startswith("How many legs are there in total if you have ")
+        assert extract_strict(p.solution) == normalize_number(p.answer)
+        checks = check_equations(p.solution)
+        assert len(checks) == p.question.count(",") + 2 and all(right for _, right in checks)
+
+
+def test_simple_geometry_solutions_are_right_and_exemplars_show_every_polygon():
+    problems = simple_geometry(20, seed=1)
+    assert problems == simple_geometry(20, seed=1) and {p.template for p in problems} == {"simple_geometry/3",
+                                                                                          "simple_geometry/4"}
+    for p in problems:
+        assert "Return only" not in p.question and extract_strict(p.solution) == normalize_number(p.answer)
+        checks = check_equations(p.solution)
+        assert len(checks) == 3 and all(right for _, right in checks)
+    shots = few_shot_exemplars("simple_geometry", 4, seed=777)
+    assert [p.template for p in shots] == ["simple_geometry/3", "simple_geometry/4"] * 2
+    assert few_shot_exemplars("chain_sum", 4, seed=777) == chain_sum(4, seed=777)
 
 
 def test_prompt_and_completion_rule():

@@ -9,7 +9,7 @@ import torch
 
 from consensus.loop import Budget, run_consensus
 from consensus.math.answers import extract_flexible, extract_strict, is_correct
-from consensus.math.data import chain_sum, gsm_symbolic, load_problems
+from consensus.math.data import FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
 from consensus.math.feedback import Sampling, SolutionProposer, StepProposer
 from consensus.math.prompt import STOP, format_prompt
 from consensus.metrics import accuracy, majority
@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("math", help="solve math word problems with ensemble consensus",
                               description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--source", default="gsm_symbolic",
-                   help="gsm_symbolic (held-out templates), chain_sum (a ± b), or a GSM8K .jsonl file")
+                   help="gsm_symbolic (held-out templates), chain_sum (a ± b), leg_counting (animals' legs), "
+                        "simple_geometry (a polygon's missing angle), or a GSM8K .jsonl file")
     p.add_argument("--size", type=int, default=20, help="number of problems")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", choices=METHODS, default="solution",
@@ -35,10 +36,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
                    help="what to do when a scorer returns NaN/inf")
     p.add_argument("--model", default=None, help="a transformers causal LM name or path (default: offline Gemma + "
-                                                  "the project's GSM adapter; base Gemma few-shot for chain_sum)")
+                                                  "the project's GSM adapter; base Gemma few-shot for "
+                                                  "chain_sum, leg_counting and simple_geometry)")
     p.add_argument("--adapter", default=None, help="a PEFT adapter directory for --model")
     p.add_argument("--shots", type=int, default=None, help="few-shot exemplars (default: 0 with the GSM adapter, "
-                                                          "4 for chain_sum)")
+                                                          "4 for the few-shot families)")
     p.add_argument("--out", default="runs/math.jsonl", help="results, one JSON line per problem (resumable)")
     p.add_argument("--trace", default=None, help="also write the consensus trace here (JSON lines)")
 
@@ -50,10 +52,10 @@ def run(args: argparse.Namespace) -> None:
     from consensus.models.gemma import load_gemma
 
     problems = load_problems(args.source, args.size, args.seed)
-    few_shot_task = args.source == "chain_sum"
+    few_shot_task = args.source in FEW_SHOT_FAMILIES
     shots = args.shots if args.shots is not None else (4 if few_shot_task else 0)
-    exemplars = (chain_sum(shots, seed=args.seed + 777) if few_shot_task else gsm_symbolic("train", shots, 777)) \
-        if shots else []
+    exemplars = (few_shot_exemplars(args.source, shots, seed=args.seed + 777) if few_shot_task
+                 else gsm_symbolic("train", shots, 777)) if shots else []
     if args.model is None and few_shot_task:
         lm = load_gemma()
     else:

@@ -148,15 +148,84 @@ def _chain_solution(expression: str) -> str:
     return "\n".join(lines + [f"#### {value}"])
 
 
+def leg_counting(size: int, seed: int = 0, animals: tuple[int, int] = (2, 3),
+                 instances: tuple[int, int] = (1, 5)) -> list[Problem]:
+    """reasoning-gym's leg_counting word problems ("how many legs are there in total if you have
+    2 crabs, 1 tiger?"), ``animals`` kinds of animal with ``instances`` of each, with worked
+    solutions that state each animal's legs and write every product and the sum."""
+    if size < 1:
+        raise DataError(f"asked for {size} problems; ask for at least one")
+    import reasoning_gym
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    ds = reasoning_gym.create_dataset("leg_counting", size=size, seed=seed, min_animals=animals[0],
+                                      max_animals=animals[1], min_instances=instances[0],
+                                      max_instances=instances[1])
+    problems = []
+    for i, entry in enumerate(ds):
+        question = entry["question"].split("Now, ", 1)[1].strip()
+        question = question[0].upper() + question[1:]
+        lines, totals = [], []
+        for animal, count in entry["metadata"]["animals"].items():
+            legs = ANIMALS[animal]
+            lines.append(f"A {animal} has {legs} legs, so {count} {animal}{'s' if count > 1 else ''} "
+                         f"{'has' if count == 1 else 'have'} {count} x {legs} = {count * legs} legs.")
+            totals.append(str(count * legs))
+        lines.append(f"In total: {' + '.join(totals)} = {entry['answer']} legs.")
+        problems.append(Problem(f"leg_counting-{seed}-{i}", question, str(entry["answer"]),
+                                "\n".join([*lines, f"#### {entry['answer']}"]), "leg_counting"))
+    return problems
+
+
+def simple_geometry(size: int, seed: int = 0, sides: tuple[int, int] = (3, 4)) -> list[Problem]:
+    """reasoning-gym's simple_geometry word problems (a convex polygon's missing interior angle,
+    ``sides`` sides), with worked solutions: the angle sum (n - 2) x 180, the known angles' sum,
+    the difference. The task's own answer-format instruction is dropped (ours is ``#### N``)."""
+    if size < 1:
+        raise DataError(f"asked for {size} problems; ask for at least one")
+    import reasoning_gym
+
+    ds = reasoning_gym.create_dataset("simple_geometry", size=size, seed=seed, min_sides=sides[0],
+                                      max_sides=sides[1])
+    problems = []
+    for i, entry in enumerate(ds):
+        question = entry["question"].split("Return only")[0].strip()
+        meta = entry["metadata"]
+        n, known = meta["n_sides"], [f"{a:g}" for a in meta["known_angles"]]
+        solution = (f"The interior angles of a polygon with {n} sides add up to ({n} - 2) x 180 = "
+                    f"{meta['total_interior_sum']} degrees.\n"
+                    f"The known angles add up to {' + '.join(known)} = {meta['sum_of_known_angles']:g} degrees.\n"
+                    f"The remaining angle is {meta['total_interior_sum']} - {meta['sum_of_known_angles']:g} = "
+                    f"{entry['answer']} degrees.\n#### {entry['answer']}")
+        problems.append(Problem(f"simple_geometry-{seed}-{i}", question, str(entry["answer"]), solution,
+                                f"simple_geometry/{n}"))
+    return problems
+
+
+# reasoning-gym families for the base model, prompted with worked exemplars of the same family
+FEW_SHOT_FAMILIES = {"chain_sum": chain_sum, "leg_counting": leg_counting, "simple_geometry": simple_geometry}
+
+
+def few_shot_exemplars(family: str, shots: int, seed: int) -> list[Problem]:
+    """``shots`` worked exemplars of a few-shot family, taking its templates in turn (so a
+    geometry prompt shows triangles and quadrilaterals alike)."""
+    by_template: dict[str, list[Problem]] = {}
+    for problem in FEW_SHOT_FAMILIES[family](10 * shots, seed):
+        by_template.setdefault(problem.template, []).append(problem)
+    turns = zip(*by_template.values())
+    return [problem for turn in turns for problem in turn][:shots]
+
+
 def load_problems(source: str, size: int, seed: int = 0, split: str = "test") -> list[Problem]:
-    """A problem set by name: ``gsm_symbolic`` (by template split), ``chain_sum`` (2 one-digit terms),
-    ``gsm8k`` (the hub) or a GSM8K .jsonl path; ``size`` 0 means all of a GSM8K file."""
+    """A problem set by name: ``gsm_symbolic`` (by template split), a few-shot family (``chain_sum``,
+    ``leg_counting``, ``simple_geometry``), ``gsm8k`` (the hub) or a GSM8K .jsonl path; ``size`` 0
+    means all of a GSM8K file."""
     if source == "gsm_symbolic":
         return gsm_symbolic(split, size, seed)
-    if source == "chain_sum":
-        return chain_sum(size, seed)
+    if source in FEW_SHOT_FAMILIES:
+        return FEW_SHOT_FAMILIES[source](size, seed)
     if source == "gsm8k" or source.endswith(".jsonl"):
         problems = load_gsm8k_hub(split) if source == "gsm8k" else load_gsm8k_jsonl(source)
         return problems[:size] if size else problems
-    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, chain_sum, gsm8k (hub) or a GSM8K "
-                    ".jsonl path")
+    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, {', '.join(FEW_SHOT_FAMILIES)}, "
+                    "gsm8k (hub) or a GSM8K .jsonl path")
