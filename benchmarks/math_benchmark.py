@@ -120,7 +120,8 @@ def main() -> None:
         sets = [DevSet(r["energies"], [is_correct(extract_flexible(s), r["gold"]) for s in r["samples"]]) for r in dev]
         fitted = Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev))
     records = run_resumable(problems, lambda p: p.id, solve, out / f"math-{args.family}.jsonl",
-                            batch_size=args.batch, description=args.family)
+                            batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, step level)",
+                            correct=lambda r: is_correct(extract_flexible(r["step_level"]["text"]), r["gold"]))
     if fitted is not None:
         records = with_fitted_step_level(experiment, fitted, problems, records, args.seed,
                                          out / f"math-{args.family}-fitted-step.jsonl")

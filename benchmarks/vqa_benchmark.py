@@ -80,7 +80,9 @@ def main() -> None:
 
     out = Path(args.results)
     start = time.time()
-    records = run_resumable(examples, lambda e: e.question_id, solve, out / f"vqa-{dataset}.jsonl", description="vqa")
+    records = run_resumable(examples, lambda e: e.question_id, solve, out / f"vqa-{dataset}.jsonl",
+                            correct=lambda r: r["correct"][condition_name("rescore", ENSEMBLE)],
+                            description="vqa (accuracy: rescore, ensemble)")
     title = TITLES[dataset].format(split=args.split, lm=args.lm or "Gemma 3 270M", scorers=args.scorers)
     summary = summarize(records)
     summary.update({"title": title, "seed": args.seed, "frames": args.frames, "generator": lm.name,

@@ -14,7 +14,7 @@ def solve(batch):
     for x in batch:
         time.sleep(0.05)
         yield {"square": x * x, "correct": x % 3 == 0}
-run_resumable(list(range(60)), str, solve, sys.argv[1], batch_size=4, correct_field="correct")
+run_resumable(list(range(60)), str, solve, sys.argv[1], batch_size=4, correct=lambda r: r["correct"])
 """
 
 
@@ -47,3 +47,13 @@ def test_empty_set_and_duplicate_ids_are_refused(tmp_path):
         run_resumable([], str, lambda b: [], tmp_path / "r.jsonl")
     with pytest.raises(ValueError, match="unique"):
         run_resumable([1, 1], lambda x: "same", lambda b: [{}] * len(b), tmp_path / "r.jsonl")
+
+
+def test_progress_bar_shows_the_running_accuracy_of_records_done_and_resumed(tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    solve = lambda batch: ({"right": x < 3} for x in batch)  # noqa: E731
+    run_resumable(list(range(4)), str, solve, out, correct=lambda r: r["right"])
+    assert "acc=0.750" in capsys.readouterr().err
+    run_resumable(list(range(6)), str, solve, out, correct=lambda r: r["right"])  # 4 resumed, 2 new
+    err = capsys.readouterr().err  # the resumed records' accuracy first, then with each new one
+    assert err.index("acc=0.750") < err.index("acc=0.600") < err.index("acc=0.500")

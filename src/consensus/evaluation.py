@@ -45,14 +45,14 @@ def run_resumable(
     path: str | Path,
     *,
     batch_size: int = 1,
-    correct_field: str | None = None,
+    correct: Callable[[dict[str, Any]], bool] | None = None,
     description: str = "eval",
 ) -> list[dict[str, Any]]:
     """Solve every example not yet in ``path`` and append its record; return all records.
 
     ``solve`` takes a batch of examples and yields one record per example, in order; each
-    record gets ``"id": key(example)``. ``correct_field`` names a boolean field whose running
-    mean the progress bar shows.
+    record gets ``"id": key(example)``. ``correct`` tells whether a record is right; the progress
+    bar shows its running mean.
     """
     if not examples:
         raise ValueError("the example set is empty; check the data source and its size")
@@ -68,8 +68,10 @@ def run_resumable(
     todo = [e for e, k in zip(examples, keys) if k not in done_ids]
     wanted = set(keys)
     records = [r for r in done if r["id"] in wanted]
-    hits = sum(bool(r.get(correct_field)) for r in records) if correct_field else 0
+    hits = sum(correct(r) for r in records) if correct else 0
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=description, dynamic_ncols=True)
+    if correct and records:
+        bar.set_postfix(acc=f"{hits / len(records):.3f}")
     with path.open("a", encoding="utf-8") as out:
         for i in range(0, len(todo), batch_size):
             batch = todo[i:i + batch_size]
@@ -78,8 +80,8 @@ def run_resumable(
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 out.flush()
                 records.append(record)
-                if correct_field:
-                    hits += bool(record.get(correct_field))
+                if correct:
+                    hits += correct(record)
                     bar.set_postfix(acc=f"{hits / len(records):.3f}")
                 bar.update(1)
     bar.close()

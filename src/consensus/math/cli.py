@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
                    "correct": is_correct(flexible, problem.answer), **extra}
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    records = run_resumable(problems, lambda p: p.id, solve, args.out, correct_field="correct",
+    records = run_resumable(problems, lambda p: p.id, solve, args.out, correct=lambda r: r["correct"],
                             description=f"math/{args.method}")
     if trace is not None:
         trace.close()
