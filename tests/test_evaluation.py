@@ -51,7 +51,7 @@ def test_empty_set_and_duplicate_ids_are_refused(tmp_path):
 
 def test_progress_bar_shows_the_running_accuracy_of_records_done_and_resumed(tmp_path, capsys):
     out = tmp_path / "results.jsonl"
-    solve = lambda batch: ({"right": x < 3} for x in batch)  # noqa: E731
+    solve = lambda batch: ({"right": x < 3} for x in batch)
     run_resumable(list(range(4)), str, solve, out, correct=lambda r: r["right"])
     assert "acc=0.750" in capsys.readouterr().err
     run_resumable(list(range(6)), str, solve, out, correct=lambda r: r["right"])  # 4 resumed, 2 new

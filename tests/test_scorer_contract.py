@@ -39,7 +39,7 @@ def _fashion_images():
 
     images, labels = load_fashion_mnist("test")
     trouser = FASHION_CLASSES.index("Trouser")
-    first = lambda want: int(((labels == trouser) == want).nonzero()[0])  # noqa: E731
+    first = lambda want: int(((labels == trouser) == want).nonzero()[0])
     return images[[first(True), first(False), first(False) + 1]]
 
 
