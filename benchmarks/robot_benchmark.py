@@ -8,7 +8,7 @@ to robot.json and robot.md.
 
     nohup python benchmarks/robot_benchmark.py > benchmarks/results/robot.log 2>&1 &
     # the same with twice the planning budget per CEM round:
-    python benchmarks/robot_benchmark.py --samples 24 --out benchmarks/results/robot-samples24
+    python benchmarks/robot_benchmark.py --samples 24 --episodes 108 --out benchmarks/results/robot-samples24
 """
 
 from __future__ import annotations
