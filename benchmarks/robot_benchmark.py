@@ -116,7 +116,7 @@ def markdown(summary: dict) -> str:
         "| method | success | 95% CI | 1 relation | 2 relations | 3 relations | with on top of | directions only "
         "| steps/episode | steps if solved | s/episode |"
     )
-    done = min(m["episodes"] for m in summary["methods"].values())
+    done = min((m["episodes"] for m in summary["methods"].values()), default=0)
     if done < c["episodes"]:
         setup += (f" **A partial run:** {done} of the {c['episodes']} episodes are done for every method; "
                   "the same command finishes it.")
