@@ -39,13 +39,13 @@ def main() -> None:
     rows = [json.loads(line) for line in (runs / "robot_episodes.jsonl").read_text().splitlines() if line.strip()]
     failed = [r for r in rows if r["method"].startswith("view:") and not r["success"] and r["samples"] == args.samples]
     segmenter = load_segmenter()
-    scorers = {v: ViewScorer(next(c for c in DEFAULT_CAMERAS if c.name == v), segmenter) for v in VIEWS}
+    scorers = {c.name: ViewScorer(c, segmenter) for c in DEFAULT_CAMERAS}
+    policies = {m: make_policy(m, segmenter, args.samples, args.iterations) for m in {r["method"] for r in failed}}
     cases = []
     for row in failed:
         task = sample_task(row["seed"], row["difficulty"])
         final = {}
-        policy = make_policy(row["method"], segmenter, args.samples, args.iterations)
-        result = run_episode(task.spec, task.goal, policy, step_budget(task.goal), seed=row["seed"],
+        result = run_episode(task.spec, task.goal, policies[row["method"]], step_budget(task.goal), seed=row["seed"],
                              on_step=lambda scene, step, final=final: final.update(views=scene.render(cameras=VIEWS)))
         state = SimpleNamespace(views=final["views"])
         energies = {v: float(s.energy([state], task.goal)[0]) for v, s in scorers.items()}

@@ -57,6 +57,12 @@ def normalize(energies: torch.Tensor, mode: Normalization) -> torch.Tensor:
     return out.to(energies.dtype)
 
 
+def weighted_sum(energies: Sequence[torch.Tensor], weights: Sequence[float], mode: Normalization) -> torch.Tensor:
+    """Σ_n w_n · normalize(E_n): the ensemble's total over one candidate set, in float64."""
+    return sum(w * normalize(e.double(), mode) for w, e in zip(weights, energies))
+
+
+@dataclass
 @dataclass
 class EnsembleEnergies:
     """What one ensemble call returns.
@@ -154,7 +160,7 @@ class Ensemble:
         # Out-of-place index_put keeps the autograd graph, so gradient feedback can use `total`.
         total = torch.full((n,), math.inf, dtype=torch.float64)
         if keep.any():
-            kept = sum(w * normalize(e[keep].double(), self.normalization) for w, e in zip(self.weights, raw.values()))
+            kept = weighted_sum([e[keep] for e in raw.values()], self.weights, self.normalization)
             total = total.index_put((keep,), kept)
         return EnsembleEnergies(total=total, per_scorer=raw, seconds=seconds)
 

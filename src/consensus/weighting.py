@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from consensus.ensemble import Normalization, normalize
+from consensus.ensemble import Normalization, normalize, weighted_sum
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,6 @@ def fit_weights(problems: Sequence[DevSet], names: Sequence[str], normalization:
 def select_with_weights(energies: Mapping[str, Sequence[float]], names: Sequence[str], weights: Sequence[float],
                         normalization: Normalization = "zscore") -> int:
     """The candidate an Ensemble with these weights selects from stored per-scorer energies (argmin,
-    first on ties), the same total as ``Ensemble.__call__``."""
-    total = sum(w * normalize(torch.tensor(energies[n], dtype=torch.float64), normalization)
-                for n, w in zip(names, weights))
-    return int(torch.argmin(total))
+    first on ties)."""
+    return int(torch.argmin(weighted_sum([torch.tensor(energies[n], dtype=torch.float64) for n in names], weights,
+                                         normalization)))
