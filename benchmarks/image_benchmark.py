@@ -26,11 +26,17 @@ from pathlib import Path
 
 import torch
 
-from consensus.image.default import DEFAULT_SCALE, DEFAULT_SCHEDULE, DEFAULT_STEPS, fashion_ensemble, fashion_generator
-from consensus.image.evaluate import FashionEvaluator
-from consensus.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
-from consensus.image.fashion_models import SCORER_NAMES
-from consensus.image.grid import save_grid
+from consensus.tasks.image.default import (
+    DEFAULT_SCALE,
+    DEFAULT_SCHEDULE,
+    DEFAULT_STEPS,
+    fashion_ensemble,
+    fashion_generator,
+)
+from consensus.tasks.image.evaluate import FashionEvaluator
+from consensus.tasks.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
+from consensus.tasks.image.grid import save_grid
+from consensus.zoo.fashion import SCORER_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks/results"

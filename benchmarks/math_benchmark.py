@@ -6,7 +6,7 @@ pass@N; and ensemble consensus at step level with N proposals per step. Results 
 line per problem in benchmarks/results/math-<family>.jsonl (a killed run resumes where it
 stopped); the summary goes to math-<family>.json and .md and is printed.
 
-With ``--dev N`` it also fits the ensemble's weights (``consensus.weighting``) on N development
+With ``--dev N`` it also fits the ensemble's weights (``consensus.core.weighting``) on N development
 problems disjoint from the evaluation ones (gsm_symbolic: the training templates; chain_sum:
 two-digit terms, as every one-digit question is already an evaluation problem; the word-problem
 families leg_counting and simple_geometry: other draws, none equal to a question asked), sampled and
@@ -28,17 +28,17 @@ import time
 from pathlib import Path
 
 import torch
+from consensus.tasks.math.feedback import Sampling
 
-from consensus.ensemble import Ensemble
-from consensus.evaluation import run_resumable
-from consensus.math.answers import extract_flexible, is_correct
-from consensus.math.data import FEW_SHOT_FAMILIES, chain_sum, few_shot_exemplars, gsm_symbolic
-from consensus.math.experiment import Experiment, build_ensemble
-from consensus.math.feedback import Sampling
-from consensus.math.generator import load_math_generator
-from consensus.math.report import Fitted, markdown, summarize
-from consensus.models.gemma import load_gemma
-from consensus.weighting import DevSet, fit_weights
+from consensus.core.ensemble import Ensemble
+from consensus.core.weighting import DevSet, fit_weights
+from consensus.eval.harness import run_resumable
+from consensus.scorers.text.answers import extract_flexible, is_correct
+from consensus.tasks.math.data import FEW_SHOT_FAMILIES, chain_sum, few_shot_exemplars, gsm_symbolic
+from consensus.tasks.math.experiment import Experiment, build_ensemble
+from consensus.tasks.math.generator import load_math_generator
+from consensus.tasks.math.report import Fitted, markdown, summarize
+from consensus.zoo.gemma import load_gemma
 
 FAMILIES = {
     # the paper's setting: a fine-tuned generator, zero-shot, on templates it was not trained on

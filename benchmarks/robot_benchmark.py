@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from consensus.ensemble import Ensemble
-from consensus.metrics import accuracy
-from consensus.robot.episode import ConsensusPolicy, RandomPolicy, run_episode, step_budget
-from consensus.robot.scene import DEFAULT_CAMERAS
-from consensus.robot.scorers import ViewScorer
-from consensus.robot.segmenter import DEFAULT_WEIGHTS, load_segmenter
-from consensus.robot.tasks import sample_task
+from consensus.core.ensemble import Ensemble
+from consensus.eval.metrics import accuracy
+from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_episode, step_budget
+from consensus.tasks.robot.experiment import view_scorer
+from consensus.tasks.robot.scene import DEFAULT_CAMERAS
+from consensus.tasks.robot.tasks import sample_task
+from consensus.zoo.segmenter import DEFAULT_WEIGHTS, load_segmenter
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VIEWS = [c.name for c in DEFAULT_CAMERAS]
@@ -40,7 +40,7 @@ def make_policy(method: str, segmenter, samples: int, iterations: int):
         return RandomPolicy()
     cameras = DEFAULT_CAMERAS if method == "ensemble" else [c for c in DEFAULT_CAMERAS if f"view:{c.name}" == method]
     return ConsensusPolicy(
-        Ensemble([ViewScorer(c, segmenter) for c in cameras]), samples=samples, iterations=iterations
+        Ensemble([view_scorer(c, segmenter) for c in cameras]), samples=samples, iterations=iterations
     )
 
 

@@ -19,11 +19,11 @@ from types import SimpleNamespace
 import torch
 from robot_benchmark import make_policy  # the sibling script
 
-from consensus.robot.episode import run_episode, step_budget
-from consensus.robot.scene import DEFAULT_CAMERAS
-from consensus.robot.scorers import ViewScorer
-from consensus.robot.segmenter import load_segmenter
-from consensus.robot.tasks import sample_task
+from consensus.tasks.robot.episode import run_episode, step_budget
+from consensus.tasks.robot.experiment import view_scorer
+from consensus.tasks.robot.scene import DEFAULT_CAMERAS
+from consensus.tasks.robot.tasks import sample_task
+from consensus.zoo.segmenter import load_segmenter
 
 VIEWS = [c.name for c in DEFAULT_CAMERAS]
 
@@ -39,7 +39,7 @@ def main() -> None:
     rows = [json.loads(line) for line in (runs / "robot_episodes.jsonl").read_text().splitlines() if line.strip()]
     failed = [r for r in rows if r["method"].startswith("view:") and not r["success"] and r["samples"] == args.samples]
     segmenter = load_segmenter()
-    scorers = {c.name: ViewScorer(c, segmenter) for c in DEFAULT_CAMERAS}
+    scorers = {c.name: view_scorer(c, segmenter) for c in DEFAULT_CAMERAS}
     policies = {m: make_policy(m, segmenter, args.samples, args.iterations) for m in {r["method"] for r in failed}}
     cases = []
     for row in failed:

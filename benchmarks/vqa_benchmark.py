@@ -1,7 +1,7 @@
 """Video-QA benchmark: the LM alone, steered by each single scorer, and by the ensemble, both feedback forms.
 
 On a seeded, type-stratified sample of the offline easy-VQA test questions (each test image made
-into an 8-frame clip; see consensus.vqa.data), Gemma 3 270M writes every answer; the committed
+into an 8-frame clip; see consensus.tasks.vqa.data), Gemma 3 270M writes every answer; the committed
 image–text models steer it. The gradient-free (rescore) conditions run on every question, the
 gradient (cache-shift) conditions on a seeded stratified subset, for their cost. Results are
 one JSON line per question in benchmarks/results/vqa-easy.jsonl (a killed run resumes where it
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from consensus.evaluation import run_resumable
-from consensus.vqa.answers import is_correct
-from consensus.vqa.cli import VQA_DEFAULTS, load_lm
-from consensus.vqa.data import activitynet_qa, easy_vqa_examples, sample_examples
-from consensus.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
-from consensus.vqa.report import ENSEMBLE, condition_name, markdown, summarize
+from consensus.eval.harness import run_resumable
+from consensus.tasks.vqa.answers import is_correct
+from consensus.tasks.vqa.cli import VQA_DEFAULTS, load_lm
+from consensus.tasks.vqa.data import activitynet_qa, easy_vqa_examples, sample_examples
+from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
+from consensus.tasks.vqa.report import ENSEMBLE, condition_name, markdown, summarize
 
 TITLES = {"easy": "easy-VQA test clips (8 frames); {lm} steered by the committed image-text models",
           "activitynet": "ActivityNet-QA {split} (8 frames); {lm} steered by {scorers}"}

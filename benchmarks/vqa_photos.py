@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from consensus.models.gemma import load_gemma
-from consensus.vqa.cli import VQA_DEFAULTS
-from consensus.vqa.experiment import VideoQA, build_ensemble, load_scorers
+from consensus.tasks.vqa.cli import VQA_DEFAULTS
+from consensus.tasks.vqa.experiment import VideoQA, build_ensemble, load_scorers
+from consensus.zoo.gemma import load_gemma
 
 PHOTOS = {  # skimage.data function -> questions (none has a reference: read the answers)
     "chelsea": ["what animal is this?", "what is in the picture?"],

@@ -2,7 +2,7 @@
 
 Rescore feedback, the committed models; each pooling rule answers the same seeded, type-stratified
 training questions (their clips are made as the test clips are). Compared: the log-linear pool of
-``consensus.vqa.experiment.build_ensemble`` against z-scores across the candidates (one scorer), and
+``consensus.tasks.vqa.experiment.build_ensemble`` against z-scores across the candidates (one scorer), and
 against the plain product of the models' distributions (three scorers). Writes
 benchmarks/results/vqa-pooling-pilot.md and prints it.
 
@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from consensus import Ensemble
-from consensus.metrics import accuracy
-from consensus.vqa.answers import is_correct
-from consensus.vqa.cli import VQA_DEFAULTS, load_lm
-from consensus.vqa.data import easy_vqa_examples, sample_examples
-from consensus.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
+from consensus.eval.metrics import accuracy
+from consensus.tasks.vqa.answers import is_correct
+from consensus.tasks.vqa.cli import VQA_DEFAULTS, load_lm
+from consensus.tasks.vqa.data import easy_vqa_examples, sample_examples
+from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
 
 
 def main() -> None:

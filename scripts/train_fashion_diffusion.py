@@ -3,7 +3,7 @@
 It sees images only, never labels, so it draws random classes; the scorers' guidance decides
 which class comes out. Seeded; 1,600 steps took 36 minutes on one thread of a busy 2-core machine (bf16 autocast).
 
-    python scripts/train_fashion_diffusion.py [--steps 1600] [--out src/consensus/weights/fashion-diffusion]
+    python scripts/train_fashion_diffusion.py [--steps 1600] [--out src/consensus/zoo/weights/fashion-diffusion]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from consensus.image.fashion_data import load_fashion_mnist
+from consensus.tasks.image.fashion_data import load_fashion_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "src/consensus/weights/fashion-diffusion")
+    parser.add_argument("--out", type=Path, default=ROOT / "src/consensus/zoo/weights/fashion-diffusion")
     parser.add_argument(
         "--save-every", type=int, default=0, help="also save the EMA weights every N steps (0: at the end only)"
     )

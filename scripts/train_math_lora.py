@@ -3,10 +3,10 @@
 The paper's math generator was GPT-2 medium fine-tuned on GSM8K; the base 270M model solves
 almost no gsm_symbolic problem (0/40 greedy), so selection would have nothing to select. This
 script does what the paper did, on templates disjoint from the evaluation templates
-(consensus.math.data.template_split). Seeded and resumable: it saves the adapter and the
+(consensus.tasks.math.data.template_split). Seeded and resumable: it saves the adapter and the
 optimiser state every --save-every steps and continues from there when started again.
 
-    python scripts/train_math_lora.py --out src/consensus/weights/gemma-270m-gsm-lora
+    python scripts/train_math_lora.py --out src/consensus/zoo/weights/gemma-270m-gsm-lora
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from consensus.math.data import gsm_symbolic
-from consensus.math.prompt import format_prompt
-from consensus.models.gemma import gemma_dir
+from consensus.tasks.math.data import gsm_symbolic
+from consensus.tasks.math.prompt import format_prompt
+from consensus.zoo.gemma import gemma_dir
 
 
 def batches(tokenizer, problems, batch_size, rng):
@@ -58,7 +58,7 @@ def loss_on_targets(model, ids, mask, labels):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="src/consensus/weights/gemma-270m-gsm-lora")
+    ap.add_argument("--out", default="src/consensus/zoo/weights/gemma-270m-gsm-lora")
     ap.add_argument("--problems", type=int, default=1200)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=4)

@@ -1,4 +1,4 @@
-"""Train the question–solution classifier (consensus.math.verifier) on gsm_symbolic's train templates.
+"""Train the question–solution classifier (consensus.scorers.text.verifier) on gsm_symbolic's train templates.
 
 Training pairs, all from templates disjoint from the evaluation templates:
   * positives: gold worked solutions;
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from consensus.math.answers import extract_flexible, is_correct
-from consensus.math.data import gsm_symbolic
-from consensus.math.verifier import WEIGHTS, SolutionEncoder, VerifierHead, structural_features
-from consensus.metrics import accuracy
+from consensus.eval.metrics import accuracy
+from consensus.scorers.text.answers import extract_flexible, is_correct
+from consensus.scorers.text.verifier import WEIGHTS, SolutionEncoder, VerifierHead, structural_features
+from consensus.tasks.math.data import gsm_symbolic
 
 _RESULT = re.compile(r"(=\s*[$£€]?)(\d+(?:\.\d+)?)")
 _OPERATION = re.compile(r"(\d+(?:\.\d+)?)\s*([-+*/])\s*[$£€]?(\d+(?:\.\d+)?)\s*=\s*[$£€]?(\d+(?:\.\d+)?)")

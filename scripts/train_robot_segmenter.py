@@ -1,4 +1,4 @@
-"""Train the robot task's segmenter (consensus.robot.segmenter.TinyUNet) on rendered views.
+"""Train the robot task's segmenter (consensus.zoo.segmenter.TinyUNet) on rendered views.
 
 The data are the scorers' own camera views of random tabletop scenes, before and after random
 pick-and-place actions (half of them onto another object, so stacks and occlusions are seen).
@@ -7,7 +7,7 @@ RGB only. Scene seeds are 100000+ for training and 200000+ for validation, disjo
 benchmark's (0-999) and from the seeds used for tuning (1000+). Seeded: scenes, initialisation
 and batch order are fixed, and one CPU thread keeps the arithmetic in a fixed order.
 
-    python scripts/train_robot_segmenter.py --out src/consensus/weights/robot-segmenter
+    python scripts/train_robot_segmenter.py --out src/consensus/zoo/weights/robot-segmenter
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from consensus.robot.scene import OBJECT_NAMES, WORKSPACE, PickPlace, TabletopScene, random_scene_spec
-from consensus.robot.segmenter import CLASS_NAMES, TinyUNet, to_input
+from consensus.tasks.robot.scene import (
+    CLASS_NAMES,
+    OBJECT_NAMES,
+    WORKSPACE,
+    PickPlace,
+    TabletopScene,
+    random_scene_spec,
+)
+from consensus.zoo.segmenter import TinyUNet, to_input
 
 TRAIN_SEED, VAL_SEED = 100_000, 200_000
 
@@ -72,7 +79,7 @@ def mean_iou(model: TinyUNet, images: np.ndarray, labels: np.ndarray) -> dict[st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="src/consensus/weights/robot-segmenter")
+    ap.add_argument("--out", default="src/consensus/zoo/weights/robot-segmenter")
     ap.add_argument("--train-scenes", type=int, default=250)
     ap.add_argument("--val-scenes", type=int, default=30)
     ap.add_argument("--actions-per-scene", type=int, default=3)

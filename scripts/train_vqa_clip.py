@@ -1,4 +1,4 @@
-"""Train one of the small CLIP-style models of consensus.vqa.clip_models on easy-VQA's training images.
+"""Train one of the small CLIP-style models of consensus.zoo.tiny_clip on easy-VQA's training images.
 
 Data (easy-VQA 1.0 TRAIN split only; 400 of its 4,000 images are held out for validation and
 early stopping, the same 400 for every model):
@@ -27,7 +27,7 @@ of standard deviation 8/255. Test metrics use the same augmentation with a fixed
     python scripts/train_vqa_clip.py --model vqa-clip-cnn --evaluate   # re-measure the saved weights
 
 Runs on one CPU thread; writes model.safetensors, config.json, training_log.json and MODEL_CARD.md to
-consensus/weights/<model>/. The card's numbers are measured on the float16 weights as stored.
+consensus/zoo/weights/<model>/. The card's numbers are measured on the float16 weights as stored.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from consensus.vqa.clip_models import (
+from consensus.tasks.vqa.data import EASY_VQA_COLORS as COLORS
+from consensus.zoo.tiny_clip import (
     MODEL_CONFIGS,
     WEIGHTS_DIR,
     TinyClip,
@@ -53,7 +54,6 @@ from consensus.vqa.clip_models import (
     load_tiny_clip,
     save_tiny_clip,
 )
-from consensus.vqa.data import EASY_VQA_COLORS as COLORS
 
 SHAPES = ("circle", "rectangle", "triangle")
 PAIRS = [(s, c) for s in SHAPES for c in COLORS]  # the 24 kinds of easy-VQA image
@@ -251,8 +251,8 @@ def model_card(name: str, args: argparse.Namespace, record: dict, n_params: int,
     return f"""# {name}
 
 - **Role**: a CLIP-style image–text scorer for the video-QA experiment (`TinyClipScorer.load("{name}")`
-  in `consensus.vqa.scorers`); energy `1 − mean over frames of cos(image, "{{question}} {{answer}}")`.
-- **Architecture** (`consensus.vqa.clip_models`, {n_params:,} parameters, {size / 1e6:.2f} MB float16):
+  in `consensus.scorers.frames.text_image`); energy `1 − mean over frames of cos(image, "{{question}} {{answer}}")`.
+- **Architecture** (`consensus.zoo.tiny_clip`, {n_params:,} parameters, {size / 1e6:.2f} MB float16):
   {DESCRIPTIONS[name]} Shared embedding of {config["dim"]} dimensions, learned temperature
   (final `exp(logit_scale)` = {record["temperature"]:.1f}). Config: image `{json.dumps(config["image"])}`,
   text `{json.dumps(config["text"])}`.
@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=3, help="hard negative texts per image")
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--max-minutes", type=float, default=8.0, help="stop early past this wall time")
-    parser.add_argument("--out", type=Path, default=None, help="default: consensus/weights/<model>")
+    parser.add_argument("--out", type=Path, default=None, help="default: consensus/zoo/weights/<model>")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--evaluate", action="store_true", help="only re-measure the saved weights, rewrite the card")
     args = parser.parse_args()

@@ -42,6 +42,6 @@ def tiny_lm(tiny_tokenizer):
 @pytest.fixture(scope="session")
 def gemma():
     """The real offline Gemma 3 270M (converted on first use) with the committed GSM adapter."""
-    from consensus.math.generator import load_math_generator
+    from consensus.tasks.math.generator import load_math_generator
 
     return load_math_generator()

@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-from consensus.evaluation import read_results, run_resumable
+from consensus.eval.harness import read_results, run_resumable
 
 WORKER = """
 import sys, time
-from consensus.evaluation import run_resumable
+from consensus.eval.harness import run_resumable
 def solve(batch):
     for x in batch:
         time.sleep(0.05)

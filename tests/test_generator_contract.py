@@ -80,3 +80,108 @@ def test_bad_arguments_are_refused(lm):
 def test_missing_model_names_the_fix(tmp_path):
     with pytest.raises(OSError, match="local directory"):
         CausalLMGenerator.from_pretrained(str(tmp_path / "no-such-model"))
+
+
+# -- The engine's steps: every generator family's step honours one contract ------------------------------------
+
+
+def _tiny_denoiser():
+    from test_image_guidance import scheduler, tiny_unet  # tests/ is on sys.path under pytest
+
+    from consensus.generators.diffusion import DiffusionGenerator
+
+    return DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+
+
+def _token_steps(request):
+    from consensus.generators.text.steering import TokenSteps
+
+    return TokenSteps(request.getfixturevalue("tiny_lm"), PROMPTS[0], top_k=4), None
+
+
+def _solution_steps(request):
+    from consensus.generators.text.proposers import Sampling, SolutionSteps
+
+    return SolutionSteps(request.getfixturevalue("tiny_lm"), 3, lambda q: q, Sampling(max_new_tokens=6)), PROMPTS[0]
+
+
+def _line_steps(request):
+    from consensus.generators.text.proposers import LineSteps, Sampling
+
+    return LineSteps(request.getfixturevalue("tiny_lm"), 4, lambda q: q, lambda text: "5" in text,
+                     Sampling(max_new_tokens=6), max_step_tokens=6), PROMPTS[0]
+
+
+def _denoising_steps(request):
+    from consensus.generators.diffusion import DenoisingSteps
+
+    return DenoisingSteps(_tiny_denoiser(), 3, 4), None
+
+
+def _cem_steps(request):
+    from consensus.generators.planning import CEMSteps
+    from consensus.tasks.robot.scene import DEFAULT_CAMERAS, ObjectPose, SceneSpec, TabletopScene
+    from consensus.tasks.robot.world_model import PickPlaceSpace, SimulatorWorldModel
+
+    spec = SceneSpec(("red bowl", "blue mug"), (ObjectPose(0.45, -0.1), ObjectPose(0.6, 0.1)))
+    scene = TabletopScene(spec, cameras=DEFAULT_CAMERAS[:1])
+    request.addfinalizer(scene.close)
+    return CEMSteps(SimulatorWorldModel(scene, ["front"]), PickPlaceSpace(scene), samples=4), None
+
+
+STEPS = {"TokenSteps": _token_steps, "SolutionSteps": _solution_steps, "LineSteps": _line_steps,
+         "DenoisingSteps": _denoising_steps, "CEMSteps": _cem_steps}
+ADAPTERS = {"CausalLMGenerator", "DiffusionGenerator"}  # their contracts: above, and in test_image_guidance.py
+
+
+@pytest.fixture(params=STEPS)
+def step(request):
+    return STEPS[request.param](request)
+
+
+def test_a_step_proposes_candidates_and_moves_its_population_on(step):
+    from consensus import Proposals
+
+    steps, condition = step
+    proposals = steps(condition, None, torch.Generator().manual_seed(0))
+    assert isinstance(proposals, Proposals) and len(proposals.candidates) > 0
+    assert len(proposals.complete) == len(proposals.candidates) and proposals.tokens >= 0
+    proposals.survivors = [0]
+    population = proposals.next_population()
+    again = steps(condition, population, torch.Generator().manual_seed(1))  # the next step starts from it
+    assert len(again.candidates) > 0
+
+
+def test_a_step_is_reproducible_under_a_seed(step):
+    steps, condition = step
+    first = steps(condition, None, torch.Generator().manual_seed(3))
+    steps, condition = step
+    second = steps(condition, None, torch.Generator().manual_seed(3))
+    if isinstance(first.candidates, torch.Tensor):
+        torch.testing.assert_close(first.candidates, second.candidates)
+    else:
+        assert [repr(c) for c in first.candidates] == [repr(c) for c in second.candidates]
+
+
+def test_every_generator_class_has_a_contract():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import consensus.generators
+
+    found = set()
+    for info in pkgutil.walk_packages(consensus.generators.__path__, "consensus.generators."):
+        module = importlib.import_module(info.name)
+        found |= {name for name, c in inspect.getmembers(module, inspect.isclass)
+                  if c.__module__ == module.__name__ and name.endswith(("Generator", "Steps"))
+                  and not getattr(c, "_is_protocol", False)}
+    missing = sorted(found - set(STEPS) - ADAPTERS)
+    assert not missing, f"generators without a contract: {missing}; add them to STEPS or ADAPTERS"
+
+
+def test_the_adapters_implement_their_protocols(tiny_lm):
+    from consensus.generators import TextGenerator
+    from consensus.generators.diffusion import Denoiser
+
+    assert isinstance(tiny_lm, TextGenerator) and isinstance(_tiny_denoiser(), Denoiser)

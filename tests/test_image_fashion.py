@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from consensus import read_trace
-from consensus.image import cli
-from consensus.image.default import fashion_ensemble, fashion_generator
-from consensus.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
-from consensus.image.fashion_models import SCORER_NAMES, load_fashion_classifier
+from consensus.core.trace import validate_record
+from consensus.tasks.image import cli
+from consensus.tasks.image.default import fashion_ensemble, fashion_generator
+from consensus.tasks.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
+from consensus.zoo.fashion import SCORER_NAMES, load_fashion_classifier
 
 # A missing Debian package fails here with the install command in the message: data is not optional.
 TEST_IMAGES, TEST_LABELS = load_fashion_mnist("test")
@@ -60,16 +61,17 @@ def test_cli_writes_a_grid_and_a_trace(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     cli.add_parser(parser.add_subparsers())
     args = parser.parse_args(
-        ["image", "--prompt", "a photo of a sneaker", "--num-images", "4", "--steps", "4", "--out", str(tmp_path)]
+        ["image", "--prompt", "a photo of a sneaker", "--num-images", "4", "--steps", "4", "--out", str(tmp_path),
+         "--trace", str(tmp_path / "guided.jsonl"), "--scorer", "tests.fixtures.my_scorer:InkScorer:0.5"]
     )
     assert cli.run(args) == 0
     assert (tmp_path / "grid.png").stat().st_size > 0
-    header, *steps = read_trace(tmp_path / "trace.jsonl")
-    assert header["class"] == "Sneaker" and len(steps) == 4
-    assert (
-        set(steps[0]["energies"]) == {f"fashion-{n}" for n in SCORER_NAMES}
-        and len(steps[0]["energies"]["fashion-cnn"]) == 4
-    )
+    steps = list(read_trace(tmp_path / "guided.jsonl"))
+    assert len(steps) == 4 and all(s["item"] == "Sneaker" for s in steps)
+    for step in steps:
+        validate_record(step)
+    assert set(steps[0]["energies"]["per_scorer"]) == {*(f"fashion-{n}" for n in SCORER_NAMES), "InkScorer"}
+    assert len(steps[0]["energies"]["per_scorer"]["fashion-cnn"]) == 4
     assert "Sneaker" in capsys.readouterr().out
 
 

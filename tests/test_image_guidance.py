@@ -1,4 +1,5 @@
-"""Energy guidance on tiny randomly initialised diffusers UNets and schedulers (the generic code path)."""
+"""Gradient guidance (and guided particles) through the engine on tiny randomly initialised diffusers UNets and
+schedulers: the generic paths of core/feedback/guidance.py and generators/diffusion."""
 
 from __future__ import annotations
 
@@ -7,17 +8,12 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
-from consensus import Ensemble, Scorer, read_trace
-from consensus.image import ClassifierScorer, DiffusionGenerator, NonDifferentiableScorerError, NonFiniteGradientError
-from consensus.image.guidance import (
-    EnergyGuidance,
-    balanced_direction,
-    eps_to_prediction,
-    eps_to_x0,
-    prediction_to_eps,
-    x0_to_eps,
-)
-from consensus.trace import TraceWriter
+from consensus import Ensemble, Guidance, Resample, Scorer, read_trace
+from consensus.core.ensemble import NonDifferentiableScorerError, NonFiniteGradientError, combine_gradients
+from consensus.core.trace import TraceWriter, validate_record
+from consensus.generators.diffusion import DiffusionGenerator
+from consensus.generators.diffusion.steps import eps_to_prediction, eps_to_x0, prediction_to_eps, x0_to_eps
+from consensus.scorers.image import ClassifierScorer
 
 
 class BrightnessScorer(Scorer):
@@ -114,10 +110,10 @@ def test_classifier_scorer_guides_toward_the_asked_class():
 
 def test_balancing_gives_scorers_on_different_scales_an_equal_say():
     g_big, g_small = torch.randn(2, 1, 4, 4) * 1e4, torch.randn(2, 1, 4, 4) * 1e-4
-    balanced = balanced_direction([g_big, g_small], [1.0, 1.0], balance=True)
+    balanced = combine_gradients([g_big, g_small], [1.0, 1.0], balance=True)
     unit = lambda g: g / g.pow(2).mean((1, 2, 3), keepdim=True).sqrt()
     torch.testing.assert_close(balanced, (unit(g_big) + unit(g_small)) / 2)
-    raw = balanced_direction([g_big, g_small], [1.0, 1.0], balance=False)
+    raw = combine_gradients([g_big, g_small], [1.0, 1.0], balance=False)
     torch.testing.assert_close(raw, g_big + g_small)
     # End to end: a scorer 10^4 times louder does not drown the other one.
     generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
@@ -154,13 +150,15 @@ def test_trace_and_callback_record_every_scorer_per_step(tmp_path):
     with TraceWriter(tmp_path / "trace.jsonl") as trace:
         generator.generate(3, ensemble, 0.5, num_inference_steps=4, seed=0, trace=trace, callback=seen.append)
     lines = list(read_trace(tmp_path / "trace.jsonl"))
-    assert [line["step"] for line in lines] == [0, 1, 2, 3] == [info["step"] for info in seen]
+    assert [line["iteration"] for line in lines] == [0, 1, 2, 3] == [info["iteration"] for info in seen]
     for line in lines:
-        assert set(line["energies"]) == {"brightness", "LeftRightScorer"}
-        assert all(len(v) == 3 for v in line["energies"].values()) and len(line["grad_rms"]["brightness"]) == 3
-    assert seen[0]["x0"].shape == (3, 1, 8, 8) and seen[0]["step_size"] == pytest.approx(0.1)
+        validate_record(line)
+        assert set(line["energies"]["per_scorer"]) == {"brightness", "LeftRightScorer"}
+        assert line["candidates"] == ["tensor 1x8x8"] * 3 and len(line["feedback"]["Guidance"]["direction_rms"]) == 3
+    assert seen[0]["proposals"].hooks.x0.shape == (3, 1, 8, 8)
+    assert seen[0]["feedback"]["Guidance"]["step_size"] == pytest.approx(0.1)
     # The guidance did its job over the steps: the brightness energy falls from first to last.
-    assert sum(lines[-1]["energies"]["brightness"]) < sum(lines[0]["energies"]["brightness"])
+    assert sum(lines[-1]["energies"]["per_scorer"]["brightness"]) < sum(lines[0]["energies"]["per_scorer"]["brightness"])
 
 
 def test_linear_schedule_fades_the_step_out():
@@ -168,8 +166,20 @@ def test_linear_schedule_fades_the_step_out():
     seen = []
     generator.generate(2, Ensemble([BrightnessScorer()]), 0.5, num_inference_steps=5, guidance_scale=1.0,
                        schedule="linear", seed=0, callback=seen.append)  # fmt: skip
-    sizes = [info["step_size"] for info in seen]
+    sizes = [info["feedback"]["Guidance"]["step_size"] for info in seen]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > 0.7 and sizes[-1] < 0.2
+
+
+def test_guided_particles_resample_toward_low_energy():
+    """A form nobody wrote a loop for: guidance and particle resampling chained on one population."""
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    ensemble = Ensemble([BrightnessScorer()])
+    plain = generator.generate(8, num_inference_steps=6, seed=4).images
+    particles = generator.generate(8, ensemble, 0.9, num_inference_steps=6, seed=4,
+                                   feedback=[Guidance(0.0), Resample(k=8, temperature=1e-4)])
+    assert particles.images.shape == plain.shape
+    assert ensemble(particles.images, 0.9).total.mean() < ensemble(plain, 0.9).total.mean()
+    assert particles.run.iterations == 6 and particles.run.stop_reason == "complete"
 
 
 def test_non_differentiable_scorer_is_refused_in_gradient_mode():
@@ -187,13 +197,23 @@ def test_nan_gradient_is_a_clear_error():
 
 
 def test_bad_settings_are_clear_errors():
-    unet, ddim = tiny_unet(), scheduler("ddim")
-    ensemble = Ensemble([BrightnessScorer()])
+    unet = tiny_unet()
     with pytest.raises(ValueError, match="unknown guidance schedule 'fast'"):
-        EnergyGuidance(unet, ddim.alphas_cumprod, ensemble, 0.5, lambda x: x, schedule="fast")
+        Guidance(0.5, schedule="fast")
     with pytest.raises(ValueError, match="guidance scale must be a finite number >= 0"):
-        EnergyGuidance(unet, ddim.alphas_cumprod, ensemble, 0.5, lambda x: x, scale=float("nan"))
+        Guidance(float("nan"))
     with pytest.raises(ValueError, match="DDPMScheduler.step takes no eta"):
         DiffusionGenerator(unet, scheduler("ddpm")).generate(1, num_inference_steps=2, eta=0.5)
     with pytest.raises(ValueError, match="unknown prediction type 'noise'"):
-        EnergyGuidance(unet, ddim.alphas_cumprod, ensemble, 0.5, lambda x: x, prediction_type="noise")
+        prediction_to_eps(torch.zeros(1), torch.zeros(1), torch.ones(1), "noise")
+    with pytest.raises(ValueError, match="normalization='none'"):
+        DiffusionGenerator(unet, scheduler("ddim")).generate(
+            2, Ensemble([BrightnessScorer()], normalization="zscore"), 0.5, num_inference_steps=2)
+
+
+def test_drop_policy_leaves_a_non_finite_sample_unguided():
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    plain = generator.generate(2, num_inference_steps=3, seed=0).images
+    dropped = generator.generate(2, Ensemble([SqrtScorer()], nonfinite="drop"), None, num_inference_steps=3,
+                                 guidance_scale=0.3, seed=0).images
+    torch.testing.assert_close(dropped, plain, atol=1e-5, rtol=0)

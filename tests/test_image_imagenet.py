@@ -6,8 +6,8 @@ import pytest
 import skimage.data as skimage_data
 import torch
 
-from consensus.image import MobileNetV2, imagenet_scorer
-from consensus.image.imagenet import imagenet_class_names
+from consensus.scorers.image.imagenet import imagenet_class_names
+from consensus.scorers.image import MobileNetV2, imagenet_scorer
 
 CATS = {"Egyptian cat", "tiger cat", "tabby"}
 

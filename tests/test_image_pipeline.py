@@ -9,7 +9,8 @@ from test_image_scorers import tiny_clip, tiny_clip_tokenizer  # tests/ is on sy
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from consensus import Ensemble
-from consensus.image import CLIPScorer, DiffusionGenerator
+from consensus.generators.diffusion import DiffusionGenerator
+from consensus.scorers.image import CLIPScorer
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from consensus import Ensemble
-from consensus.image import ClassifierScorer, CLIPScorer
-from consensus.image.classifier import resize_and_crop
+from consensus.scorers.image.classifier import resize_and_crop
+from consensus.scorers.image import ClassifierScorer, CLIPScorer
 
 
 def tiny_classifier(channels: int = 1) -> nn.Module:

@@ -1,9 +1,11 @@
 import json
 
 import pytest
+from consensus.tasks.math.prompt import is_complete
 
-from consensus.math.answers import extract_flexible, extract_strict, is_correct, normalize_number
-from consensus.math.data import (
+from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct, normalize_number
+from consensus.scorers.text.arithmetic import check_equations
+from consensus.tasks.math.data import (
     DataError,
     chain_sum,
     few_shot_exemplars,
@@ -14,9 +16,7 @@ from consensus.math.data import (
     simple_geometry,
     template_split,
 )
-from consensus.math.feedback import is_complete
-from consensus.math.prompt import format_prompt
-from consensus.math.scorers import check_equations
+from consensus.tasks.math.prompt import format_prompt
 
 
 @pytest.mark.parametrize("text, strict, flexible", [
@@ -116,7 +116,7 @@ def test_prompt_and_completion_rule():
 
 
 def test_missing_model_package_names_the_install_command():
-    from consensus.models.cache import require
+    from consensus.zoo.cache import require
 
     with pytest.raises(ImportError, match="pip install some-model-package"):
         require("no_such_module_xyz", "pip install some-model-package")

@@ -2,36 +2,40 @@
 
 import json
 
+import pytest
+
 from consensus import Budget, TopK, TraceWriter, read_trace, run_consensus
 from consensus.cli import main
-from consensus.math.data import chain_sum, gsm_symbolic
-from consensus.math.experiment import build_ensemble
-from consensus.math.feedback import SolutionProposer, StepProposer, is_complete
+from consensus.core.trace import summarize_candidate, validate_record
+from consensus.tasks.math.data import chain_sum, gsm_symbolic
+from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
+from consensus.tasks.math.prompt import is_complete
 
 
 def test_solution_level_consensus_on_a_real_problem(gemma, tmp_path):
     problem = gsm_symbolic("test", 1, seed=11)[0]
     ensemble = build_ensemble(gemma)
     with TraceWriter(tmp_path / "trace.jsonl") as trace:
-        result = run_consensus(SolutionProposer(gemma, 4), ensemble, problem.question, select=TopK(1),
+        result = run_consensus(solution_steps(gemma, 4), ensemble, problem.question, feedback=TopK(1),
                                budget=Budget(iterations=1), seed=0, trace=trace)
     [line] = list(read_trace(tmp_path / "trace.jsonl"))
     assert len(line["candidates"]) == 4 and set(line["energies"]["per_scorer"]) == set(ensemble.names)
-    assert result.best in line["candidates"] and result.generator_tokens > 0
+    assert summarize_candidate(result.best) in line["candidates"] and result.generator_tokens > 0
+    validate_record(line)
     totals = line["energies"]["total"]
     assert totals[line["survivors"][0]] == min(totals)
 
 
 def test_step_level_consensus_builds_a_solution_line_by_line(gemma):
     problem = chain_sum(1, seed=5)[0]
-    proposer = StepProposer(gemma, 4)
+    proposer = line_steps(gemma, 4)
     seen = []
-    result = run_consensus(proposer, build_ensemble(gemma), problem.question, select=TopK(2),
+    result = run_consensus(proposer, build_ensemble(gemma), problem.question, feedback=TopK(2),
                            budget=Budget(iterations=6), seed=0, callback=seen.append)
     assert result.generator_tokens > 0 and result.iterations == len(seen)
     for before, after in zip(seen, seen[1:]):  # every candidate extends a survivor of the previous step
-        parents = [before["candidates"][i] for i in before["survivors"]]
-        assert all(any(c.startswith(p) for p in parents) for c in after["candidates"])
+        parents = [before["proposals"].candidates[i] for i in before["survivors"]]
+        assert all(any(c.startswith(p) for p in parents) for c in after["proposals"].candidates)
     if result.stop_reason == "complete":
         assert all(is_complete(s) or s in proposer.ended for s in result.survivors)
 
@@ -46,3 +50,26 @@ def test_cli_evaluates_and_resumes(tmp_path, capsys):
     assert out.read_text().splitlines() == first
     printed = capsys.readouterr().out
     assert "accuracy (strict)" in printed and "accuracy (flexible)" in printed
+
+
+def test_cli_takes_a_users_scorer_and_writes_the_trace(tmp_path, capsys):
+    trace = tmp_path / "trace.jsonl"
+    main(["math", "--source", "chain_sum", "--size", "1", "--method", "solution", "--n", "2", "--out",
+          str(tmp_path / "math.jsonl"), "--trace", str(trace), "--scorer", "tests.fixtures.my_scorer:LengthScorer:0.5"])
+    [line] = list(read_trace(trace))
+    validate_record(line)
+    assert "LengthScorer" in line["energies"]["per_scorer"] and line["item"] == "chain_sum-2x1-0-0"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tests.fixtures.nope:LengthScorer", "cannot import module 'tests.fixtures.nope'"),
+    ("tests.fixtures.my_scorer:Missing", "has no 'Missing'"),
+    ("tests.fixtures.my_scorer:NotAScorer", "not a consensus.Scorer subclass"),
+    ("tests.fixtures.my_scorer:LengthScorer:heavy", "the weight 'heavy' is not a number"),
+    ("tests.fixtures.my_scorer:LengthScorer:-1", "finite number >= 0"),
+    ("LengthScorer", "write module:Class or module:Class:weight"),
+])
+def test_cli_refuses_a_bad_scorer_with_a_clear_error(tmp_path, capsys, spec, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["math", "--source", "chain_sum", "--size", "1", "--out", str(tmp_path / "m.jsonl"), "--scorer", spec])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

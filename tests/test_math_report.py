@@ -1,5 +1,5 @@
-from consensus.math.report import FITTED_SOLUTION, FITTED_STEP, Fitted, markdown, summarize
-from consensus.weighting import select_with_weights
+from consensus.core.weighting import select_with_weights
+from consensus.tasks.math.report import FITTED_SOLUTION, FITTED_STEP, Fitted, markdown, summarize
 
 NAMES = ["ArithmeticVerifier", "LMLikelihood"]
 

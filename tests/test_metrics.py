@@ -1,6 +1,6 @@
 import pytest
 
-from consensus.metrics import accuracy, majority, pass_at_k
+from consensus.eval.metrics import accuracy, majority, pass_at_k
 
 
 def test_wilson_interval_contains_the_estimate_and_stays_in_unit_range():

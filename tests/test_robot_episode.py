@@ -5,13 +5,14 @@ import json
 
 from PIL import Image
 
-from consensus.ensemble import Ensemble
-from consensus.robot import cli
-from consensus.robot.episode import ConsensusPolicy, RandomPolicy, run_episode
-from consensus.robot.relations import parse_goal
-from consensus.robot.scene import DEFAULT_CAMERAS, ObjectPose, SceneSpec
-from consensus.robot.scorers import ViewScorer
-from consensus.robot.segmenter import load_segmenter
+from consensus.core.ensemble import Ensemble
+from consensus.core.trace import validate_record
+from consensus.tasks.robot import cli
+from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_episode
+from consensus.tasks.robot.experiment import view_scorer
+from consensus.tasks.robot.relations import parse_goal
+from consensus.tasks.robot.scene import DEFAULT_CAMERAS, ObjectPose, SceneSpec
+from consensus.zoo.segmenter import load_segmenter
 
 SPEC = SceneSpec(
     ("red bowl", "blue mug", "cyan mug"), (ObjectPose(0.60, 0.15), ObjectPose(0.60, -0.10), ObjectPose(0.40, 0.0))
@@ -20,7 +21,7 @@ GOAL = parse_goal("red bowl to the left of blue mug")  # it starts to the right
 
 
 def test_consensus_episode_reaches_a_goal_and_observes_every_step():
-    ensemble = Ensemble([ViewScorer(c, load_segmenter()) for c in DEFAULT_CAMERAS])
+    ensemble = Ensemble([view_scorer(c, load_segmenter()) for c in DEFAULT_CAMERAS])
     seen = []
     result = run_episode(
         SPEC,
@@ -61,6 +62,10 @@ def test_cli_saves_views_gif_and_trace(tmp_path, capsys):
             "1",
             "--out",
             str(tmp_path),
+            "--trace",
+            str(tmp_path / "rounds.jsonl"),
+            "--scorer",
+            "tests.fixtures.my_scorer:ReachableScorer:2",
         ]
     )
     out = capsys.readouterr().out
@@ -68,8 +73,12 @@ def test_cli_saves_views_gif_and_trace(tmp_path, capsys):
     for view in ("front", "left", "right"):
         assert Image.open(tmp_path / f"step_00_{view}.png").size == (cli.DISPLAY_SIZE, cli.DISPLAY_SIZE)
     assert Image.open(tmp_path / "episode.gif").n_frames > 3
-    rounds = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
-    assert rounds and set(rounds[0]["energies"]["per_scorer"]) == {"view:front", "view:left", "view:right"}
+    rounds = [json.loads(line) for line in (tmp_path / "rounds.jsonl").read_text().splitlines()]
+    for record in rounds:
+        validate_record(record)
+    assert rounds and set(rounds[0]["energies"]["per_scorer"]) == {"view:front", "view:left", "view:right",
+                                                                    "ReachableScorer"}
+    assert rounds[0]["item"] == "action 0" and rounds[0]["candidates"][0].startswith("put ")
 
 
 def test_cli_rejects_unknown_goal_with_a_clear_message(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from consensus.robot.relations import RELATIONS, Goal, GoalParseError, Relation, parse_goal
+from consensus.tasks.robot.relations import RELATIONS, Goal, GoalParseError, Relation, parse_goal
 
 
 def test_parses_every_relation_and_its_phrasings():

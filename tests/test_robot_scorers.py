@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from consensus.ensemble import Ensemble
-from consensus.robot.ground_truth import relation_holds
-from consensus.robot.relations import Goal, Relation
-from consensus.robot.scene import DEFAULT_CAMERAS, ObjectPose, PickPlace, SceneSpec, TabletopScene
-from consensus.robot.scorers import UNSEEN_ENERGY, ViewScorer
-from consensus.robot.segmenter import CLASS_NAMES, load_segmenter
-from consensus.robot.world_model import SimulatorWorldModel
+from consensus.core.ensemble import Ensemble
+from consensus.scorers.views.relations import UNSEEN_ENERGY
+from consensus.tasks.robot.experiment import view_scorer
+from consensus.tasks.robot.ground_truth import relation_holds
+from consensus.tasks.robot.relations import Goal, Relation
+from consensus.tasks.robot.scene import CLASS_NAMES, DEFAULT_CAMERAS, ObjectPose, PickPlace, SceneSpec, TabletopScene
+from consensus.tasks.robot.world_model import SimulatorWorldModel
+from consensus.zoo.segmenter import load_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_every_view_prefers_the_state_where_the_relation_holds(segmenter, subjec
             assert relation_holds(scene, relation) is expected
             scene.restore(state)
     for camera in DEFAULT_CAMERAS:
-        energy = ViewScorer(camera, segmenter).energy([holds, fails], Goal((relation,)))
+        energy = view_scorer(camera, segmenter).energy([holds, fails], Goal((relation,)))
         assert energy.shape == (2,) and energy.dtype == torch.float64
         assert energy[0] < energy[1], f"{camera.name}: {energy.tolist()} for {relation}"
 
@@ -73,7 +74,7 @@ def test_energy_formulas_on_painted_masks():
     _square(labels, "red bowl", 20, 30)
     _square(labels, "blue mug", 40, 30)
     candidate = type("Candidate", (), {"views": {"front": np.zeros((64, 64, 3), np.uint8)}})()
-    scorer = ViewScorer(camera, PaintedSegmenter(labels))
+    scorer = view_scorer(camera, PaintedSegmenter(labels))
     left = scorer.energy([candidate], Goal((Relation("red bowl", "left of", "blue mug"),)))
     right = scorer.energy([candidate], Goal((Relation("red bowl", "right of", "blue mug"),)))
     assert left.item() == 0.0  # 20 px to the left is past the margin
@@ -85,7 +86,7 @@ def test_energy_formulas_on_painted_masks():
 
 def test_scorer_contract_and_errors(segmenter):
     camera = DEFAULT_CAMERAS[1]
-    scorer = ViewScorer(camera, segmenter)
+    scorer = view_scorer(camera, segmenter)
     assert scorer.name == "view:left" and scorer.modality == "image" and not scorer.differentiable
     image = np.full((64, 64, 3), 200, np.uint8)
     candidate = type("Candidate", (), {"views": {"left": image}})()
@@ -93,12 +94,12 @@ def test_scorer_contract_and_errors(segmenter):
     assert (image == 200).all()  # never mutates its input
     with pytest.raises(ValueError, match=r"needs candidates with views\['left'\]"):
         scorer.energy([type("C", (), {"views": {}})()], Goal((Relation("red bowl", "left of", "blue mug"),)))
-    ensemble = Ensemble([ViewScorer(c, segmenter) for c in DEFAULT_CAMERAS])
+    ensemble = Ensemble([view_scorer(c, segmenter) for c in DEFAULT_CAMERAS])
     assert ensemble.names == ["view:front", "view:left", "view:right"]
 
 
 def test_segmenter_without_the_goals_class_is_a_clear_error():
-    scorer = ViewScorer(DEFAULT_CAMERAS[0], PaintedSegmenter(np.zeros((64, 64), np.int64)))
+    scorer = view_scorer(DEFAULT_CAMERAS[0], PaintedSegmenter(np.zeros((64, 64), np.int64)))
     scorer.segmenter.class_names = ("background", "red bowl")
     candidate = type("Candidate", (), {"views": {"front": np.zeros((64, 64, 3), np.uint8)}})()
     with pytest.raises(ValueError, match=r"has no class for \['blue mug'\]"):

@@ -1,11 +1,12 @@
 """The world model (the simulator, saved and restored) predicts what execution then produces,
-and leaves the scene as it found it; the CEM proposer refines around its survivors."""
+and leaves the scene as it found it; the CEM step refines around its survivors."""
 
 import numpy as np
 import torch
 
-from consensus.robot.scene import DEFAULT_CAMERAS, ObjectPose, PickPlace, SceneSpec, TabletopScene
-from consensus.robot.world_model import CEMProposer, SimulatorWorldModel
+from consensus.tasks.robot.scene import DEFAULT_CAMERAS, ObjectPose, PickPlace, SceneSpec, TabletopScene
+from consensus.generators.planning import ActionSpace, CEMSteps, WorldModel
+from consensus.tasks.robot.world_model import PickPlaceSpace, SimulatorWorldModel
 
 SPEC = SceneSpec(
     ("red bowl", "blue mug", "cyan mug"), (ObjectPose(0.65, -0.15), ObjectPose(0.65, 0.10), ObjectPose(0.42, -0.12))
@@ -38,7 +39,9 @@ def test_unreachable_action_changes_nothing():
 
 def test_cem_keeps_survivors_and_samples_near_them():
     with TabletopScene(SPEC, cameras=DEFAULT_CAMERAS[:1]) as scene:
-        proposer = CEMProposer(SimulatorWorldModel(scene, ["front"]), samples=8, sigma=0.02, switch=0.0)
+        world, space = SimulatorWorldModel(scene, ["front"]), PickPlaceSpace(scene, switch=0.0)
+        assert isinstance(world, WorldModel) and isinstance(space, ActionSpace)  # the planning protocols
+        proposer = CEMSteps(world, space, samples=8, sigma=0.02)
         gen = torch.Generator().manual_seed(0)
         first = proposer(None, None, gen).candidates
         assert len(first) == 8 and all(p.round == 0 for p in first)

@@ -1,9 +1,9 @@
-"""The Scorer contract, run on real models against every scorer that reads text or images (or video frames).
-
-The robot's per-view scorers read rendered scenes; their contract is in test_robot_scorers.py.
-"""
+"""The Scorer contract, run against every scorer class in the package: real models where they ship, tiny
+random CLIP configs where they do not. ``test_every_scorer_class_has_a_contract_case`` fails when a scorer
+class is added to the package without a case here."""
 
 import copy
+import pickle
 from dataclasses import dataclass
 from functools import cache
 
@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from consensus import Scorer
-from consensus.math.scorers import AnswerAgreement, ArithmeticVerifier, LMLikelihood, check_equations
-from consensus.math.verifier import TrainedVerifier
+from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
+from consensus.scorers.text.arithmetic import check_equations
+from consensus.tasks.math.prompt import format_prompt
+from consensus.scorers.text.verifier import TrainedVerifier
 
 QUESTION = ("Ava has 12 apples. She buys 3 bags with 4 apples in each bag. "
             "How many apples does she have now?")
@@ -35,7 +37,7 @@ TEXT = [GOOD, BAD, OTHER, ""]
 
 @cache
 def _fashion_images():
-    from consensus.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
+    from consensus.tasks.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
 
     images, labels = load_fashion_mnist("test")
     trouser = FASHION_CLASSES.index("Trouser")
@@ -51,15 +53,15 @@ def _verifier():
 @cache
 def _colour_question():
     """The first easy-VQA test colour question as a 4-frame clip, and its answer."""
-    from consensus.vqa.condition import VideoQuestion
-    from consensus.vqa.data import easy_vqa_examples
+    from consensus.scorers.frames.condition import VideoQuestion
+    from consensus.tasks.vqa.data import easy_vqa_examples
 
     example = next(e for e in easy_vqa_examples("test") if e.question_type == "color")
     return VideoQuestion(tuple(example.frames(4)), example.question), example.answer
 
 
 def _vqa(name):
-    from consensus.vqa.scorers import TinyClipScorer
+    from consensus.scorers.frames.text_image import TinyClipScorer
 
     condition, answer = _colour_question()
     wrong = "brown" if answer != "brown" else "teal"
@@ -70,24 +72,78 @@ def _photo():
     import skimage.data
     from PIL import Image
 
-    from consensus.vqa.condition import VideoQuestion
-    from consensus.vqa.scorers import ClassifierTextScorer
+    from consensus.scorers.frames.condition import VideoQuestion
+    from consensus.scorers.frames.text_image import ClassifierTextScorer
 
     cat = VideoQuestion((Image.fromarray(skimage.data.chelsea()),), "what animal is this?")
     return Case(ClassifierTextScorer(), ["cat", "car", "a cat", "x"], cat)
 
 
 def _fashion(name):
-    from consensus.image.fashion_models import fashion_scorer
+    from consensus.tasks.image.default import fashion_scorer
 
     return Case(fashion_scorer(name), _fashion_images(), "Trouser")
+
+
+@cache
+def _tiny_clip(folder):
+    from test_image_scorers import tiny_clip, tiny_clip_tokenizer  # tests/ is on sys.path under pytest
+
+    tokenizer = tiny_clip_tokenizer(folder)
+    return tiny_clip(len(tokenizer)).eval(), tokenizer
+
+
+def _clip_image(request):
+    from consensus.scorers.image import CLIPScorer
+
+    model, tokenizer = _tiny_clip(request.getfixturevalue("tmp_path_factory").mktemp("clip"))
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    return Case(CLIPScorer(model, tokenizer, name="clip-tiny"), images, "a red square")
+
+
+def _clip_frames(request):
+    from consensus.scorers.frames import CLIPFrameScorer
+
+    model, tokenizer = _tiny_clip(request.getfixturevalue("tmp_path_factory").mktemp("clip"))
+    condition, answer = _colour_question()
+    return Case(CLIPFrameScorer(model, tokenizer, name="clip-frames-tiny"), [answer, "circle", ""], condition)
+
+
+@cache
+def _imagenet():
+    import skimage.data
+
+    from consensus.scorers.image import imagenet_scorer
+
+    cat, coffee = (torch.from_numpy(getattr(skimage.data, n)()).permute(2, 0, 1)[None].float() / 255
+                   for n in ("chelsea", "coffee"))
+    coffee = torch.nn.functional.interpolate(coffee, size=cat.shape[-2:], mode="bilinear")
+    return Case(imagenet_scorer("mobilenet_v2"), torch.cat([cat, coffee]), "tabby cat")
+
+
+@cache
+def _view():
+    """The front camera on two predicted scenes: the red bowl left of the blue mug, and right of it."""
+    from consensus.tasks.robot.experiment import view_scorer
+    from consensus.tasks.robot.relations import Goal, Relation
+    from consensus.tasks.robot.scene import DEFAULT_CAMERAS, ObjectPose, PickPlace, SceneSpec, TabletopScene
+    from consensus.tasks.robot.world_model import SimulatorWorldModel
+    from consensus.zoo.segmenter import load_segmenter
+
+    spec = SceneSpec(("red bowl", "blue mug"), (ObjectPose(0.40, 0.22, 0.3), ObjectPose(0.55, 0.0, 1.0)))
+    with TabletopScene(spec, cameras=DEFAULT_CAMERAS[:1]) as scene:
+        predictions = SimulatorWorldModel(scene, ["front"]).predict(
+            [PickPlace("red bowl", 0.55, -0.15), PickPlace("red bowl", 0.55, 0.15)])
+    goal = Goal((Relation("red bowl", "left of", "blue mug"),))
+    return Case(view_scorer(DEFAULT_CAMERAS[0], load_segmenter()), predictions, goal)
 
 
 CASES = {
     "arithmetic": lambda request: Case(ArithmeticVerifier(), TEXT, QUESTION),
     "agreement": lambda request: Case(AnswerAgreement(), TEXT, QUESTION),
     "verifier": lambda request: Case(_verifier(), TEXT, QUESTION),
-    "likelihood": lambda request: Case(LMLikelihood(request.getfixturevalue("gemma")), TEXT, QUESTION),
+    "likelihood": lambda request: Case(LMLikelihood(request.getfixturevalue("gemma"), prompt=format_prompt), TEXT,
+                                       QUESTION),
     "likelihood_tiny": lambda request: Case(LMLikelihood(request.getfixturevalue("tiny_lm"), name="LMLikelihood[tiny]"),
                                             TEXT, QUESTION),
     "fashion_cnn": lambda request: _fashion("cnn"),
@@ -97,7 +153,12 @@ CASES = {
     "vqa_clip_gru": lambda request: _vqa("vqa-clip-gru"),
     "vqa_clip_patch": lambda request: _vqa("vqa-clip-patch"),
     "vqa_imagenet_minilm": lambda request: _photo(),
+    "imagenet_mobilenet": lambda request: _imagenet(),
+    "clip_image_tiny": _clip_image,
+    "clip_frames_tiny": _clip_frames,
+    "view_front": lambda request: _view(),
 }
+RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny")  # random models have no preference
 
 
 @pytest.fixture(params=CASES)
@@ -105,14 +166,36 @@ def case(request) -> Case:
     return CASES[request.param](request)
 
 
-@pytest.fixture(params=[k for k in CASES if k != "likelihood_tiny"])  # a random model has no preference
+@pytest.fixture(params=[k for k in CASES if k not in RANDOM])
 def preferring_case(request) -> Case:
     return CASES[request.param](request)
 
 
-@pytest.fixture(params=[k for k in CASES if k.startswith("fashion_")])  # the differentiable scorers
+@pytest.fixture(params=[k for k in CASES if k.startswith("fashion_") or k in ("imagenet_mobilenet", "clip_image_tiny")])
 def differentiable_case(request) -> Case:
     return CASES[request.param](request)
+
+
+def _scorer_classes() -> set[type]:
+    """Every concrete Scorer subclass defined in the package."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import consensus
+
+    found = set()
+    for info in pkgutil.walk_packages(consensus.__path__, "consensus."):
+        module = importlib.import_module(info.name)
+        found |= {c for _, c in inspect.getmembers(module, inspect.isclass)
+                  if c.__module__ == module.__name__ and issubclass(c, Scorer) and not inspect.isabstract(c)}
+    return found
+
+
+def test_every_scorer_class_has_a_contract_case(request):
+    covered = {type(CASES[key](request).scorer) for key in CASES}
+    missing = sorted(c.__qualname__ for c in _scorer_classes() - covered)
+    assert not missing, f"scorer classes without a contract case: {missing}; add one to CASES"
 
 
 def test_declares_modality_and_differentiability(case):
@@ -128,7 +211,8 @@ def test_returns_one_finite_energy_per_candidate_and_never_mutates(case):
     n = len(case.candidates)
     assert isinstance(energies, torch.Tensor) and energies.shape == (n,) and energies.dtype.is_floating_point
     assert torch.isfinite(energies).all()
-    same = torch.equal(before, case.candidates) if isinstance(before, torch.Tensor) else before == case.candidates
+    same = (torch.equal(before, case.candidates) if isinstance(before, torch.Tensor)
+            else pickle.dumps(before) == pickle.dumps(case.candidates))  # deep: predictions hold arrays
     assert same
     assert torch.allclose(energies, case.scorer.energy(case.candidates, case.condition))  # deterministic
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from consensus.vqa.answers import is_correct, normalize_answer
-from consensus.vqa.data import (
+from consensus.tasks.vqa.answers import is_correct, normalize_answer
+from consensus.tasks.vqa.data import (
     DataError,
     VQAExample,
     activitynet_qa,
@@ -14,7 +14,7 @@ from consensus.vqa.data import (
     easy_vqa_examples,
     sample_examples,
 )
-from consensus.vqa.video import FrameError, write_video
+from consensus.tasks.vqa.video import FrameError, write_video
 
 
 @pytest.mark.parametrize("text, normal", [

@@ -5,12 +5,13 @@ from dataclasses import replace
 import pytest
 
 from consensus.cli import main
-from consensus.generators.steering import SteeringConfig
-from consensus.vqa.answers import is_correct
-from consensus.vqa.cli import VQA_DEFAULTS
-from consensus.vqa.data import easy_vqa_examples
-from consensus.vqa.experiment import VideoQA, build_ensemble, load_scorers
-from consensus.vqa.video import write_video
+from consensus.core.trace import read_trace, validate_record
+from consensus.generators.text.steering import SteeringConfig
+from consensus.tasks.vqa.answers import is_correct
+from consensus.tasks.vqa.cli import VQA_DEFAULTS
+from consensus.tasks.vqa.data import easy_vqa_examples
+from consensus.tasks.vqa.experiment import VideoQA, build_ensemble, load_scorers
+from consensus.tasks.vqa.video import write_video
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +50,17 @@ def test_gradient_feedback_on_the_real_lm(gemma, ensemble, colour_questions):
 def test_cli_answers_a_real_video_file(tmp_path, capsys, colour_questions):
     example = colour_questions[0][0]
     video = write_video(example.frames(8), tmp_path / "clip.mp4")
-    main(["vqa", "--video", str(video), "--question", example.question, "--feedback", "rescore"])
+    trace = tmp_path / "tokens.jsonl"
+    main(["vqa", "--video", str(video), "--question", example.question, "--feedback", "rescore",
+          "--trace", str(trace), "--scorer", "tests.fixtures.my_scorer:LengthScorer:0.1"])
     out = capsys.readouterr().out
     assert f"answer: {example.answer}" in out
-    for name in ("vqa-clip-cnn", "vqa-clip-gru", "vqa-clip-patch"):
+    for name in ("vqa-clip-cnn", "vqa-clip-gru", "vqa-clip-patch", "LengthScorer"):
         assert f"{name}: energy" in out
+    tokens = list(read_trace(trace))
+    for record in tokens:
+        validate_record(record)
+    assert tokens and tokens[0]["item"] == example.question and "TokenReweight" in tokens[0]["feedback"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -72,7 +79,7 @@ def test_cli_bad_input_gets_a_clear_error(tmp_path, capsys, args, message):
 
 
 def test_a_question_with_no_frames_is_refused(gemma, ensemble):
-    from consensus.vqa.condition import VideoQuestion
+    from consensus.scorers.frames.condition import VideoQuestion
 
     with pytest.raises(ValueError, match="no frames"):
         VideoQuestion((), "what color is the shape?")

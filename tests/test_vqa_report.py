@@ -1,6 +1,6 @@
 """The video-QA benchmark's summary: accuracies per condition and type, and the paired claims."""
 
-from consensus.vqa.report import markdown, summarize
+from consensus.tasks.vqa.report import markdown, summarize
 
 
 def record(kind, correct, gradient=None):

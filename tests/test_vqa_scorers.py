@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from consensus.vqa.condition import VideoQuestion
-from consensus.vqa.scorers import ClassifierTextScorer, CLIPFrameScorer, FrameTextScorer, TinyClipScorer
+from consensus.scorers.frames.condition import VideoQuestion
+from consensus.scorers.frames.text_image import ClassifierTextScorer, CLIPFrameScorer, FrameTextScorer, TinyClipScorer
 
 COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 SHAPES = ("circle", "rectangle", "triangle")
@@ -206,7 +206,7 @@ def test_committed_tiny_clips_answer_easy_vqa(name, easy_vqa_images):
 
 
 def test_committed_models_are_small():
-    from consensus.vqa.clip_models import WEIGHTS_DIR, available_models
+    from consensus.zoo.tiny_clip import WEIGHTS_DIR, available_models
 
     assert available_models() == sorted(MIN_RIGHT)
     for name in available_models():
@@ -243,7 +243,7 @@ def test_classifier_text_scorer_on_photos(classifier_text_scorer, photo, questio
 
 
 def test_tiny_clip_text_side():
-    from consensus.vqa.clip_models import load_tiny_clip, normalize_text
+    from consensus.zoo.tiny_clip import load_tiny_clip, normalize_text
 
     assert normalize_text("  What COLOR is the shape ?  Red. ") == "what color is the shape? red"
     word, char = load_tiny_clip("vqa-clip-cnn"), load_tiny_clip("vqa-clip-gru")
@@ -254,7 +254,7 @@ def test_tiny_clip_text_side():
 
 
 def test_tiny_clip_save_and_load_round_trip(tmp_path):
-    from consensus.vqa.clip_models import build_model, load_tiny_clip, save_tiny_clip
+    from consensus.zoo.tiny_clip import build_model, load_tiny_clip, save_tiny_clip
 
     torch.manual_seed(0)
     model = build_model("vqa-clip-patch", ["what color is the shape? red", "a blue circle"]).eval()

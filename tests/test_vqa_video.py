@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from consensus.vqa.video import FrameError, load_frames, sample_indices, write_video
+from consensus.tasks.vqa.video import FrameError, load_frames, sample_indices, write_video
 
 # Twelve well-separated solid colours: frame i of the test video is COLOURS[i].
 COLOURS = [(i * 20, 255 - i * 20, (i * 97) % 256) for i in range(12)]

@@ -5,7 +5,7 @@ import torch
 from test_ensemble import Fixed
 
 from consensus import Ensemble
-from consensus.weighting import DevSet, fit_weights, select_with_weights
+from consensus.core.weighting import DevSet, fit_weights, select_with_weights
 
 NAMES = ["expert", "noise", "contrarian"]
 

@@ -1,25 +1,30 @@
 """consensus: compose pre-trained models at inference time by iterative consensus.
 
-A generator proposes, an ensemble of scorers gives each proposal an energy (lower is
-better), and the loop feeds the scorers' choice back to the generator until they agree.
+A generator proposes, an ensemble of scorers gives each proposal an energy (lower is better), and
+one engine feeds the scorers' verdict back to the generator through feedback forms until they agree.
 """
 
-from consensus.ensemble import Ensemble, EnsembleEnergies, NonFiniteEnergyError, normalize
-from consensus.loop import Budget, ConsensusResult, Proposals, run_consensus
-from consensus.scorer import Scorer
-from consensus.selection import Best, Resample, TopK
-from consensus.trace import TraceWriter, read_trace
+from consensus.core.budget import Budget
+from consensus.core.engine import ConsensusResult, Proposals, run_consensus
+from consensus.core.ensemble import Ensemble, EnsembleEnergies, NonFiniteEnergyError, normalize
+from consensus.core.feedback import Best, CacheShift, Feedback, Guidance, Resample, TokenReweight, TopK
+from consensus.core.scorer import Scorer
+from consensus.core.trace import TraceWriter, read_trace
 
 __all__ = [
     "Best",
     "Budget",
+    "CacheShift",
     "ConsensusResult",
     "Ensemble",
     "EnsembleEnergies",
+    "Feedback",
+    "Guidance",
     "NonFiniteEnergyError",
     "Proposals",
     "Resample",
     "Scorer",
+    "TokenReweight",
     "TopK",
     "TraceWriter",
     "normalize",

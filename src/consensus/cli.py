@@ -6,13 +6,37 @@ import argparse
 import importlib
 import sys
 
+from consensus.core.ensemble import Ensemble
+from consensus.core.scorer import Scorer, scorer_from_spec
+
 # subcommand -> (module with add_parser/run, the pip extra its models and simulators need)
 EXPERIMENTS = {
-    "math": ("consensus.math.cli", "math"),
-    "robot": ("consensus.robot.cli", "robot"),
-    "image": ("consensus.image.cli", "image"),
-    "vqa": ("consensus.vqa.cli", "vqa"),
+    "math": ("consensus.tasks.math.cli", "math"),
+    "robot": ("consensus.tasks.robot.cli", "robot"),
+    "image": ("consensus.tasks.image.cli", "image"),
+    "vqa": ("consensus.tasks.vqa.cli", "vqa"),
 }
+
+
+def add_scorer_option(parser: argparse.ArgumentParser) -> None:
+    """``--scorer module:Class[:weight]``, repeatable: the user's own experts join the task's ensemble."""
+    parser.add_argument("--scorer", action="append", default=[], metavar="MODULE:CLASS[:WEIGHT]",
+                        help="add your own scorer (a consensus.Scorer subclass that builds with no arguments) to "
+                             "the ensemble, with a weight (default 1); repeatable")
+
+
+def user_scorers(specs: list[str]) -> list[tuple[Scorer, float]]:
+    """The scorers and weights of ``--scorer`` specs, built before any model loads, so a bad one fails fast."""
+    return [scorer_from_spec(spec) for spec in specs]
+
+
+def with_user_scorers(ensemble: Ensemble | None, user: list[tuple[Scorer, float]]) -> Ensemble | None:
+    """``ensemble`` extended by the user's scorers (unchanged when there are none)."""
+    if not user:
+        return ensemble
+    if ensemble is None:
+        raise ValueError("--scorer needs a method that scores candidates; this one runs the generator alone")
+    return ensemble.extended([s for s, _ in user], [w for _, w in user])
 
 
 def _missing(command: str, extra: str, error: ImportError, args: argparse.Namespace) -> None:

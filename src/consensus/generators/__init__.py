@@ -1,5 +1,9 @@
-"""Generator adapters: one per model family."""
+"""Generator adapters, one family per folder: text (causal LMs), diffusion (denoisers), planning (world models).
 
-from consensus.generators.causal_lm import CausalLMGenerator, Completion
+Each family has a small protocol (``protocol.py``) that proposers and feedback forms depend on, so a
+new backend (vLLM, llama.cpp, another sampler, another simulator) implements the protocol and plugs in.
+"""
 
-__all__ = ["CausalLMGenerator", "Completion"]
+from consensus.generators.text import CausalLMGenerator, Completion, TextGenerator
+
+__all__ = ["CausalLMGenerator", "Completion", "TextGenerator"]

@@ -1,0 +1,248 @@
+"""The consensus engine (DESIGN.md §1–2): one loop for every generator and every feedback form.
+
+Generation is a sequence of steps over a population of candidates (particles):
+
+    population <- None
+    repeat:
+        proposals  <- step(condition, population)              # the generator advances every candidate one step
+        E          <- ensemble(proposals.candidates, condition) # every scorer, combined by the Ensemble
+        for form in feedback: form(proposals, E, context)       # select, resample, reweight, shift, guide
+        population <- proposals.advance(survivors)              # what the next step starts from
+    until every survivor is complete, the survivors agree, the energy stops falling, or the budget is spent
+
+A step is whatever the generator makes it: a whole solution (best-of-N is one iteration with
+``Best()``), a line of reasoning (step-level beam search: ``TopK(k)``), a token (token steering:
+``TokenReweight`` or ``CacheShift``), a denoising step (``Guidance``, ``Resample``), a CEM round of
+actions (``TopK(elites)``). The engine owns the iteration, the budget, the stopping rules, the seed,
+the result, the per-iteration callback and the trace; a new feedback form is a new small class
+(``consensus.core.feedback``), never a new loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from consensus.core.budget import Budget
+from consensus.core.ensemble import Ensemble, EnsembleEnergies
+from consensus.core.feedback.base import Context, Feedback
+from consensus.core.feedback.select import Best
+from consensus.core.trace import TraceWriter, summarize_candidate
+
+
+def take(states: Any, indices: Sequence[int]) -> Any:
+    """The states at ``indices``: rows of a tensor, items of a list."""
+    if isinstance(states, torch.Tensor):
+        return states[torch.as_tensor(list(indices), dtype=torch.long, device=states.device)]
+    return [states[i] for i in indices]
+
+
+@dataclass
+class Proposals:
+    """What one generator step returns: the candidates, and how the population moves on after feedback.
+
+    candidates: what the scorers read (texts, a batch of images, predicted scenes).
+    tokens: generator tokens spent on this step.
+    complete: ``complete[i]`` says candidate i needs no further step (a finished solution).
+    states: what survives into the next step's population (default: the candidates themselves).
+    hooks: what feedback forms act through, generator-specific: the LM's next-token log-probabilities
+        and cache (``TokenHooks``), the denoiser's predicted clean sample (``DenoisingHooks``).
+    advance: ``advance(survivors) -> population``: how the survivors become the next population
+        (default: their states); a denoising step applies the scheduler here, after guidance.
+    survivors: set by feedback forms; None means every candidate survives.
+    """
+
+    candidates: Any
+    tokens: int = 0
+    complete: list[bool] | None = None
+    states: Any = None
+    hooks: Any = None
+    advance: Callable[[list[int]], Any] | None = None
+    survivors: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.complete is None:
+            self.complete = [True] * len(self.candidates)
+        if len(self.complete) != len(self.candidates):
+            raise ValueError("Proposals.complete must have one flag per candidate")
+
+    def alive(self) -> list[int]:
+        """The candidates still in the running: the survivors so far, or all of them."""
+        return list(range(len(self.candidates))) if self.survivors is None else list(self.survivors)
+
+    def next_population(self) -> Any:
+        survivors = self.alive()
+        if self.advance is not None:
+            return self.advance(survivors)
+        return take(self.candidates if self.states is None else self.states, survivors)
+
+
+class Step(Protocol):
+    def __call__(self, condition: Any, population: Any, generator: torch.Generator) -> Proposals:
+        """Advance ``population`` (None at first) one step for ``condition``."""
+
+
+@dataclass
+class ConsensusResult:
+    """What a run returns, for every task.
+
+    best: the lowest-energy survivor of the last iteration (the first survivor when unscored).
+    population: what the last iteration's survivors advanced to (for a denoiser, the final samples).
+    seconds: wall time per model (``generator`` and each scorer), ``total`` and ``loop`` (the rest).
+    """
+
+    best: Any
+    best_energy: float
+    survivors: Any
+    population: Any
+    iterations: int
+    generator_tokens: int
+    scorer_calls: int
+    stop_reason: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def overhead_fraction(self) -> float:
+        """Share of wall time spent outside the generator and the scorers."""
+        total = self.seconds.get("total", 0.0)
+        return self.seconds.get("loop", 0.0) / total if total > 0 else 0.0
+
+
+def run_consensus(
+    step: Step,
+    ensemble: Ensemble | None,
+    condition: Any,
+    *,
+    feedback: Feedback | Sequence[Feedback] = Best(),
+    budget: Budget = Budget(),
+    patience: int | None = None,
+    agreement: Callable[[Any], Any] | None = None,
+    seed: int | torch.Generator = 0,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    trace: TraceWriter | None = None,
+    item: Any = None,
+) -> ConsensusResult:
+    """Step ``step`` under ``ensemble`` and the feedback forms until a stopping rule fires.
+
+    Stopping rules, checked after every iteration: every survivor is complete (``"complete"``);
+    the iteration, generator-token, scorer-call or seconds budget is spent (``"budget"``); the best
+    energy has not fallen for ``patience`` iterations (``"plateau"``; only with normalization
+    ``none``, since normalised energies are relative to one iteration's candidates); two or more
+    survivors agree, i.e. ``agreement`` maps them all to one value that is not None, such as the same
+    final answer (``"agreement"``).
+
+    ``ensemble=None`` with ``feedback=()`` runs the generator alone (the baseline), through the same
+    loop and accounting. ``seed`` is an int or a ``torch.Generator`` that the step and the forms draw
+    from. ``callback`` receives one dict per iteration (``iteration``, ``proposals``, ``energies`` an
+    EnsembleEnergies or None, ``survivors``, ``feedback``, ``best_energy``, ``generator_tokens``,
+    ``scorer_calls``); ``trace`` gets the same as one JSON line (schema: ``consensus.core.trace``),
+    tagged with ``item``.
+    """
+    forms = [feedback] if isinstance(feedback, Feedback) else list(feedback)
+    for form in forms:
+        if not isinstance(form, Feedback):
+            raise TypeError(f"{form!r} is not a consensus feedback form (a subclass of consensus.Feedback)")
+    if ensemble is None and any(form.needs_energies for form in forms):
+        needing = [type(f).__name__ for f in forms if f.needs_energies]
+        raise ValueError(f"feedback {needing} needs an ensemble of scorers; pass one, or feedback=() for the "
+                         "generator alone")
+    if ensemble is not None:
+        for form in forms:
+            form.check(ensemble)
+    if patience is not None and (ensemble is None or ensemble.normalization != "none"):
+        raise ValueError("patience compares energies across iterations; use it with normalization='none'")
+    rng = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    gradient = any(form.needs_gradient for form in forms)
+    start = time.perf_counter()
+    model_seconds: dict[str, float] = {"generator": 0.0}
+    population: Any = None
+    tokens = calls = 0
+    best, best_energy, lowest, stale = None, math.nan, math.inf, 0
+    stop_reason, survivors, chosen = "budget", [], []
+    for iteration in range(budget.iterations):
+        t = time.perf_counter()
+        proposals = step(condition, population, rng)
+        generator_seconds = time.perf_counter() - t
+        tokens += proposals.tokens
+        if len(proposals.candidates) == 0:
+            raise ValueError("the generator proposed no candidates; check the generator and the condition")
+        energies = None
+        if ensemble is not None:
+            with torch.enable_grad() if gradient else contextlib.nullcontext():
+                energies = ensemble(proposals.candidates, condition)
+            calls += len(ensemble.scorers)
+        context = Context(ensemble, condition, iteration, rng)
+        done = {}
+        for form in forms:
+            done[form.name] = form(proposals, energies, context) or {}
+        survivors = proposals.alive()
+        chosen = take(proposals.candidates, survivors)
+        t = time.perf_counter()
+        population = proposals.next_population()
+        generator_seconds += time.perf_counter() - t
+        model_seconds["generator"] += generator_seconds
+        if energies is not None:
+            for name, sec in energies.seconds.items():
+                model_seconds[name] = model_seconds.get(name, 0.0) + sec
+            total = energies.total.detach()
+            lead = min(survivors, key=lambda i: float(total[i]))
+            lead_energy = float(total[lead])
+        else:
+            lead, lead_energy = survivors[0], math.nan
+        best, best_energy = proposals.candidates[lead], lead_energy
+        stale = 0 if lead_energy < lowest else stale + 1
+        lowest = min(lowest, lead_energy)
+        record = {
+            "iteration": iteration, "proposals": proposals, "energies": energies, "survivors": survivors,
+            "feedback": done, "best_energy": lead_energy, "generator_tokens": tokens, "scorer_calls": calls,
+        }  # fmt: skip
+        if callback is not None:
+            callback(record)
+        if trace is not None:
+            seconds = {"generator": generator_seconds, **(energies.seconds if energies is not None else {})}
+            trace.write(trace_record(record, seconds, item))
+        if all(proposals.complete[i] for i in survivors):
+            stop_reason = "complete"
+            break
+        if agreement is not None and len(survivors) > 1:
+            keys = [agreement(c) for c in take(proposals.candidates, survivors)]
+            if keys[0] is not None and all(k == keys[0] for k in keys):
+                stop_reason = "agreement"
+                break
+        if patience is not None and stale >= patience:
+            stop_reason = "plateau"
+            break
+        if budget.spent(tokens, calls, len(ensemble.scorers) if ensemble else 0, time.perf_counter() - start):
+            stop_reason = "budget"
+            break
+    total_seconds = time.perf_counter() - start
+    seconds = {**model_seconds, "total": total_seconds, "loop": max(0.0, total_seconds - sum(model_seconds.values()))}
+    return ConsensusResult(
+        best=best, best_energy=best_energy, survivors=chosen, population=population, iterations=iteration + 1,
+        generator_tokens=tokens, scorer_calls=calls, stop_reason=stop_reason, seconds=seconds,
+    )  # fmt: skip
+
+
+def trace_record(record: dict[str, Any], seconds: dict[str, float], item: Any) -> dict[str, Any]:
+    """One iteration as the trace's JSON object (``consensus.core.trace.TRACE_FIELDS``)."""
+    proposals: Proposals = record["proposals"]
+    energies: EnsembleEnergies | None = record["energies"]
+    return {
+        "item": item,
+        "iteration": record["iteration"],
+        "candidates": [summarize_candidate(c) for c in proposals.candidates],
+        "energies": energies.to_json() if energies is not None else None,
+        "survivors": record["survivors"],
+        "feedback": record["feedback"],
+        "best_energy": record["best_energy"],
+        "tokens": proposals.tokens,
+        "generator_tokens": record["generator_tokens"],
+        "scorer_calls": record["scorer_calls"],
+        "seconds": seconds,
+    }

@@ -1,0 +1,251 @@
+"""The ensemble: a weighted sum of scorers' energies, the consensus energy of DESIGN.md §1.
+
+    E(x, c) = sum_n w_n * norm(E_n(x, c))
+
+``norm`` is chosen explicitly because scorers speak on different scales (a log-likelihood
+in nats, a share of wrong equations in [0, 1], a vote count): summed raw, the one with the
+widest range decides alone. The normalisations act across the candidate set of one call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from consensus.core.scorer import Scorer
+
+Normalization = Literal["none", "zscore", "rank", "minmax"]
+NonFinitePolicy = Literal["raise", "drop"]
+
+
+class NonFiniteEnergyError(ValueError):
+    """A scorer returned NaN or inf for some candidate."""
+
+
+class NonFiniteGradientError(FloatingPointError):
+    """A scorer's gradient held NaN or inf."""
+
+
+class NonDifferentiableScorerError(TypeError):
+    """Gradient feedback was asked of a scorer whose energy has no gradient."""
+
+
+def normalize(energies: torch.Tensor, mode: Normalization) -> torch.Tensor:
+    """Normalise one scorer's energies across the candidate set (order is preserved).
+
+    - ``none``: unchanged.
+    - ``zscore``: (E - mean) / std.
+    - ``rank``: the rank of each energy scaled to [0, 1], ties share their mean rank.
+    - ``minmax``: (E - min) / (max - min) in [0, 1].
+    In every mode a constant row becomes all zeros: that scorer has no opinion here.
+    """
+    e = energies.double()
+    if mode == "none":
+        return energies
+    if e.numel() <= 1 or bool((e == e[0]).all()):
+        return torch.zeros_like(energies)  # a scorer that cannot tell the candidates apart has no say
+    if mode == "zscore":
+        std = e.std(unbiased=False)
+        out = (e - e.mean()) / std if std > 0 else torch.zeros_like(e)
+    elif mode == "minmax":
+        span = e.max() - e.min()
+        out = (e - e.min()) / span if span > 0 else torch.zeros_like(e)
+    elif mode == "rank":
+        # Mean rank of ties: count of strictly smaller + half the count of equal others.
+        smaller = (e[None, :] < e[:, None]).sum(1).double()
+        equal = (e[None, :] == e[:, None]).sum(1).double() - 1
+        out = (smaller + equal / 2) / (e.numel() - 1)
+    else:
+        raise ValueError(f"unknown normalization {mode!r}; use one of none, zscore, rank, minmax")
+    return out.to(energies.dtype)
+
+
+def weighted_sum(energies: Sequence[torch.Tensor], weights: Sequence[float], mode: Normalization) -> torch.Tensor:
+    """Σ_n w_n · normalize(E_n): the ensemble's total over one candidate set, in float64."""
+    return sum(w * normalize(e.double(), mode) for w, e in zip(weights, energies))
+
+
+def combine_gradients(gradients: Sequence[torch.Tensor], weights: Sequence[float], balance: bool) -> torch.Tensor:
+    """ĝ = Σ w_n g_n / rms(g_n) / Σ w_n per sample (``balance``), else Σ w_n g_n (see ``Ensemble.gradient``)."""
+    if not balance:
+        return sum(w * g for w, g in zip(weights, gradients))
+    total = sum(weights)
+    if total <= 0:
+        raise ValueError(f"balanced gradients need a positive sum of ensemble weights, got {list(weights)}")
+    dims = tuple(range(1, gradients[0].ndim))
+    # A sample whose gradient is exactly zero (a saturated scorer) contributes nothing, not NaN.
+    unit = [g / g.pow(2).mean(dims, keepdim=True).sqrt().clamp_min(1e-12) for g in gradients]
+    return sum(w * u for w, u in zip(weights, unit)) / total
+
+
+@dataclass
+class EnsembleEnergies:
+    """What one ensemble call returns.
+
+    total: the weighted sum of normalised energies, ``[N]``; a dropped candidate has +inf.
+    per_scorer: each scorer's raw energies by scorer name, before normalisation.
+    seconds: wall time spent in each scorer.
+    """
+
+    total: torch.Tensor
+    per_scorer: dict[str, torch.Tensor]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": [_finite_or_none(v) for v in self.total.tolist()],
+            "per_scorer": {k: [_finite_or_none(v) for v in e.tolist()] for k, e in self.per_scorer.items()},
+        }
+
+
+def _finite_or_none(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+class Ensemble:
+    """An ordered list of scorers with weights and an explicit normalisation.
+
+    Args:
+        scorers: the scorers; their ``name`` must be unique (it keys the trace).
+        weights: one weight per scorer (default 1 each).
+        normalization: how each scorer's energies are normalised across candidates before
+            they are summed: ``none``, ``zscore``, ``rank`` or ``minmax``.
+        nonfinite: what to do when a scorer returns NaN or inf: ``raise`` (default) stops with
+            an error naming the scorer; ``drop`` gives that candidate +inf total energy, so no
+            selection keeps it, and normalises the others among themselves.
+    """
+
+    def __init__(
+        self,
+        scorers: Sequence[Scorer],
+        weights: Sequence[float] | None = None,
+        normalization: Normalization = "none",
+        nonfinite: NonFinitePolicy = "raise",
+    ):
+        self.scorers = list(scorers)
+        if not self.scorers:
+            raise ValueError("an Ensemble needs at least one scorer")
+        for s in self.scorers:
+            if not isinstance(s, Scorer):
+                raise TypeError(f"{s!r} is not a consensus.Scorer; wrap your model in a Scorer subclass")
+        names = [s.name for s in self.scorers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scorer names must be unique, got {names}; give each scorer a distinct name")
+        self.weights = [1.0] * len(self.scorers) if weights is None else [float(w) for w in weights]
+        if len(self.weights) != len(self.scorers):
+            raise ValueError(f"{len(self.weights)} weights for {len(self.scorers)} scorers; give one weight per scorer")
+        if normalization not in ("none", "zscore", "rank", "minmax"):
+            raise ValueError(f"unknown normalization {normalization!r}; use one of none, zscore, rank, minmax")
+        if nonfinite not in ("raise", "drop"):
+            raise ValueError(f"unknown nonfinite policy {nonfinite!r}; use 'raise' or 'drop'")
+        self.normalization = normalization
+        self.nonfinite = nonfinite
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.scorers]
+
+    @property
+    def differentiable(self) -> bool:
+        return all(s.differentiable for s in self.scorers)
+
+    def extended(self, scorers: Sequence[Scorer], weights: Sequence[float]) -> Ensemble:
+        """This ensemble with more scorers (each with its weight), same normalisation and NaN policy."""
+        return Ensemble([*self.scorers, *scorers], [*self.weights, *weights], self.normalization, self.nonfinite)
+
+    @classmethod
+    def log_linear_pool(cls, scorers: Sequence[Scorer], scales: Sequence[float]) -> Ensemble:
+        """The log-linear pool (geometric mean) of scorers whose energies are ``1 − cos`` with logit scales s_n.
+
+        Each scorer n is its own contrastive model over the candidates, p_n(i) ∝ exp(s_n cos_n(i)).
+        Weighting it by s_n / N with no normalisation makes, at τ = 1,
+
+            softmax(−E) = softmax(−Σ_n (s_n / N)(1 − cos_n)) ∝ Π_n p_n^(1/N),
+
+        the geometric mean of the models' own distributions: as sure of itself as one model where
+        they agree, and less where they do not.
+        """
+        if len(scales) != len(scorers):
+            raise ValueError(f"{len(scales)} logit scales for {len(scorers)} scorers; give one scale per scorer")
+        return cls(scorers, weights=[s / len(scorers) for s in scales], normalization="none")
+
+    def gradient(self, energies: EnsembleEnergies, wrt: torch.Tensor, balance: bool = True,
+                 where: str = "") -> torch.Tensor:
+        """The combined gradient ĝ of the per-sample energies with respect to ``wrt`` ``[N, ...]``.
+
+        Each scorer is differentiated on its own, g_n = ∇ E_n, then (``balance``) rescaled per sample
+        to unit RMS before the weighted mean, ĝ = Σ w_n g_n/rms(g_n) / Σ w_n, so a scorer in nats and one
+        in cosine units push equally and only the weights decide; without balance, ĝ = Σ w_n g_n, the
+        gradient of the weighted sum. Across-candidate normalisation cannot hold here (one sample's
+        gradient would depend on the others in the batch), so it is refused. A NaN/inf energy or
+        gradient raises (``nonfinite='raise'``) or leaves that sample without a push (``'drop'``).
+        """
+        if self.normalization != "none":
+            raise ValueError(
+                f"gradient feedback needs normalization='none', not {self.normalization!r}: normalising across "
+                "the candidates would make each sample's gradient depend on the others; balance=True rescales "
+                "each scorer's gradient instead"
+            )
+        names = list(energies.per_scorer)
+        dropped = ~torch.isfinite(energies.total.detach())
+        gradients = []
+        for i, name in enumerate(names):
+            energy = energies.per_scorer[name]
+            if not energy.requires_grad:
+                raise NonDifferentiableScorerError(
+                    f"scorer {name} returned energies with no gradient; gradient feedback needs differentiable "
+                    "scorers (differentiable=True that keep the autograd graph)"
+                )
+            finite = torch.isfinite(energy.detach())
+            summed = energy.sum() if bool(finite.all()) else energy[finite].sum()
+            (g,) = torch.autograd.grad(summed, wrt, retain_graph=i < len(names) - 1)
+            bad = ~torch.isfinite(g).flatten(1).all(1)
+            if bad.any() and self.nonfinite == "raise":
+                raise NonFiniteGradientError(
+                    f"scorer {name} gave a NaN/inf gradient{where}; lower the guidance scale, or check that the "
+                    "scorer is finite for its inputs (e.g. a log of a zero probability)"
+                )
+            dropped |= bad
+            gradients.append(torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
+        direction = combine_gradients(gradients, self.weights, balance)
+        keep = (~dropped).to(direction.dtype).view(-1, *[1] * (direction.ndim - 1))
+        return direction * keep if dropped.any() else direction
+
+    def __call__(self, candidates: Sequence[Any], condition: Any) -> EnsembleEnergies:
+        n = len(candidates)
+        raw, seconds = {}, {}
+        for scorer in self.scorers:
+            start = time.perf_counter()
+            e = scorer.energy(candidates, condition)
+            seconds[scorer.name] = time.perf_counter() - start
+            if not isinstance(e, torch.Tensor) or e.shape != (n,):
+                got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+                raise ValueError(f"scorer {scorer.name} returned {got}; a scorer must return a tensor of shape ({n},)")
+            raw[scorer.name] = e
+        bad = torch.zeros(n, dtype=torch.bool)
+        for name, e in raw.items():
+            nonfinite = ~torch.isfinite(e.detach())
+            if nonfinite.any():
+                if self.nonfinite == "raise":
+                    idx = nonfinite.nonzero().flatten().tolist()
+                    raise NonFiniteEnergyError(
+                        f"scorer {name} returned NaN/inf energy for candidates {idx}; fix the scorer, or build the "
+                        "Ensemble with nonfinite='drop' to discard such candidates"
+                    )
+                bad |= nonfinite
+        keep = ~bad
+        # Out-of-place index_put keeps the autograd graph, so gradient feedback can use `total`.
+        total = torch.full((n,), math.inf, dtype=torch.float64)
+        if keep.any():
+            kept = weighted_sum([e[keep] for e in raw.values()], self.weights, self.normalization)
+            total = total.index_put((keep,), kept)
+        return EnsembleEnergies(total=total, per_scorer=raw, seconds=seconds)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{w:g}*{s.name}" for w, s in zip(self.weights, self.scorers))
+        return f"Ensemble({parts}; normalization={self.normalization}, nonfinite={self.nonfinite})"

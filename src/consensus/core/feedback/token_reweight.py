@@ -1,0 +1,58 @@
+"""Token steering without gradients: reweight the LM's next-token distribution by the scorers' target.
+
+At every token the candidates are the LM's k most likely next tokens (each read by the scorers as
+the text so far plus that token). Their energies become a target distribution
+
+    q(i) = softmax(−E_i / τ)                                   (τ: ``temperature``)
+
+and the token is the argmax over the k candidates of log p_LM(i) + log q(i): the product of the LM
+and the scorers' target (a product of experts), with no backward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from consensus.core.feedback.base import Context, Feedback
+
+
+class TokenHooks(Protocol):
+    """What a token step exposes: the unshifted next-token log-probabilities ``[V]`` and the k
+    candidates' token ids ``[k]``, in the LM's order (most likely first)."""
+
+    lm_logprobs: torch.Tensor
+    candidate_ids: torch.Tensor
+
+
+def target_distribution(energies, temperature: float) -> torch.Tensor:
+    """q = softmax(−E/τ) over the candidates, in float32; a dropped (+inf) candidate gets q = 0."""
+    total = energies.total.detach().to(torch.float32).cpu()
+    if not torch.isfinite(total).any():
+        raise ValueError("every candidate got a non-finite energy; check the scorers (see Ensemble(nonfinite=...))")
+    return torch.softmax(-total / temperature, dim=0)
+
+
+def choose(proposals, final: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+    """Keep the argmax of ``final`` (the log-scores of the candidates); record the distributions."""
+    choice = int(final.argmax())
+    proposals.survivors = [choice]
+    lm = proposals.hooks.lm_logprobs[proposals.hooks.candidate_ids]
+    return {"chosen": choice, "lm_probs": lm.exp().tolist(), "target": target.tolist(),
+            "final_probs": torch.softmax(final, 0).tolist()}
+
+
+class TokenReweight(Feedback):
+    """Pick the next token by log p_LM + log softmax(−E/τ) over the k candidates."""
+
+    def __init__(self, temperature: float = 0.25):
+        if not temperature > 0:
+            raise ValueError(f"TokenReweight needs temperature > 0, got {temperature}")
+        self.temperature = temperature
+
+    def __call__(self, proposals, energies, context: Context) -> dict[str, Any]:
+        hooks: TokenHooks = proposals.hooks
+        target = target_distribution(energies, self.temperature)
+        final = hooks.lm_logprobs[hooks.candidate_ids] + torch.log(target)
+        return choose(proposals, final, target)

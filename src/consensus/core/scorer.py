@@ -1,0 +1,80 @@
+"""The scorer contract: one frozen model that gives every candidate an energy.
+
+Every scorer maps a batch of candidates and one condition to a 1-D tensor of energies,
+one per candidate, where **lower means the scorer is more satisfied**. A scorer never
+mutates its inputs and holds no state shared with the loop, so it can live on its own
+device or process. What it reads and whether its energy has a gradient with respect to
+the candidate are declared once, as class attributes, so the loops can check them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+
+
+class Scorer(ABC):
+    """Base class of every scorer.
+
+    Class attributes:
+        modality: what a candidate is ("text", "image", "state", ...).
+        differentiable: whether ``energy`` is differentiable with respect to the candidate,
+            so that gradient-based feedback (diffusion guidance) may use it.
+    """
+
+    modality: ClassVar[str]
+    differentiable: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abstractmethod
+    def energy(self, candidates: Sequence[Any], condition: Any) -> torch.Tensor:
+        """Return a float tensor of shape ``[len(candidates)]``; lower is better."""
+
+    def __repr__(self) -> str:
+        return f"{self.name}(modality={self.modality!r}, differentiable={self.differentiable})"
+
+
+def scorer_from_spec(spec: str) -> tuple[Scorer, float]:
+    """A user's scorer from ``module:Class[:weight]`` (the CLIs' ``--scorer``): the class is imported from
+    the module (found on the path or in the current directory), built with no arguments, and checked
+    against the contract. Returns the scorer and its ensemble weight (default 1)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not all(parts[:2]):
+        raise ValueError(f"--scorer {spec!r}: write module:Class or module:Class:weight, "
+                         "e.g. tests.fixtures.my_scorer:LengthScorer:0.5")
+    module_name, class_name = parts[0], parts[1]
+    try:
+        weight = float(parts[2]) if len(parts) == 3 else 1.0
+    except ValueError:
+        raise ValueError(f"--scorer {spec!r}: the weight {parts[2]!r} is not a number") from None
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"--scorer {spec!r}: the weight must be a finite number >= 0, got {weight}")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # as `python -m` would, so a module next to the user's data is found
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"--scorer {spec!r}: cannot import module {module_name!r} ({err}); give a module on "
+                         "the Python path or under the current directory") from err
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ValueError(f"--scorer {spec!r}: module {module_name!r} has no {class_name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Scorer)):
+        raise ValueError(f"--scorer {spec!r}: {class_name} is not a consensus.Scorer subclass; subclass it and "
+                         "implement energy(candidates, condition)")
+    try:
+        scorer = cls()
+    except TypeError as err:
+        raise ValueError(f"--scorer {spec!r}: {class_name}() needs arguments ({err}); a scorer given on the "
+                         "command line must build with none") from err
+    return scorer, weight

@@ -1,0 +1,90 @@
+"""Ensemble weights fitted on development examples, never on the examples they are used on.
+
+Equal weights give every expert the same say; when one expert is much better than the others
+(an arithmetic verifier on one-step sums), the others outvote it. Given development problems
+with N candidates each and which candidates are right, the weights are the ones under which
+the ensemble's own energy best finds the right candidates.
+
+Read the ensemble energy E_w(x) = Σ_n w_n · norm(E_n(x)) of one problem's candidates as a
+Boltzmann distribution, p_w(x) = exp(−E_w(x)) / Σ_x' exp(−E_w(x')). Selection takes argmin E_w,
+the most probable candidate. The weights maximise
+
+    Σ_problems log Σ_{x right} p_w(x)  −  λ Σ_n w_n²,
+
+the log-probability that a draw from p_w is right: a smooth surrogate of best-of-N accuracy
+(its sharp limit, w → ∞ along a direction, is exactly "argmin E_w is right"). Problems whose
+candidates are all right or all wrong carry no information about the weights and are skipped;
+w_n ≥ 0 (w = softplus(θ)) keeps every expert's "lower is better"; the L2 term keeps w finite
+when the development set is separable. Selection is invariant to the scale of w, so the weights
+are returned rescaled to mean 1 (equal weights are all 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from consensus.core.ensemble import Normalization, normalize, weighted_sum
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """One development problem: each scorer's raw energies of its candidates, and which are right."""
+
+    energies: Mapping[str, Sequence[float]]
+    right: Sequence[bool]
+
+
+def fit_weights(problems: Sequence[DevSet], names: Sequence[str], normalization: Normalization = "zscore",
+                l2: float = 1e-3, steps: int = 200) -> list[float]:
+    """Weights for the scorers ``names`` (in that order) fitted on development problems.
+
+    Raises ValueError when no problem has both a right and a wrong candidate: such a set says
+    nothing about which expert to trust (use more or harder development problems).
+    """
+    features, masks = [], []
+    for p in problems:
+        right = torch.tensor([bool(r) for r in p.right])
+        if right.all() or not right.any():
+            continue
+        missing = [n for n in names if n not in p.energies]
+        if missing:
+            raise ValueError(f"a development problem has no energies for {missing}; score it with every scorer")
+        raw = {n: torch.tensor([math.nan if e is None else e for e in p.energies[n]], dtype=torch.float64)
+               for n in names}  # a stored trace writes a non-finite energy as None
+        bad = [n for n, e in raw.items() if not torch.isfinite(e).all()]
+        if bad:
+            raise ValueError(f"a development problem has NaN/inf energies from {bad}; drop such candidates "
+                             "(or problems) before fitting")
+        features.append(torch.stack([normalize(raw[n], normalization) for n in names], dim=1))  # [N, scorers]
+        masks.append(right)
+    if not features:
+        raise ValueError("no development problem has both a right and a wrong candidate, so nothing tells the "
+                         "experts apart; use more (or harder) development problems")
+    theta = torch.zeros(len(names), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([theta], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        w = torch.nn.functional.softplus(theta)
+        # The ensemble's own combiner on the already-normalised features, so the fit sees the energy it selects by.
+        energies = [weighted_sum(f.unbind(1), w.unbind(0), "none") for f in features]
+        nll = sum(-(torch.logsumexp(-e[m], 0) - torch.logsumexp(-e, 0)) for e, m in zip(energies, masks))
+        total = nll / len(features) + l2 * (w * w).sum()
+        total.backward()
+        return total
+
+    optimizer.step(loss)
+    w = torch.nn.functional.softplus(theta.detach())
+    return (w * len(names) / w.sum()).tolist()
+
+
+def select_with_weights(energies: Mapping[str, Sequence[float]], names: Sequence[str], weights: Sequence[float],
+                        normalization: Normalization = "zscore") -> int:
+    """The candidate an Ensemble with these weights selects from stored per-scorer energies (argmin,
+    first on ties)."""
+    return int(torch.argmin(weighted_sum([torch.tensor(energies[n], dtype=torch.float64) for n in names], weights,
+                                         normalization)))

@@ -1,0 +1,1 @@
+"""Evaluation: one resumable harness and one metrics module for every task."""

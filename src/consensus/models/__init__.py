@@ -1,1 +1,0 @@
-"""Offline model recipes: real pre-trained weights that install from the package registries."""

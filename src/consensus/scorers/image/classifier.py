@@ -1,0 +1,135 @@
+"""A scorer over any torch image classifier: energy = −log p(class | image).
+
+The scorer owns the preprocessing, written with differentiable ops only (resize of the shorter
+side with antialiasing, centre crop, per-channel normalisation), so the gradient reaches the
+pixels and diffusion guidance can use it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from consensus.core.scorer import Scorer
+from consensus.scorers.image.checks import check_images
+
+
+def resize_and_crop(images: torch.Tensor, size: int, crop: bool = True) -> torch.Tensor:
+    """Resize (differentiably) so the shorter side is ``size`` and centre-crop to a square, or resize to ``size × size``."""
+    h, w = images.shape[-2:]
+    if not crop:
+        target = (size, size)
+    else:
+        target = (size, max(size, round(w * size / h))) if h <= w else (max(size, round(h * size / w)), size)
+    if (h, w) != target:
+        images = nn.functional.interpolate(images, size=target, mode="bilinear", align_corners=False, antialias=True)
+    top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
+class ClassIndex:
+    """Class names to indices, case-insensitive, with optional aliases and a helpful error."""
+
+    def __init__(self, class_names: Sequence[str], aliases: Mapping[str, int] | None = None):
+        self.class_names = list(class_names)
+        self._lookup: dict[str, set[int]] = {}
+        for i, name in enumerate(self.class_names):
+            self._lookup.setdefault(name.lower(), set()).add(i)
+        for name, i in (aliases or {}).items():
+            self._lookup.setdefault(name.lower(), set()).add(i)
+
+    def __call__(self, condition: Any, n: int) -> torch.Tensor:
+        """One class index per candidate: ``condition`` is a name or index, or a sequence of ``n`` of them."""
+        items = [condition] * n if isinstance(condition, (str, int)) else list(condition)
+        if len(items) != n:
+            raise ValueError(f"got {len(items)} class conditions for {n} images; give one class, or one per image")
+        return torch.tensor([self.index(item) for item in items], dtype=torch.long)
+
+    def index(self, item: str | int) -> int:
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not 0 <= item < len(self.class_names):
+                raise ValueError(
+                    f"class index {item} is out of range; this classifier has {len(self.class_names)} classes"
+                )
+            return item
+        if not isinstance(item, str):
+            raise TypeError(f"a class condition is a name or an index, got {type(item).__name__}")
+        found = self._lookup.get(item.lower())
+        if not found:
+            close = difflib.get_close_matches(item.lower(), list(self._lookup), n=3)
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see the scorer's class_names"
+            raise ValueError(f"unknown class name {item!r}; {hint}")
+        if len(found) > 1:
+            raise ValueError(
+                f"class name {item!r} is ambiguous (classes {sorted(found)}); pass the class index instead"
+            )
+        return next(iter(found))
+
+
+class ClassifierScorer(Scorer):
+    """Energy −log p(class | image) from a torch classifier returning logits.
+
+    Args:
+        model: ``model(images) -> logits [N, num_classes]``; frozen and put in eval mode here.
+        class_names: one name per logit, used to read the condition.
+        image_size: the side the classifier expects; ``None`` keeps the input size.
+        mean, std: per-channel normalisation applied after resizing; ``None`` skips it.
+        channels: the channels the classifier reads; single-channel images are repeated to it.
+        crop: resize the shorter side and centre-crop (``True``) or squash to a square.
+        aliases: extra names for classes (e.g. ImageNet synonyms).
+        name: a unique scorer name (it keys the trace); defaults to the class name.
+
+    The condition is a class name or index, or one per image.
+    """
+
+    modality = "image"
+    differentiable = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: Sequence[str],
+        *,
+        image_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        channels: int = 1,
+        crop: bool = True,
+        aliases: Mapping[str, int] | None = None,
+        name: str | None = None,
+    ):
+        self.model = model.eval().requires_grad_(False)
+        self.classes = ClassIndex(class_names, aliases)
+        self.image_size, self.channels, self.crop = image_size, channels, crop
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name or super().name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classes.class_names
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images, self.channels, who=self.name)
+        x = images.expand(-1, self.channels, -1, -1) if images.shape[1] == 1 else images
+        if self.image_size is not None:
+            x = resize_and_crop(x, self.image_size, self.crop)
+        if self.mean is not None:
+            x = (x - self.mean.to(x)) / self.std.to(x)
+        return x
+
+    def log_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """log p(class | image) for every class, ``[N, num_classes]``."""
+        return torch.log_softmax(self.model(self.preprocess(images)).float(), dim=-1)
+
+    def energy(self, candidates: torch.Tensor, condition: Any) -> torch.Tensor:
+        target = self.classes(condition, len(candidates)).to(candidates.device)
+        return -self.log_probs(candidates).gather(1, target[:, None]).squeeze(1)

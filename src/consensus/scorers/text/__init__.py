@@ -1,0 +1,8 @@
+"""Text scorers: question–solution experts that look at different things."""
+
+from consensus.scorers.text.agreement import AnswerAgreement
+from consensus.scorers.text.arithmetic import ArithmeticVerifier
+from consensus.scorers.text.likelihood import LMLikelihood
+from consensus.scorers.text.verifier import TrainedVerifier
+
+__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LMLikelihood", "TrainedVerifier"]

@@ -1,0 +1,1 @@
+"""The four experiments, each as the same parts: data, experiment, report, cli."""

@@ -1,0 +1,114 @@
+"""``consensus math``: evaluate a consensus method on math word problems, resumably."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
+from consensus.core.budget import Budget
+from consensus.core.engine import run_consensus
+from consensus.core.feedback import TopK
+from consensus.core.trace import TraceWriter
+from consensus.eval.metrics import accuracy, majority
+from consensus.generators.text.proposers import Sampling
+from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
+from consensus.tasks.math.data import FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
+from consensus.tasks.math.prompt import STOP, format_prompt
+
+METHODS = ("greedy", "self-consistency", "solution", "step")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("math", help="solve math word problems with ensemble consensus",
+                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--source", default="gsm_symbolic",
+                   help="gsm_symbolic (held-out templates), chain_sum (a ± b), leg_counting (animals' legs), "
+                        "simple_geometry (a polygon's missing angle), or a GSM8K .jsonl file")
+    p.add_argument("--size", type=int, default=20, help="number of problems")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", choices=METHODS, default="solution",
+                   help="greedy decoding; majority vote over N; ensemble consensus over N full solutions; "
+                        "or step-level ensemble consensus")
+    p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step)")
+    p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
+    p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
+    p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
+                   help="what to do when a scorer returns NaN/inf")
+    p.add_argument("--model", default=None, help="a transformers causal LM name or path (default: offline Gemma + "
+                                                  "the project's GSM adapter; base Gemma few-shot for "
+                                                  "chain_sum, leg_counting and simple_geometry)")
+    p.add_argument("--adapter", default=None, help="a PEFT adapter directory for --model")
+    p.add_argument("--shots", type=int, default=None, help="few-shot exemplars (default: 0 with the GSM adapter, "
+                                                          "4 for the few-shot families)")
+    p.add_argument("--out", default="runs/math.jsonl", help="results, one JSON line per problem (resumable)")
+    p.add_argument("--trace", default=None, help="also write the consensus trace here (JSON lines)")
+    add_scorer_option(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    from consensus.eval.harness import run_resumable
+    from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
+    from consensus.tasks.math.generator import load_math_generator
+    from consensus.zoo.gemma import load_gemma
+
+    user = user_scorers(args.scorer)
+    if user and args.method in ("greedy", "self-consistency"):
+        raise ValueError(f"--scorer needs --method solution or step; --method {args.method} scores nothing")
+    problems = load_problems(args.source, args.size, args.seed)
+    few_shot_task = args.source in FEW_SHOT_FAMILIES
+    shots = args.shots if args.shots is not None else (4 if few_shot_task else 0)
+    exemplars = (few_shot_exemplars(args.source, shots, seed=args.seed + 777) if few_shot_task
+                 else gsm_symbolic("train", shots, 777)) if shots else []
+    if args.model is None and few_shot_task:
+        lm = load_gemma()
+    else:
+        lm = load_math_generator(args.model, args.adapter)
+    sampling = Sampling()
+    trace = TraceWriter(args.trace) if args.trace else None
+    ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(lm, exemplars,
+                                                                                          args.normalization)
+    if ensemble is not None:
+        ensemble.nonfinite = args.nonfinite
+    ensemble = with_user_scorers(ensemble, user)
+    rng = torch.Generator().manual_seed(args.seed)
+
+    def solve(batch):
+        for problem in batch:
+            if args.method == "greedy":
+                out = lm.sample([format_prompt(problem.question, exemplars)], 1, temperature=0.0, stop=STOP,
+                                max_new_tokens=sampling.max_new_tokens)[0][0]
+                text, tokens, extra = out.text, out.tokens, {}
+            elif args.method == "self-consistency":
+                proposals = solution_steps(lm, args.n, sampling, exemplars)(problem.question, None, rng)
+                vote = majority([extract_flexible(s) for s in proposals.candidates])
+                text = next((s for s in proposals.candidates if extract_flexible(s) == vote), proposals.candidates[0])
+                tokens, extra = proposals.tokens, {"samples": proposals.candidates}
+            else:
+                proposer = (solution_steps(lm, args.n, sampling, exemplars) if args.method == "solution"
+                            else line_steps(lm, args.n, sampling, exemplars))
+                result = run_consensus(proposer, ensemble, problem.question,
+                                       feedback=TopK(1) if args.method == "solution" else TopK(args.beam),
+                                       budget=Budget(iterations=1 if args.method == "solution" else 24),
+                                       seed=args.seed, trace=trace, item=problem.id)
+                text, tokens = result.best, result.generator_tokens
+                extra = {"stop_reason": result.stop_reason, "seconds": result.seconds}
+            strict, flexible = extract_strict(text), extract_flexible(text)
+            yield {"question": problem.question, "gold": problem.answer, "text": text, "tokens": tokens,
+                   "strict": strict, "flexible": flexible, "correct_strict": is_correct(strict, problem.answer),
+                   "correct": is_correct(flexible, problem.answer), **extra}
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    records = run_resumable(problems, lambda p: p.id, solve, args.out, correct=lambda r: r["correct"],
+                            description=f"math/{args.method}")
+    if trace is not None:
+        trace.close()
+    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {lm.name}")
+    print(f"  accuracy (strict):   {accuracy([r['correct_strict'] for r in records])}")
+    print(f"  accuracy (flexible): {accuracy([r['correct'] for r in records])}")
+    if "samples" in records[0]:
+        print(f"  pass@{args.n}: {accuracy([any(is_correct(extract_flexible(s), r['gold']) for s in r['samples']) for r in records])}")
+    print(f"  generator tokens per problem: {sum(r['tokens'] for r in records) / len(records):.0f}")
+    print(f"  results: {args.out}")

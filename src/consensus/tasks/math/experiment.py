@@ -1,0 +1,118 @@
+"""The math experiment assembled: generator, scorers, ensemble, and one problem solved every way.
+
+``Experiment.greedy`` and ``Experiment.solve`` run, for one problem and at one generator budget: greedy decoding; N
+sampled solutions scored by every scorer (which gives self-consistency, best-of-N by each
+single scorer, ensemble consensus at solution level and pass@N from the same N samples);
+and ensemble consensus at step level. It returns a JSON-able record; the methods' accuracies
+are computed from such records by ``consensus.tasks.math.report``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from consensus.core.budget import Budget
+from consensus.core.engine import ConsensusResult, run_consensus
+from consensus.core.ensemble import Ensemble, Normalization
+from consensus.core.feedback import TopK
+from consensus.generators import CausalLMGenerator, TextGenerator
+from consensus.generators.text.proposers import LineSteps, Sampling, SolutionSteps
+from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
+from consensus.scorers.text.verifier import TrainedVerifier
+from consensus.tasks.math.data import Problem
+from consensus.tasks.math.prompt import STOP, format_prompt, is_complete
+
+
+def solution_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(),
+                   exemplars: Sequence[Problem] = ()) -> SolutionSteps:
+    """N whole solutions per step in the math prompt format."""
+    return SolutionSteps(lm, n, lambda q: format_prompt(q, exemplars), sampling, STOP)
+
+
+def line_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(), exemplars: Sequence[Problem] = ()) -> LineSteps:
+    """N proposed next lines per step in the math prompt format, complete at the ``#### N`` line."""
+    return LineSteps(lm, n, lambda q: format_prompt(q, exemplars), is_complete, sampling, STOP, new_item="Question:")
+
+
+def build_ensemble(lm: CausalLMGenerator, exemplars: Sequence[Problem] = (),
+                   normalization: Normalization = "zscore") -> Ensemble:
+    """The four math experts, equally weighted, z-scored across each candidate set."""
+    scorers = [
+        ArithmeticVerifier(),
+        LMLikelihood(lm, prompt=lambda q: format_prompt(q, exemplars)),
+        AnswerAgreement(),
+        TrainedVerifier(),
+    ]
+    return Ensemble(scorers, normalization=normalization)
+
+
+@dataclass
+class Experiment:
+    lm: CausalLMGenerator
+    ensemble: Ensemble
+    n: int = 8
+    beam: int = 2
+    exemplars: Sequence[Problem] = ()
+    sampling: Sampling = field(default_factory=Sampling)
+    max_steps: int = 24
+
+    def greedy(self, problems: Sequence[Problem]) -> list[dict]:
+        prompts = [format_prompt(p.question, self.exemplars) for p in problems]
+        start = time.perf_counter()
+        outs = self.lm.sample(prompts, 1, max_new_tokens=self.sampling.max_new_tokens, temperature=0.0, stop=STOP)
+        seconds = (time.perf_counter() - start) / len(problems)  # batched: each problem's share
+        return [{"text": o[0].text, "tokens": o[0].tokens, "seconds": seconds} for o in outs]
+
+    def solve(self, problem: Problem, greedy: dict, seed: int) -> dict:
+        scored, solution = self.score_samples(problem, seed)
+        return {
+            **scored,
+            "greedy": greedy,
+            "solution_level": {"text": solution.best, "seconds": solution.seconds},
+            "step_level": self.step_level(problem, seed),
+        }
+
+    def step_level(self, problem: Problem, seed: int) -> dict:
+        """Step-level consensus: N proposed next steps, the best ``beam`` partial solutions kept, until an answer."""
+        step = run_consensus(
+            line_steps(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
+            feedback=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed,
+        )
+        return {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
+                "stop_reason": step.stop_reason, "seconds": step.seconds}
+
+    def score_samples(self, problem: Problem, seed: int) -> tuple[dict, ConsensusResult]:
+        """N sampled solutions and every scorer's energies of them (the ensemble's total too), with the
+        solution-level consensus run that drew and scored them."""
+        per_scorer: dict[str, list[float]] = {}
+
+        def keep_energies(record: dict) -> None:
+            per_scorer.update({k: v.tolist() for k, v in record["energies"].per_scorer.items()})
+            per_scorer["ensemble"] = record["energies"].total.tolist()
+
+        proposer = solution_steps(self.lm, self.n, self.sampling, self.exemplars)
+        samples: list[str] = []
+        solution = run_consensus(
+            _Recording(proposer, samples), self.ensemble, problem.question, budget=Budget(iterations=1), seed=seed,
+            callback=keep_energies,
+        )
+        scored = {"question": problem.question, "gold": problem.answer, "template": problem.template,
+                  "samples": samples, "sample_tokens": solution.generator_tokens, "energies": per_scorer}
+        return scored, solution
+
+
+@dataclass
+class _Recording:
+    """A proposer wrapper that keeps the samples it proposed (for per-scorer best-of-N)."""
+
+    proposer: SolutionSteps
+    store: list
+
+    def __call__(self, condition, parents, generator: torch.Generator):
+        proposals = self.proposer(condition, parents, generator)
+        self.store.extend(proposals.candidates)
+        return proposals

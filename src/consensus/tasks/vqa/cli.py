@@ -1,0 +1,79 @@
+"""``consensus vqa --video PATH --question "..."``: answer a question about a video or image folder.
+
+The LM (Gemma 3 270M offline, or any causal LM by name) writes the answer; the scorers look at
+the frames and steer it token by token. Prints the answer and each scorer's energy for it.
+``--video`` takes a video file, a folder of images, an image file, or an easy-VQA id such as
+``easy-vqa/test/12`` (that test image made into a clip, as in the offline benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
+from consensus.core.trace import TraceWriter
+from consensus.generators.text.steering import SteeringConfig
+from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
+
+# τ = 1: the ensemble is already on the scorers' own calibrated scale (experiment.build_ensemble);
+# 64 candidates reach every easy-VQA answer (the LM ranks "teal" 55th for a colour question).
+VQA_DEFAULTS = SteeringConfig(top_k=64, temperature=1.0, max_new_tokens=4)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("vqa", help="answer a question about a video: an LM steered by image-text scorers",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--video", required=True, help="video file, image folder, image, or easy-vqa/<split>/<id>")
+    p.add_argument("--question", required=True)
+    p.add_argument("--scorers", default=",".join(OFFLINE_SCORERS),
+                   help="comma-separated: committed models, 'imagenet' (natural photos), clip:<hub name>")
+    p.add_argument("--feedback", choices=("gradient", "rescore", "none"), default=VQA_DEFAULTS.feedback)
+    p.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the video")
+    p.add_argument("--lm", default=None, help="a causal LM name or directory (default: Gemma 3 270M, offline)")
+    p.add_argument("--top-k", type=int, default=VQA_DEFAULTS.top_k, help="candidate tokens scored per step")
+    p.add_argument("--temperature", type=float, default=VQA_DEFAULTS.temperature, help="τ of softmax(-E/τ)")
+    p.add_argument("--steps", type=int, default=VQA_DEFAULTS.steps, help="cache-shift gradient steps per token")
+    p.add_argument("--max-new-tokens", type=int, default=VQA_DEFAULTS.max_new_tokens)
+    p.add_argument("--trace", default=None, help="write the consensus trace here (JSON lines, one per token)")
+    add_scorer_option(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from consensus.tasks.vqa.data import EASY_VQA_PREFIX, easy_vqa_clip
+    from consensus.tasks.vqa.video import load_frames
+
+    user = user_scorers(args.scorer)
+    if args.video.startswith(EASY_VQA_PREFIX):
+        frames = easy_vqa_clip(args.video, args.frames)
+    else:
+        frames = load_frames(args.video, args.frames)
+    ensemble = with_user_scorers(build_ensemble(load_scorers(args.scorers)), user)
+    config = replace(VQA_DEFAULTS, feedback=args.feedback, top_k=args.top_k, temperature=args.temperature,
+                     steps=args.steps, max_new_tokens=args.max_new_tokens)
+    qa = VideoQA(load_lm(args.lm), ensemble, config)
+    start = time.perf_counter()
+    if args.trace:
+        with TraceWriter(args.trace) as trace:
+            answer = qa.answer(frames, args.question, trace)
+    else:
+        answer = qa.answer(frames, args.question)
+    seconds = time.perf_counter() - start
+    print(f"question: {args.question}\nframes: {len(frames)} from {args.video}\nanswer: {answer.text}")
+    for name, energy in answer.energies.items():
+        print(f"  {name}: energy {energy:.4f}")
+    print(f"({args.feedback} feedback, {seconds:.1f} s)")
+    return 0
+
+
+def load_lm(name: str | None):
+    """Gemma 3 270M (offline) by default, else any causal LM by hub name or directory."""
+    if name is None:
+        from consensus.zoo.gemma import load_gemma
+
+        return load_gemma()
+    from consensus.generators.text.causal_lm import CausalLMGenerator
+
+    return CausalLMGenerator.from_pretrained(name)

@@ -1,0 +1,95 @@
+"""Token feedback forms through the engine on a tiny random GPT-2 (the generic paths of generators/text/steering.py
+and core/feedback/token_reweight.py, core/feedback/cache_shift.py)."""
+
+import pytest
+import torch
+
+from consensus import Budget, CacheShift, Ensemble, Scorer, TokenReweight, run_consensus
+from consensus.core.feedback.cache_shift import steering_loss
+from consensus.generators.text.steering import SteeringConfig, TokenSteps, steer
+
+PROMPT = "Question: What is 2 + 3?\nAnswer:"
+
+
+class Prefers(Scorer):
+    """Energy −1 for candidates that pass ``test``, else 0; remembers every batch it scored."""
+
+    modality = "text"
+
+    def __init__(self, test, name="prefers"):
+        self.test, self._name, self.calls = test, name, []
+
+    @property
+    def name(self):
+        return self._name
+
+    def energy(self, candidates, condition):
+        self.calls.append(list(candidates))
+        return torch.tensor([-1.0 if self.test(i, c) else 0.0 for i, c in enumerate(candidates)])
+
+
+class Returns(Scorer):
+    modality = "text"
+
+    def __init__(self, make):
+        self.make = make
+
+    def energy(self, candidates, condition):
+        return self.make(len(candidates))
+
+
+def test_lm_alone_is_greedy_decoding(tiny_lm):
+    answer = steer(tiny_lm, PROMPT, None, None, SteeringConfig(feedback="none", max_new_tokens=5, stop=()))
+    greedy = tiny_lm.sample([PROMPT], 1, max_new_tokens=5, temperature=0)[0][0]
+    assert answer.text == greedy.text.strip() and answer.tokens == 5 and answer.ended == "length"
+
+
+@pytest.mark.parametrize("form", [TokenReweight(temperature=0.05),
+                                  CacheShift(temperature=0.05, steps=5, step_size=2.0, kl_weight=0.0, fusion=1.0)])
+def test_a_scorer_that_prefers_one_token_makes_it_win(tiny_lm, form):
+    underdog = Prefers(lambda i, text: i == 7)  # candidates come in the LM's order: the last is its least likely of 8
+    seen = []
+    run_consensus(TokenSteps(tiny_lm, PROMPT, top_k=8, stop=()), Ensemble([underdog]), None, feedback=form,
+                  budget=Budget(iterations=1), callback=seen.append)
+    done = seen[0]["feedback"][form.name]
+    assert done["chosen"] == 7 and seen[0]["survivors"] == [7] and done["lm_probs"][7] < done["lm_probs"][0]
+    assert done["final_probs"][7] > done["lm_probs"][7]
+
+
+def test_the_cache_shift_lowers_the_loss_it_optimises(tiny_lm):
+    steps = TokenSteps(tiny_lm, PROMPT, top_k=8)
+    proposals = steps(None, None, torch.Generator())
+    hooks = proposals.hooks
+    target = torch.softmax(torch.arange(8.0), 0)  # favours the LM's least likely candidates
+    form = CacheShift(steps=4, step_size=0.5, kl_weight=0.2)
+    before = steering_loss(hooks.lm_logprobs, hooks.lm_logprobs, hooks.candidate_ids, target, 0.2)
+    shifted = hooks.keep_shift(form.optimise(hooks, target))
+    after = steering_loss(shifted, hooks.lm_logprobs, hooks.candidate_ids, target, 0.2)
+    assert after < before - 1e-3
+
+
+def test_scorers_see_the_text_so_far_and_decide_when_to_stop(tiny_lm):
+    scorer = Prefers(lambda i, text: "\x00never" in text)
+    answer = steer(tiny_lm, PROMPT, Ensemble([scorer]), None, SteeringConfig(feedback="rescore", top_k=4,
+                                                                              max_new_tokens=3))
+    assert len(scorer.calls) == len(answer.steps) <= 3
+    for step, calls in zip(answer.steps, scorer.calls):
+        assert step.candidates == calls and len(calls) == 4
+    assert answer.seconds["scorers"] >= 0 and answer.seconds["lm"] > 0
+
+
+def test_bad_scorers_and_settings_get_clear_errors(tiny_lm):
+    config = SteeringConfig(feedback="rescore", top_k=4)
+    with pytest.raises(ValueError, match="needs an ensemble"):
+        steer(tiny_lm, PROMPT, None, None, config)
+    with pytest.raises(ValueError, match="must return a tensor of shape"):
+        steer(tiny_lm, PROMPT, Ensemble([Returns(lambda n: torch.zeros(2))]), None, config)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        steer(tiny_lm, PROMPT, Ensemble([Returns(lambda n: torch.full((n,), float("nan")))]), None, config)
+    with pytest.raises(ValueError, match="non-finite"):
+        steer(tiny_lm, PROMPT, Ensemble([Returns(lambda n: torch.full((n,), float("nan")))], nonfinite="drop"), None,
+              config)
+    with pytest.raises(ValueError, match="unknown feedback"):
+        SteeringConfig(feedback="beam")
+    with pytest.raises(ValueError, match="temperature > 0"):
+        TokenReweight(temperature=0)
