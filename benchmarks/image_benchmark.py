@@ -6,7 +6,8 @@ evaluation-only models (trained on data no scorer saw): held-out accuracy on the
 FID and KID against the 10k test images in the held-out feature space, Inception-style score.
 Also measures the time of a guided denoising step relative to an unguided one, in the same run.
 
-Resumable: every batch of samples is cached (by settings) and reused on a rerun.
+Resumable through the one harness (consensus.eval.harness): one JSON line per (method, batch), each
+batch's images cached beside it, reused on a rerun; the report is the package's (consensus.tasks.image.report).
 
     python benchmarks/image_benchmark.py [--n 500] [--steps 20] [--scale 0.2]
 
@@ -17,9 +18,7 @@ under benchmarks/results/image/ (column = class).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -33,48 +32,49 @@ from consensus.tasks.image.default import (
     fashion_ensemble,
     fashion_generator,
 )
+from consensus.eval.harness import run_resumable
+from consensus.eval.metrics import paired_difference
 from consensus.tasks.image.evaluate import FashionEvaluator
 from consensus.tasks.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
 from consensus.tasks.image.grid import save_grid
+from consensus.tasks.image.report import ALONE, ENSEMBLE, table
 from consensus.zoo.fashion import SCORER_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks/results"
-ALONE, ENSEMBLE = "generator alone", "guided by the ensemble (cnn+mlp+resnet)"
 METHODS = {ALONE: [], **{f"guided by {n}": [n] for n in SCORER_NAMES}, ENSEMBLE: list(SCORER_NAMES)}
 
 
-def generate_method(generator, scorers, args, cache: Path) -> torch.Tensor:
-    """All ``args.n`` samples of one method, batch by batch, from the cache where present."""
+def generate_method(generator, name: str, args, scale: float) -> torch.Tensor:
+    """All ``args.n`` samples of one method, batch by batch, through the resumable harness.
+
+    One JSON line per batch in ``<cache>/scale-<scale>/<scorers>.jsonl`` (the run's settings
+    stored in each, a file of other settings refused); each batch's images are saved beside it as uint8."""
+    scorers = METHODS[name]
     ensemble = fashion_ensemble(scorers) if scorers else None
-    batches = []
-    for b in range(-(-args.n // args.batch)):
-        path = cache / f"{'+'.join(scorers) or 'none'}-{b}.pt"
-        if not path.exists():
+    folder = args.cache / f"scale-{scale}"
+    batches = list(range(-(-args.n // args.batch)))
+
+    def solve(todo):
+        for b in todo:
             size = min(args.batch, args.n - b * args.batch)
             classes = [FASHION_CLASSES[(b * args.batch + i) % 10] for i in range(size)]
             start = time.perf_counter()
             # seed = batch index: every method starts from the same noise, so differences are the guidance's.
-            images = generator.generate(size, ensemble, classes, num_inference_steps=args.steps, guidance_scale=args.scale,
+            images = generator.generate(size, ensemble, classes, num_inference_steps=args.steps, guidance_scale=scale,
                                         schedule=args.schedule, seed=args.seed + b).images  # fmt: skip
+            path = folder / f"{'+'.join(scorers) or 'none'}-{b}.pt"
             torch.save((images * 255).round().byte(), path)
-            print(f"  {path.name}: {size} samples in {time.perf_counter() - start:.0f}s", flush=True)
-        batches.append(torch.load(path).float() / 255)
-    return torch.cat(batches)
+            yield {"method": name, "batch": b, "classes": classes, "images": path.name,
+                   "seconds": round(time.perf_counter() - start, 1)}
 
-
-def cache_dir(args, scale: float) -> Path:
-    """One cache folder per sampling setting, so a rerun reuses exactly the batches it would draw again."""
-    key = {"batch": args.batch, "steps": args.steps, "scale": scale, "schedule": args.schedule, "seed": args.seed}
-    path = args.cache / hashlib.sha1(json.dumps(key).encode()).hexdigest()[:10]
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def paired_difference(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
-    """Mean of a − b over the same seeds (correct = 1) with a normal-approximation 95% interval."""
-    d = a.double() - b.double()
-    return {"difference": float(d.mean()), "ci95": float(1.96 * d.std() / len(d) ** 0.5)}
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {"n": args.n, "batch": args.batch, "steps": args.steps, "scale": scale, "schedule": args.schedule,
+                "seed": args.seed}
+    records = run_resumable(batches, lambda b: f"{name}/{b}", solve, folder / f"{'+'.join(scorers) or 'none'}.jsonl",
+                            settings=settings,
+                            description=name)
+    return torch.cat([torch.load(folder / r["images"]).float() / 255 for r in records])
 
 
 def step_timing(generator, args) -> dict[str, float]:
@@ -90,41 +90,6 @@ def step_timing(generator, args) -> dict[str, float]:
             if repeat:  # the first round warms up
                 seconds[name] += result.step_seconds
     return {name: statistics.median(s) for name, s in seconds.items()}
-
-
-def table(report: dict) -> str:
-    rows, timing, settings = report["results"], report["step_seconds"], report["settings"]
-    lines = [
-        "# Image benchmark: Fashion-MNIST generation guided by an ensemble of classifiers",
-        "",
-        (f"{settings['n']} samples per method ({settings['n'] // 10} per class), DDIM {settings['steps']} steps (eta 0), "
-         f"guidance step {settings['scale']} ({settings['schedule']} schedule, per-scorer gradient-norm balancing), seeds "
-         f"{settings['seed']}+batch; the same initial noise for every method. Metrics from the evaluation-only models "
-         "(trained on training part C, which no scorer saw): held-out accuracy on the asked class (±95% CI), "
-         "FID/KID against the 10,000 test images in the held-out feature space (raw feature units, so not comparable "
-         "with Inception-based numbers), Inception-style score of the held-out classifier."),
-        "",
-        "| method | held-out accuracy | FID ↓ | KID ↓ | IS ↑ |",
-        "| --- | --- | --- | --- | --- |",
-    ]  # fmt: skip
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['accuracy']:.3f} ± {r['accuracy_ci95']:.3f} | {r['fid']:.2f} | "
-                     f"{r['kid']:.1f} ± {r['kid_std']:.1f} | {r['inception_score']:.2f} |")  # fmt: skip
-    paired = report["ensemble_minus_best_single_accuracy"]
-    lines += ["", (f"Ensemble minus the best single scorer ({paired['best_single']}) on held-out accuracy, paired "
-                   f"over the same seeds: {paired['difference']:+.3f} ± {paired['ci95']:.3f} (95%).")]  # fmt: skip
-    alone = timing[ALONE]
-    lines += ["", (f"## Cost of guidance (same run, median seconds per denoising step, batch {settings['timing_batch']}, "
-                   f"{platform.machine()}, torch threads {torch.get_num_threads()})"), "",
-              "| sampler | s / step | relative to unguided |", "| --- | --- | --- |"]  # fmt: skip
-    lines += [f"| {name} | {s:.4f} | {s / alone:.2f}× |" for name, s in timing.items()]
-    if report["sweep"]:
-        lines += ["", "## Other guidance steps (same seeds and samples per method)", "",
-                  "| step: method | held-out accuracy | FID ↓ | IS ↑ |", "| --- | --- | --- | --- |"]  # fmt: skip
-        lines += [f"| {k} | {r['accuracy']:.3f} ± {r['accuracy_ci95']:.3f} | {r['fid']:.2f} | {r['inception_score']:.2f} |"
-                  for k, r in report["sweep"].items()]  # fmt: skip
-    lines += ["", "## Claims", ""] + [f"- {k}: **{'yes' if v else 'no'}**" for k, v in report["claims"].items()]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -155,7 +120,7 @@ def main() -> None:
     grids = RESULTS / "image"
     for name, scorers in METHODS.items():
         print(f"{name}:", flush=True)
-        images = generate_method(generator, scorers, args, cache_dir(args, args.scale))
+        images = generate_method(generator, name, args, args.scale)
         rows[name] = evaluator.evaluate(images, labels)
         correct[name] = evaluator.probabilities(images).argmax(1) == labels
         save_grid(images[:100], grids / f"{'-'.join(scorers) or 'none'}.png", columns=10)
@@ -165,16 +130,15 @@ def main() -> None:
     singles = [rows[f"guided by {n}"] for n in SCORER_NAMES]
     best_acc, best_fid = max(r["accuracy"] for r in singles), min(r["fid"] for r in singles)
     best_name = max((f"guided by {n}" for n in SCORER_NAMES), key=lambda k: rows[k]["accuracy"])
-    paired = paired_difference(correct[ENSEMBLE], correct[best_name])
+    paired = paired_difference(correct[ENSEMBLE].tolist(), correct[best_name].tolist())
     guided = singles + [rows[ENSEMBLE]]
 
     sweep = {}
     for scale in args.sweep:
-        swept = argparse.Namespace(**{**vars(args), "scale": scale})
         for name, scorers in METHODS.items():
             if scorers:
                 print(f"step {scale}, {name}:", flush=True)
-                images = generate_method(generator, scorers, swept, cache_dir(args, scale))
+                images = generate_method(generator, name, args, scale)
                 sweep[f"{scale}: {name}"] = evaluator.evaluate(images, labels)
     claims = {
         "guidance (each scorer and the ensemble) beats the generator alone on held-out accuracy": all(

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from consensus.tasks.math.feedback import Sampling
+from consensus.generators.text.steps import Sampling
 
 from consensus.core.ensemble import Ensemble
 from consensus.core.weighting import DevSet, fit_weights

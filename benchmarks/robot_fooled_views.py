@@ -37,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(1)
     runs = Path(args.runs)
     rows = [json.loads(line) for line in (runs / "robot_episodes.jsonl").read_text().splitlines() if line.strip()]
-    failed = [r for r in rows if r["method"].startswith("view:") and not r["success"] and r["samples"] == args.samples]
+    failed = [r for r in rows if r["method"].startswith("view:") and not r["success"] and r["settings"]["samples"] == args.samples]
     segmenter = load_segmenter()
     scorers = {c.name: view_scorer(c, segmenter) for c in DEFAULT_CAMERAS}
     policies = {m: make_policy(m, segmenter, args.samples, args.iterations) for m in {r["method"] for r in failed}}

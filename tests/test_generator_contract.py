@@ -100,13 +100,13 @@ def _token_steps(request):
 
 
 def _solution_steps(request):
-    from consensus.generators.text.proposers import Sampling, SolutionSteps
+    from consensus.generators.text.steps import Sampling, SolutionSteps
 
     return SolutionSteps(request.getfixturevalue("tiny_lm"), 3, lambda q: q, Sampling(max_new_tokens=6)), PROMPTS[0]
 
 
 def _line_steps(request):
-    from consensus.generators.text.proposers import LineSteps, Sampling
+    from consensus.generators.text.steps import LineSteps, Sampling
 
     return LineSteps(request.getfixturevalue("tiny_lm"), 4, lambda q: q, lambda text: "5" in text,
                      Sampling(max_new_tokens=6), max_step_tokens=6), PROMPTS[0]

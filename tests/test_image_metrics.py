@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from consensus.tasks.image.metrics import frechet_distance, inception_score, kernel_inception_distance
+from consensus.eval.metrics import frechet_distance, inception_score, kernel_inception_distance
 
 
 def test_fid_matches_the_scipy_matrix_square_root():

@@ -211,7 +211,7 @@ def run_consensus(
             stop_reason = "complete"
             break
         if agreement is not None and len(survivors) > 1:
-            keys = [agreement(c) for c in take(proposals.candidates, survivors)]
+            keys = [agreement(c) for c in chosen]
             if keys[0] is not None and all(k == keys[0] for k in keys):
                 stop_reason = "agreement"
                 break

@@ -47,12 +47,14 @@ def run_resumable(
     batch_size: int = 1,
     correct: Callable[[dict[str, Any]], bool] | None = None,
     description: str = "eval",
+    settings: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Solve every example not yet in ``path`` and append its record; return all records.
 
     ``solve`` takes a batch of examples and yields one record per example, in order; each
     record gets ``"id": key(example)``. ``correct`` tells whether a record is right; the progress
-    bar shows its running mean.
+    bar shows its running mean. ``settings`` (the run's settings, JSON-able) are stored in every
+    record, and a file holding records made with other settings is refused, never mixed.
     """
     if not examples:
         raise ValueError("the example set is empty; check the data source and its size")
@@ -64,6 +66,12 @@ def run_resumable(
     done = read_results(path)
     if path.exists():
         _truncate_torn_tail(path, len(done))
+    if settings is not None:
+        other = next((r.get("settings") for r in done if r.get("settings") != settings), False)
+        if other is not False:
+            changed = sorted(k for k in {*(other or {}), *settings} if (other or {}).get(k) != settings.get(k))
+            raise ValueError(f"{path} holds results made with other settings (differing: {', '.join(changed)}); "
+                             "write to another file, or delete it to start over")
     done_ids = {r["id"] for r in done}
     todo = [e for e, k in zip(examples, keys) if k not in done_ids]
     wanted = set(keys)
@@ -76,7 +84,7 @@ def run_resumable(
         for i in range(0, len(todo), batch_size):
             batch = todo[i:i + batch_size]
             for example, record in zip(batch, solve(batch), strict=True):
-                record = {"id": key(example), **record}
+                record = {"id": key(example), **record, **({"settings": settings} if settings is not None else {})}
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 out.flush()
                 records.append(record)

@@ -1,5 +1,5 @@
 """The model zoo: offline loaders, model builders, and the weights the project trained itself (``weights/``,
-each with its card). A leaf of the package: nothing here imports the core, the scorers or the tasks."""
+each with its card). It may build ready generators; it never imports the scorers or the tasks."""
 
 from pathlib import Path
 

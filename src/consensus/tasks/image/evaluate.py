@@ -14,7 +14,7 @@ import torch
 
 from consensus.scorers.image.checks import check_images
 from consensus.tasks.image.fashion_data import load_fashion_mnist
-from consensus.tasks.image.metrics import frechet_distance, inception_score, kernel_inception_distance
+from consensus.eval.metrics import accuracy, frechet_distance, inception_score, kernel_inception_distance
 from consensus.zoo.fashion import load_fashion_classifier
 
 
@@ -41,13 +41,12 @@ class FashionEvaluator:
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         """Metrics of ``images`` (``[N, 1, 28, 28]`` in [0, 1]) generated for the classes ``labels``."""
         probabilities = self.probabilities(images)
-        correct = (probabilities.argmax(1) == labels).double()
+        held_out = accuracy((probabilities.argmax(1) == labels).tolist())
         kid, kid_std = kernel_inception_distance(self.features(images), self.reference_features)
         return {
             "n": len(labels),
-            "accuracy": float(correct.mean()),
-            # normal-approximation 95% interval of a proportion
-            "accuracy_ci95": float(1.96 * (correct.var(unbiased=False) / len(correct)).sqrt()),
+            "accuracy": held_out.value,
+            "accuracy_ci95": [held_out.low, held_out.high],  # Wilson, as every accuracy in the project
             "fid": frechet_distance(self.features(images), self.reference_features),
             "kid": kid,
             "kid_std": kid_std,

@@ -13,7 +13,7 @@ from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
 from consensus.core.trace import TraceWriter
 from consensus.eval.metrics import accuracy, majority
-from consensus.generators.text.proposers import Sampling
+from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
 from consensus.tasks.math.data import FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
 from consensus.tasks.math.prompt import STOP, format_prompt

@@ -13,14 +13,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
 
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.ensemble import Ensemble, Normalization
 from consensus.core.feedback import TopK
 from consensus.generators import CausalLMGenerator, TextGenerator
-from consensus.generators.text.proposers import LineSteps, Sampling, SolutionSteps
+from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
 from consensus.scorers.text.verifier import TrainedVerifier
 from consensus.tasks.math.data import Problem
@@ -89,30 +88,17 @@ class Experiment:
         """N sampled solutions and every scorer's energies of them (the ensemble's total too), with the
         solution-level consensus run that drew and scored them."""
         per_scorer: dict[str, list[float]] = {}
+        samples: list[str] = []
 
-        def keep_energies(record: dict) -> None:
+        def keep(record: dict) -> None:
+            samples.extend(record["proposals"].candidates)
             per_scorer.update({k: v.tolist() for k, v in record["energies"].per_scorer.items()})
             per_scorer["ensemble"] = record["energies"].total.tolist()
 
-        proposer = solution_steps(self.lm, self.n, self.sampling, self.exemplars)
-        samples: list[str] = []
         solution = run_consensus(
-            _Recording(proposer, samples), self.ensemble, problem.question, budget=Budget(iterations=1), seed=seed,
-            callback=keep_energies,
+            solution_steps(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
+            budget=Budget(iterations=1), seed=seed, callback=keep,
         )
         scored = {"question": problem.question, "gold": problem.answer, "template": problem.template,
                   "samples": samples, "sample_tokens": solution.generator_tokens, "energies": per_scorer}
         return scored, solution
-
-
-@dataclass
-class _Recording:
-    """A proposer wrapper that keeps the samples it proposed (for per-scorer best-of-N)."""
-
-    proposer: SolutionSteps
-    store: list
-
-    def __call__(self, condition, parents, generator: torch.Generator):
-        proposals = self.proposer(condition, parents, generator)
-        self.store.extend(proposals.candidates)
-        return proposals

@@ -57,3 +57,15 @@ def test_progress_bar_shows_the_running_accuracy_of_records_done_and_resumed(tmp
     run_resumable(list(range(6)), str, solve, out, correct=lambda r: r["right"])  # 4 resumed, 2 new
     err = capsys.readouterr().err  # the resumed records' accuracy first, then with each new one
     assert err.index("acc=0.750") < err.index("acc=0.600") < err.index("acc=0.500")
+
+
+def test_results_of_other_settings_are_refused_not_mixed(tmp_path):
+    out = tmp_path / "results.jsonl"
+    solve = lambda batch: ({"square": x * x} for x in batch)  # noqa: E731
+    first = run_resumable([1, 2], str, solve, out, settings={"samples": 12, "iterations": 3})
+    assert [r["settings"] for r in first] == [{"samples": 12, "iterations": 3}] * 2
+    again = run_resumable([1, 2, 3], str, solve, out, settings={"samples": 12, "iterations": 3})
+    assert [r["id"] for r in again] == ["1", "2", "3"]  # resumed, only 3 was new
+    with pytest.raises(ValueError, match="other settings \\(differing: samples\\)"):
+        run_resumable([1, 2, 3], str, solve, out, settings={"samples": 24, "iterations": 3})
+    assert len(read_results(out)) == 3  # nothing written by the refused run
