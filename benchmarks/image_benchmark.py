@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from consensus.tasks.image.default import (
+from consensus.tasks.image.experiment import (
     DEFAULT_SCALE,
     DEFAULT_SCHEDULE,
     DEFAULT_STEPS,
@@ -35,7 +35,7 @@ from consensus.tasks.image.default import (
 from consensus.eval.harness import run_resumable
 from consensus.eval.metrics import paired_difference
 from consensus.tasks.image.evaluate import FashionEvaluator
-from consensus.tasks.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
+from consensus.tasks.image.data import FASHION_CLASSES, load_fashion_mnist
 from consensus.tasks.image.grid import save_grid
 from consensus.tasks.image.report import ALONE, ENSEMBLE, table
 from consensus.zoo.fashion import SCORER_NAMES

@@ -27,7 +27,7 @@ from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_epi
 from consensus.tasks.robot.report import METHODS, markdown, summarize
 from consensus.tasks.robot.experiment import view_scorer
 from consensus.tasks.robot.scene import DEFAULT_CAMERAS
-from consensus.tasks.robot.tasks import sample_task
+from consensus.tasks.robot.data import sample_task
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS, load_segmenter
 
 RESULTS = Path(__file__).resolve().parent / "results"

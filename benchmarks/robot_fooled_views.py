@@ -22,7 +22,7 @@ from robot_benchmark import make_policy  # the sibling script
 from consensus.tasks.robot.episode import run_episode, step_budget
 from consensus.tasks.robot.experiment import view_scorer
 from consensus.tasks.robot.scene import DEFAULT_CAMERAS
-from consensus.tasks.robot.tasks import sample_task
+from consensus.tasks.robot.data import sample_task
 from consensus.zoo.segmenter import load_segmenter
 
 VIEWS = [c.name for c in DEFAULT_CAMERAS]

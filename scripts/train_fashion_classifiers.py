@@ -1,6 +1,6 @@
 """Train the Fashion-MNIST classifiers of the embedded default: three guidance scorers and two evaluation-only models.
 
-Data (fixed thirds A, B, C of the 60k training images, see consensus.tasks.image.fashion_data):
+Data (fixed thirds A, B, C of the 60k training images, see consensus.tasks.image.data):
 
     cnn              SmallCNN    on A       guidance scorer
     mlp              MLP         on B       guidance scorer
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from consensus.tasks.image.fashion_data import load_fashion_mnist
+from consensus.tasks.image.data import load_fashion_mnist
 from consensus.zoo.fashion import MLP, SmallCNN, TinyResNet, VGGNet, save_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ CARD = """# fashion-{name}
 - **Role**: {role}.
 - **Architecture**: `{arch}` from `consensus.zoo.fashion` ({params:,} parameters), input `[N, 1, 28, 28]` in [0, 1].
 - **Training data**: Fashion-MNIST training split, part(s) {part} ({n:,} images) of the fixed thirds A/B/C
-  defined in `consensus.tasks.image.fashion_data` (Debian package `dataset-fashion-mnist`).
+  defined in `consensus.tasks.image.data` (Debian package `dataset-fashion-mnist`).
   {separation}
 - **Training**: `scripts/train_fashion_classifiers.py --only {name}`, seed {seed}, {epochs} epochs, AdamW, batch 128,
   one-cycle learning rate 2e-3{noise_text}; {seconds:.0f} s on one CPU thread.

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from consensus.tasks.image.fashion_data import load_fashion_mnist
+from consensus.tasks.image.data import load_fashion_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 

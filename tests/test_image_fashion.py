@@ -10,8 +10,8 @@ import torch
 from consensus import read_trace
 from consensus.core.trace import validate_record
 from consensus.tasks.image import cli
-from consensus.tasks.image.default import fashion_ensemble, fashion_generator
-from consensus.tasks.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
+from consensus.tasks.image.experiment import fashion_ensemble, fashion_generator
+from consensus.tasks.image.data import FASHION_CLASSES, load_fashion_mnist
 from consensus.zoo.fashion import SCORER_NAMES, load_fashion_classifier
 
 # A missing Debian package fails here with the install command in the message: data is not optional.

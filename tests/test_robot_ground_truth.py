@@ -5,7 +5,7 @@ import pytest
 from consensus.tasks.robot.ground_truth import goal_satisfied, relation_holds
 from consensus.tasks.robot.relations import Goal, Relation, parse_goal
 from consensus.tasks.robot.scene import ObjectPose, PickPlace, SceneSpec, TabletopScene
-from consensus.tasks.robot.tasks import sample_task
+from consensus.tasks.robot.data import sample_task
 
 # From the viewer (+x): the red bowl is left (-y) of the blue mug and nearer the viewer than the cyan mug.
 SPEC = SceneSpec(

@@ -37,7 +37,7 @@ TEXT = [GOOD, BAD, OTHER, ""]
 
 @cache
 def _fashion_images():
-    from consensus.tasks.image.fashion_data import FASHION_CLASSES, load_fashion_mnist
+    from consensus.tasks.image.data import FASHION_CLASSES, load_fashion_mnist
 
     images, labels = load_fashion_mnist("test")
     trouser = FASHION_CLASSES.index("Trouser")
@@ -80,7 +80,7 @@ def _photo():
 
 
 def _fashion(name):
-    from consensus.tasks.image.default import fashion_scorer
+    from consensus.tasks.image.experiment import fashion_scorer
 
     return Case(fashion_scorer(name), _fashion_images(), "Trouser")
 

@@ -19,7 +19,7 @@ from consensus.core.ensemble import Ensemble
 from consensus.core.feedback.guidance import SCHEDULES
 from consensus.core.trace import TraceWriter
 from consensus.scorers.image.classifier import ClassIndex
-from consensus.tasks.image.default import (
+from consensus.tasks.image.experiment import (
     DEFAULT_SCALE,
     DEFAULT_SCHEDULE,
     DEFAULT_STEPS,
@@ -27,7 +27,7 @@ from consensus.tasks.image.default import (
     fashion_scorer,
     fashion_generator,
 )  # fmt: skip
-from consensus.tasks.image.fashion_data import FASHION_CLASSES
+from consensus.tasks.image.data import FASHION_CLASSES
 from consensus.tasks.image.grid import save_grid
 from consensus.zoo.fashion import SCORER_NAMES
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from consensus.scorers.image.checks import check_images
-from consensus.tasks.image.fashion_data import load_fashion_mnist
+from consensus.tasks.image.data import load_fashion_mnist
 from consensus.eval.metrics import accuracy, frechet_distance, inception_score, kernel_inception_distance
 from consensus.zoo.fashion import load_fashion_classifier
 

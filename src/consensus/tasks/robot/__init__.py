@@ -7,7 +7,7 @@ after each; one scorer per camera segments its view with a trained segmenter and
 relations there; the Ensemble sums the views and the lowest-energy action is executed.
 
 Modules: ``scene`` (simulator, cameras, actions), ``relations`` (goal text), ``ground_truth``
-(success from simulator state), ``tasks`` (seeded feasible tasks), ``world_model`` (the simulator as
+(success from simulator state), ``data`` (seeded feasible tasks), ``world_model`` (the simulator as
 world model and the pick-and-place action space for ``generators.planning.CEMSteps``), ``experiment``
 (per-view scorers of ``scorers.views`` over the tabletop), ``episode`` (closed loop), ``cli``
 (``consensus robot``). The segmenter lives in the zoo.
@@ -18,7 +18,7 @@ from consensus.tasks.robot.experiment import build_ensemble, view_scorer
 from consensus.tasks.robot.ground_truth import goal_satisfied, relation_holds
 from consensus.tasks.robot.relations import Goal, GoalParseError, Relation, parse_goal
 from consensus.tasks.robot.scene import DEFAULT_CAMERAS, OBJECT_NAMES, Camera, PickPlace, SceneSpec, TabletopScene
-from consensus.tasks.robot.tasks import Task, sample_task
+from consensus.tasks.robot.data import Task, sample_task
 from consensus.tasks.robot.world_model import PickPlaceSpace, Prediction, SimulatorWorldModel
 
 __all__ = [

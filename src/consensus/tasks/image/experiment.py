@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from consensus.core.ensemble import Ensemble
 from consensus.generators.diffusion.diffusers import DiffusionGenerator
 from consensus.scorers.image.classifier import ClassifierScorer
-from consensus.tasks.image.fashion_data import FASHION_CLASSES
+from consensus.tasks.image.data import FASHION_CLASSES
 from consensus.zoo.fashion import SCORER_NAMES, load_fashion_classifier, load_fashion_generator
 
 DEFAULT_STEPS = 20
