@@ -40,25 +40,22 @@ def test_step_level_consensus_builds_a_solution_line_by_line(gemma):
         assert all(is_complete(s) or s in proposer.ended for s in result.survivors)
 
 
-def test_cli_evaluates_and_resumes(tmp_path, capsys):
-    out = tmp_path / "math.jsonl"
-    args = ["math", "--source", "chain_sum", "--size", "2", "--method", "greedy", "--out", str(out)]
+def test_cli_evaluates_resumes_takes_a_users_scorer_and_writes_the_trace(tmp_path, capsys):
+    out, trace = tmp_path / "math.jsonl", tmp_path / "trace.jsonl"
+    args = ["math", "--source", "chain_sum", "--size", "2", "--method", "solution", "--n", "2", "--out", str(out),
+            "--trace", str(trace), "--scorer", "tests.fixtures.my_scorer:LengthScorer:0.5"]
     main(args)
     first = out.read_text().splitlines()
     assert len(first) == 2 and {"gold", "text", "correct", "correct_strict"} <= set(json.loads(first[0]))
+    lines = list(read_trace(trace))
+    for line in lines:
+        validate_record(line)
+    assert [line["item"] for line in lines] == ["chain_sum-2x1-0-0", "chain_sum-2x1-0-1"]
+    assert "LengthScorer" in lines[0]["energies"]["per_scorer"]
     main(args)  # a finished run started again redoes nothing
     assert out.read_text().splitlines() == first
     printed = capsys.readouterr().out
     assert "accuracy (strict)" in printed and "accuracy (flexible)" in printed
-
-
-def test_cli_takes_a_users_scorer_and_writes_the_trace(tmp_path, capsys):
-    trace = tmp_path / "trace.jsonl"
-    main(["math", "--source", "chain_sum", "--size", "1", "--method", "solution", "--n", "2", "--out",
-          str(tmp_path / "math.jsonl"), "--trace", str(trace), "--scorer", "tests.fixtures.my_scorer:LengthScorer:0.5"])
-    [line] = list(read_trace(trace))
-    validate_record(line)
-    assert "LengthScorer" in line["energies"]["per_scorer"] and line["item"] == "chain_sum-2x1-0-0"
 
 
 @pytest.mark.parametrize("spec, message", [
