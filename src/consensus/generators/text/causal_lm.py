@@ -83,6 +83,12 @@ class CausalLMGenerator:
         return cls(model.to(device), tokenizer, name=name_or_path if adapter is None else f"{name_or_path}+{adapter}")
 
     @property
+    def context(self) -> int | None:
+        """The longest sequence the model reads (its position embeddings), if its config says."""
+        config = self.model.config
+        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -187,6 +193,9 @@ class CausalLMGenerator:
             prompt_lens = [len(self.tokenizer(p)["input_ids"]) for p in ps]
             enc = self.encode([p + c for p, c in zip(ps, cs)])
             ids, mask = enc["input_ids"], enc["attention_mask"]
+            if self.context is not None and ids.shape[1] > self.context:
+                raise ValueError(f"a prompt and its continuation are {ids.shape[1]} tokens, beyond the {self.context}-token "
+                                 f"context of {self.name}; shorten them or use a model with a longer context")
             lengths = mask.sum(1).tolist()
             n_conts = [max(0, length - plen) for plen, length in zip(prompt_lens, lengths)]
             # Left padding puts every continuation at the end of its row, so the LM head (a

@@ -25,7 +25,7 @@ RELATION_PHRASES: dict[str, tuple[str, ...]] = {
 RELATIONS = tuple(RELATION_PHRASES)
 
 _PHRASE_TO_KIND = sorted(((p, k) for k, ps in RELATION_PHRASES.items() for p in ps), key=lambda pk: -len(pk[0]))
-_CLAUSE_SPLIT = re.compile(r"\s*(?:,|;|\.|\band\b)\s*")
+_CLAUSE_SPLIT = re.compile(r"\s*+(?:,|;|\.|\band\b)\s*+")
 
 
 class GoalParseError(ValueError):
