@@ -1,12 +1,23 @@
-"""The ``consensus`` command line: one subcommand per experiment."""
+"""The ``consensus`` command line: one subcommand per experiment.
+
+Exit status: 0 success; 1 the goal or answer was not reached, where a subcommand reports that (robot);
+2 bad input (a flag, a file, a missing model or package); 3 a model or scorer failed while running.
+Every expected error is one line on stderr; ``--debug`` shows the traceback instead."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
-from consensus.core.ensemble import Ensemble
+from consensus.core.engine import GeneratorError
+from consensus.core.ensemble import (
+    Ensemble,
+    NonFiniteEnergyError,
+    NonFiniteGradientError,
+    ScorerError,
+)
 from consensus.core.scorer import Scorer, scorer_from_spec
 
 # subcommand -> (module with add_parser/run, the pip extra its models and simulators need)
@@ -39,12 +50,27 @@ def with_user_scorers(ensemble: Ensemble | None, user: list[tuple[Scorer, float]
     return ensemble.extended([s for s, _ in user], [w for _, w in user])
 
 
+def fresh_run_dir(path: Path, flag: str = "--out") -> Path:
+    """The folder a run writes to: ``path`` when it is new or empty, else the first free ``path-2``,
+    ``path-3``, ..., so a new run never mixes its files with an earlier run's."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file; give a folder")
+    candidate, k = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        k += 1
+        candidate = path.with_name(f"{path.name}-{k}")
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate
+
+
 def _missing(command: str, extra: str, error: ImportError, args: argparse.Namespace) -> None:
     raise ImportError(f"{error}; `consensus {command}` needs: pip install 'consensus[{extra}]'")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="consensus", description=__doc__)
+    parser = argparse.ArgumentParser(prog="consensus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command, (module_name, extra) in EXPERIMENTS.items():
         try:
@@ -58,11 +84,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         status = args.handler(args)
-    except (FileNotFoundError, ImportError, ValueError) as e:
-        print(f"consensus {args.command}: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from e
+    except FAILURES as e:
+        _fail(args, e, FAILED)
+    except BAD_INPUT as e:
+        _fail(args, e, BAD)
     if status:  # a handler may report failure (a robot episode that missed its goal) as an exit code
         raise SystemExit(status)
+
+
+BAD, FAILED = 2, 3
+# Checked first: NaN energies are a ValueError, but it is the scorer that failed, not the input.
+FAILURES = (ScorerError, GeneratorError, NonFiniteEnergyError, NonFiniteGradientError, RuntimeError, MemoryError)
+BAD_INPUT = (FileNotFoundError, ImportError, ValueError, TypeError, OSError)
+
+
+def _fail(args: argparse.Namespace, error: BaseException, status: int) -> None:
+    if args.debug:
+        raise error
+    print(f"consensus {args.command}: error: {error}", file=sys.stderr)
+    raise SystemExit(status) from error
 
 
 if __name__ == "__main__":

@@ -30,10 +30,18 @@ from typing import Any, Protocol
 import torch
 
 from consensus.core.budget import Budget
-from consensus.core.ensemble import Ensemble, EnsembleEnergies
+from consensus.core.ensemble import Ensemble, EnsembleEnergies, ScorerError
 from consensus.core.feedback.base import Context, Feedback
 from consensus.core.feedback.select import Best
 from consensus.core.trace import TraceWriter, summarize_candidate
+
+
+class GeneratorError(RuntimeError):
+    """A generator step raised: the error says at which iteration of which item."""
+
+
+def _of(item: Any) -> str:
+    return "" if item is None else f" of item {item}"
 
 
 def take(states: Any, indices: Sequence[int]) -> Any:
@@ -167,7 +175,13 @@ def run_consensus(
     stop_reason, survivors, chosen = "budget", [], []
     for iteration in range(budget.iterations):
         t = time.perf_counter()
-        proposals = step(condition, population, rng)
+        try:
+            proposals = step(condition, population, rng)
+        except (ValueError, TypeError):
+            raise  # a bad input the step explains
+        except Exception as error:
+            raise GeneratorError(f"the generator failed at iteration {iteration}{_of(item)}: "
+                                 f"{type(error).__name__}: {error}") from error
         generator_seconds = time.perf_counter() - t
         tokens += proposals.tokens
         if len(proposals.candidates) == 0:
@@ -175,7 +189,10 @@ def run_consensus(
         energies = None
         if ensemble is not None:
             with torch.enable_grad() if gradient else contextlib.nullcontext():
-                energies = ensemble(proposals.candidates, condition)
+                try:
+                    energies = ensemble(proposals.candidates, condition)
+                except ScorerError as error:
+                    raise ScorerError(f"{error} (iteration {iteration}{_of(item)})") from error.__cause__
             calls += len(ensemble.scorers)
         context = Context(ensemble, condition, iteration, rng)
         done = {}

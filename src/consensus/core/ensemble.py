@@ -27,6 +27,10 @@ class NonFiniteEnergyError(ValueError):
     """A scorer returned NaN or inf for some candidate."""
 
 
+class ScorerError(RuntimeError):
+    """A scorer raised: the error names the scorer (and, from the engine, the item)."""
+
+
 class NonFiniteGradientError(FloatingPointError):
     """A scorer's gradient held NaN or inf."""
 
@@ -221,7 +225,13 @@ class Ensemble:
         raw, seconds = {}, {}
         for scorer in self.scorers:
             start = time.perf_counter()
-            e = scorer.energy(candidates, condition)
+            try:
+                e = scorer.energy(candidates, condition)
+            except ValueError as error:  # a bad input the scorer explains: keep its type, add its name
+                raise ValueError(f"scorer {scorer.name}: {error}") from error
+            except Exception as error:
+                raise ScorerError(f"scorer {scorer.name} failed on {n} candidates: {type(error).__name__}: "
+                                  f"{error}") from error
             seconds[scorer.name] = time.perf_counter() - start
             if not isinstance(e, torch.Tensor) or e.shape != (n,):
                 got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,27 @@ class TraceWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def keep_items(path: str | Path, items: set[Any]) -> None:
+    """Rewrite a trace, atomically, to the lines of ``items`` only: on resuming a run, the partial lines of
+    the item that was killed go, and its rerun writes them afresh."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if _item_of(line) in items]
+    fresh = path.with_name(path.name + ".tmp")
+    fresh.write_text("".join(line if line.endswith("\n") else line + "\n" for line in kept), encoding="utf-8")
+    os.replace(fresh, path)
+
+
+def _item_of(line: str) -> Any:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get("item") if isinstance(record, dict) else None
 
 
 def read_trace(path: str | Path) -> Iterator[dict[str, Any]]:

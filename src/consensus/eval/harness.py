@@ -1,13 +1,18 @@
-"""Resumable evaluation: one JSON line per example, appended as soon as it is done.
+"""Resumable evaluation: one JSON line per example, appended (and synced to disk) as soon as it is done.
 
-Restarting a killed run reads the lines already written and skips those examples, so no
-example is lost or repeated; a torn last line (the kill arrived mid-write) is dropped and
-its example redone. A progress bar shows the running accuracy and the ETA.
+Restarting a killed run reads the lines already written and skips those examples, so no example
+is lost or repeated. A line that is not a complete record (the kill arrived mid-write, a corrupt or
+hand-edited line anywhere, a record without an id, a second record of one id) is never deleted:
+it is moved, with its line number and why, to ``<file>.rejected``, a warning says so, and only
+its example is redone. The run's settings are stored in every record, and a file holding records
+of other settings is refused, never mixed. A progress bar shows the running accuracy and the ETA.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,25 +22,60 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
-def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """The complete records of a results file (a torn last line is ignored)."""
+def scan_results(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The records of a results file, and its rejected lines as ``{"line", "why", "text"}``."""
     path = Path(path)
     if not path.exists():
-        return []
-    records = []
+        return [], []
+    records, rejected, seen = [], [], set()
     with path.open(encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue  # a blank line holds nothing to keep
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
-                break  # only the last line can be torn: the file is append-only
-    return records
+                rejected.append({"line": number, "why": "not JSON (torn or corrupt)", "text": line})
+                continue
+            if not isinstance(record, dict) or "id" not in record:
+                rejected.append({"line": number, "why": "not a record with an id", "text": line})
+            elif record["id"] in seen:
+                rejected.append({"line": number, "why": f"repeats id {record['id']!r}", "text": line})
+            else:
+                seen.add(record["id"])
+                records.append(record)
+    return records, rejected
 
 
-def _truncate_torn_tail(path: Path, records: int) -> None:
-    """Rewrite the file to its complete records, so appends start on a fresh line."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:records]
-    path.write_text("".join(line if line.endswith("\n") else line + "\n" for line in lines), encoding="utf-8")
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """The complete records of a results file (see ``scan_results``)."""
+    return scan_results(path)[0]
+
+
+def check_settings(path: str | Path, settings: dict[str, Any]) -> None:
+    """Refuse (ValueError naming the differing settings) a results file holding records of other settings.
+
+    ``run_resumable`` calls it; a command line calls it first too, to fail before loading any model."""
+    other = next((r.get("settings") for r in read_results(path) if r.get("settings") != settings), False)
+    if other is not False:
+        changed = sorted(k for k in {*(other or {}), *settings} if (other or {}).get(k) != settings.get(k))
+        raise ValueError(f"{path} holds results made with other settings (differing: {', '.join(changed)}); "
+                         "write to another file (--out), or delete it to start over")
+
+
+def _set_aside(path: Path, records: list[dict[str, Any]], rejected: list[dict[str, Any]]) -> None:
+    """Append the rejected lines to ``<path>.rejected`` and rewrite ``path`` to its records, atomically."""
+    aside = path.with_name(path.name + ".rejected")
+    with aside.open("a", encoding="utf-8") as f:
+        for entry in rejected:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    fresh = path.with_name(path.name + ".tmp")
+    fresh.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    os.replace(fresh, path)
+    lines = ", ".join(f"{e['line']} ({e['why']})" for e in rejected)
+    print(f"warning: {path}: set aside line(s) {lines} in {aside}; their examples are run again", file=sys.stderr)
 
 
 def run_resumable(
@@ -63,15 +103,11 @@ def run_resumable(
         raise ValueError("example ids are not unique; a resumed run could not tell them apart")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = read_results(path)
-    if path.exists():
-        _truncate_torn_tail(path, len(done))
     if settings is not None:
-        other = next((r.get("settings") for r in done if r.get("settings") != settings), False)
-        if other is not False:
-            changed = sorted(k for k in {*(other or {}), *settings} if (other or {}).get(k) != settings.get(k))
-            raise ValueError(f"{path} holds results made with other settings (differing: {', '.join(changed)}); "
-                             "write to another file, or delete it to start over")
+        check_settings(path, settings)
+    done, rejected = scan_results(path)
+    if rejected:
+        _set_aside(path, done, rejected)
     done_ids = {r["id"] for r in done}
     todo = [e for e, k in zip(examples, keys) if k not in done_ids]
     wanted = set(keys)
@@ -87,6 +123,7 @@ def run_resumable(
                 record = {"id": key(example), **record, **({"settings": settings} if settings is not None else {})}
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 out.flush()
+                os.fsync(out.fileno())  # a record reported done survives a crash of the machine too
                 records.append(record)
                 if correct:
                     hits += correct(record)

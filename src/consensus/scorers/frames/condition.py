@@ -25,6 +25,8 @@ class VideoQuestion:
     def __post_init__(self) -> None:
         if not self.frames:
             raise ValueError("the question has no frames: give a video, an image folder or at least one image")
+        if not isinstance(self.question, str) or not self.question.strip():
+            raise ValueError("the question is empty: ask something about the video")
         if not all(isinstance(f, Image.Image) for f in self.frames):
             raise TypeError("frames must be PIL images; load a video with consensus.tasks.vqa.video.load_frames")
         object.__setattr__(self, "frames", tuple(f.convert("RGB") if f.mode != "RGB" else f for f in self.frames))

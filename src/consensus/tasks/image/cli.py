@@ -3,7 +3,8 @@
     consensus image --class Sneaker --num-images 16 --out image-out
     consensus image --prompt "a photo of an ankle boot" --scorers cnn resnet
 
-Writes ``grid.png`` (the samples) and ``trace.jsonl`` (every scorer's energy per denoising step).
+Writes ``grid.png`` (the samples) and ``trace.jsonl`` (every scorer's energy per denoising step) to ``--out``,
+or to ``<out>-2``, ``<out>-3``, ... when it already holds a run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from consensus.cli import add_scorer_option, user_scorers
+from consensus.cli import add_scorer_option, fresh_run_dir, user_scorers
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback.guidance import SCHEDULES
 from consensus.core.trace import TraceWriter
@@ -68,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     user = user_scorers(args.scorer)
     scorers = [fashion_scorer(name) for name in args.scorers] + [scorer for scorer, _ in user]
     ensemble = Ensemble(scorers, [1.0] * len(args.scorers) + [w for _, w in user]) if scorers else None
-    args.out.mkdir(parents=True, exist_ok=True)
-    trace_path = args.trace or args.out / "trace.jsonl"
+    out = fresh_run_dir(args.out)
+    trace_path = args.trace or out / "trace.jsonl"
     trace_path.unlink(missing_ok=True)
     start = time.perf_counter()
     with TraceWriter(trace_path) as trace:
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             args.num_images, ensemble, class_name, num_inference_steps=args.steps, guidance_scale=args.scale,
             schedule=args.schedule, eta=args.eta, seed=args.seed, trace=trace, item=class_name,
         )  # fmt: skip
-    grid = save_grid(result.images, args.out / "grid.png", columns=min(8, args.num_images))
+    grid = save_grid(result.images, out / "grid.png", columns=min(8, args.num_images))
     summary = f"{args.num_images} images of {class_name!r} in {time.perf_counter() - start:.1f}s"
     if ensemble is not None:
         with torch.no_grad():

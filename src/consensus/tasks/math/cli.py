@@ -7,11 +7,13 @@ from pathlib import Path
 
 import torch
 
+import consensus
+
 from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
 from consensus.core.budget import Budget
 from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
-from consensus.core.trace import TraceWriter
+from consensus.core.trace import TraceWriter, keep_items
 from consensus.eval.metrics import accuracy, majority
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
@@ -48,8 +50,15 @@ def add_parser(subparsers) -> None:
     add_scorer_option(p)
 
 
+def run_settings(args: argparse.Namespace) -> dict:
+    """What a results file must agree on to be resumed (not --size: a run may grow)."""
+    names = ("source", "seed", "method", "n", "beam", "normalization", "nonfinite", "model", "adapter", "shots",
+             "scorer")
+    return {"task": "math", "version": consensus.__version__, **{name: getattr(args, name) for name in names}}
+
+
 def run(args: argparse.Namespace) -> None:
-    from consensus.eval.harness import run_resumable
+    from consensus.eval.harness import check_settings, read_results, run_resumable
     from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
     from consensus.tasks.math.generator import load_math_generator
     from consensus.zoo.gemma import load_gemma
@@ -57,6 +66,10 @@ def run(args: argparse.Namespace) -> None:
     user = user_scorers(args.scorer)
     if user and args.method in ("greedy", "self-consistency"):
         raise ValueError(f"--scorer needs --method solution or step; --method {args.method} scores nothing")
+    if args.n < 1 or args.beam < 1:
+        raise ValueError(f"--n and --beam must be at least 1, got --n {args.n} --beam {args.beam}")
+    settings = run_settings(args)
+    check_settings(args.out, settings)  # before any model loads
     problems = load_problems(args.source, args.size, args.seed)
     few_shot_task = args.source in FEW_SHOT_FAMILIES
     shots = args.shots if args.shots is not None else (4 if few_shot_task else 0)
@@ -67,13 +80,14 @@ def run(args: argparse.Namespace) -> None:
     else:
         lm = load_math_generator(args.model, args.adapter)
     sampling = Sampling()
+    if args.trace:  # the partial lines of an item a killed run left behind go; its rerun writes them again
+        keep_items(args.trace, {r["id"] for r in read_results(args.out)})
     trace = TraceWriter(args.trace) if args.trace else None
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(lm, exemplars,
                                                                                           args.normalization)
     if ensemble is not None:
         ensemble.nonfinite = args.nonfinite
     ensemble = with_user_scorers(ensemble, user)
-    rng = torch.Generator().manual_seed(args.seed)
 
     def solve(batch):
         for problem in batch:
@@ -82,6 +96,9 @@ def run(args: argparse.Namespace) -> None:
                                 max_new_tokens=sampling.max_new_tokens)[0][0]
                 text, tokens, extra = out.text, out.tokens, {}
             elif args.method == "self-consistency":
+                # Each problem draws from its own generator seeded by --seed, as the engine does for the other
+                # methods, so a resumed run or any subset reproduces an uninterrupted run's texts.
+                rng = torch.Generator().manual_seed(args.seed)
                 proposals = solution_steps(lm, args.n, sampling, exemplars)(problem.question, None, rng)
                 vote = majority([extract_flexible(s) for s in proposals.candidates])
                 text = next((s for s in proposals.candidates if extract_flexible(s) == vote), proposals.candidates[0])
@@ -102,7 +119,7 @@ def run(args: argparse.Namespace) -> None:
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     records = run_resumable(problems, lambda p: p.id, solve, args.out, correct=lambda r: r["correct"],
-                            description=f"math/{args.method}")
+                            description=f"math/{args.method}", settings=settings)
     if trace is not None:
         trace.close()
     print(f"{args.source}, {len(records)} problems, method {args.method}, generator {lm.name}")

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from consensus.scorers.text.answers import normalize_number
+
 GSM_SUFFIX = " Give the result as your final answer. Do not include units."
 
 
@@ -63,6 +65,8 @@ def _gsm8k_problem(problem_id: str, question: str, solution: str, where: str) ->
     if not match:
         raise DataError(f"{where}: the answer has no '#### <number>' line")
     gold = match.group(1).replace(",", "")
+    if normalize_number(gold) is None:
+        raise DataError(f"{where}: the answer {gold!r} is not a number; GSM8K answers are numbers (fix or drop the line)")
     # GSM8K marks calculator annotations as <<48/2=24>>; they are not part of the text.
     return Problem(problem_id, question, gold, re.sub(r"<<[^>]*>>", "", solution))
 
@@ -216,10 +220,19 @@ def few_shot_exemplars(family: str, shots: int, seed: int) -> list[Problem]:
     return [problem for turn in turns for problem in turn][:shots]
 
 
+#: The most problems one run asks for: generated sets are built up front, and a typo of a few zeros should be
+#: an error at once, not minutes of generating problems before the first is solved.
+MAX_SIZE = 100_000
+
+
 def load_problems(source: str, size: int, seed: int = 0, split: str = "test") -> list[Problem]:
     """A problem set by name: ``gsm_symbolic`` (by template split), a few-shot family (``chain_sum``,
     ``leg_counting``, ``simple_geometry``), ``gsm8k`` (the hub) or a GSM8K .jsonl path; ``size`` 0
     means all of a GSM8K file."""
+    if not 0 <= size <= MAX_SIZE:
+        raise DataError(f"--size must be between 0 (all of a file) and {MAX_SIZE:,}, got {size:,}")
+    if size == 0 and (source == "gsm_symbolic" or source in FEW_SHOT_FAMILIES):
+        raise DataError(f"--size 0 means all problems of a file; {source} is generated: give a size >= 1")
     if source == "gsm_symbolic":
         return gsm_symbolic(split, size, seed)
     if source in FEW_SHOT_FAMILIES:

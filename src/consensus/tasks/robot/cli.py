@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
+from consensus.cli import add_scorer_option, fresh_run_dir, user_scorers, with_user_scorers
 from consensus.core.ensemble import Ensemble
 from consensus.core.trace import TraceWriter
 from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_episode, step_budget
 from consensus.tasks.robot.experiment import view_scorer
 from consensus.tasks.robot.relations import parse_goal
-from consensus.tasks.robot.scene import DEFAULT_CAMERAS, TabletopScene, random_scene_spec
+from consensus.tasks.robot.scene import DEFAULT_CAMERAS, MAX_OBJECTS, TabletopScene, random_scene_spec
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS, load_segmenter
 
 DISPLAY_SIZE = 160  # saved images are re-rendered larger than the 64 px the scorers read
@@ -64,8 +64,14 @@ def run(args: argparse.Namespace) -> int:
     unknown = [v for v in views if v not in cameras]
     if unknown or not views:
         raise ValueError(f"unknown views {unknown or args.views!r}; choose among {list(cameras)}")
-    out = Path(args.out or f"runs/robot/{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+    if not 1 <= args.objects <= MAX_OBJECTS:
+        raise ValueError(f"--objects must be between 1 and {MAX_OBJECTS} (what the workspace holds apart), "
+                         f"got {args.objects}")
+    if len(goal.objects) > MAX_OBJECTS:
+        raise ValueError(f"the goal names {len(goal.objects)} objects; the workspace holds at most {MAX_OBJECTS}")
+    if args.samples < 1 or args.iterations < 1 or (args.max_steps is not None and args.max_steps < 0):
+        raise ValueError("--samples and --iterations must be at least 1, and --max-steps at least 0")
+    out = fresh_run_dir(Path(args.out or f"runs/robot/{time.strftime('%Y%m%d-%H%M%S')}"))
     spec = random_scene_spec(random.Random(args.seed), max(args.objects, len(goal.objects)), required=goal.objects)
     max_steps = args.max_steps if args.max_steps is not None else step_budget(goal)
     print(
@@ -111,16 +117,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the subcommand on its own (``python -m consensus.tasks.robot.cli --goal ...``)."""
-    parser = argparse.ArgumentParser(prog="consensus")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(["robot", *(sys.argv[1:] if argv is None else argv)])
+    """Run the subcommand on its own (``python -m consensus.tasks.robot.cli --goal ...``); returns the exit status."""
+    from consensus.cli import main as consensus_main
+
     try:
-        return run(args)
-    except ValueError as err:  # GoalParseError included: say what is wrong and what to use
-        print(f"consensus robot: error: {err}", file=sys.stderr)
-        return 2
+        consensus_main(["robot", *(sys.argv[1:] if argv is None else argv)])
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
 
 
 if __name__ == "__main__":

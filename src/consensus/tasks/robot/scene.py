@@ -128,6 +128,10 @@ class SceneSpec:
             raise ValueError("a SceneSpec needs distinct objects and one pose per object")
 
 
+#: The most objects the workspace holds MIN_SEPARATION apart reliably (7 fail 1 layout in 40, 8 most of them).
+MAX_OBJECTS = 6
+
+
 def random_scene_spec(rng: random.Random, n_objects: int = 4, required: Sequence[str] = ()) -> SceneSpec:
     """Draw ``n_objects`` distinct objects (always including ``required``) at random, separated poses."""
     extra = [o for o in OBJECT_NAMES if o not in required]
@@ -142,7 +146,8 @@ def random_layout(rng: random.Random, n: int) -> list[ObjectPose]:
         poses = [ObjectPose(rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(-math.pi, math.pi)) for _ in range(n)]
         if all(math.dist((a.x, a.y), (b.x, b.y)) >= MIN_SEPARATION for i, a in enumerate(poses) for b in poses[:i]):
             return poses
-    raise RuntimeError(f"could not place {n} objects {MIN_SEPARATION} m apart in the workspace; use fewer objects")
+    raise ValueError(f"could not place {n} objects {MIN_SEPARATION} m apart in the workspace; use at most "
+                     f"{MAX_OBJECTS} objects")
 
 
 @dataclass(frozen=True)

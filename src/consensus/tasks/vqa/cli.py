@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from consensus.tasks.vqa.video import load_frames
 
     user = user_scorers(args.scorer)
+    if not args.question.strip():
+        raise ValueError("--question is empty: ask something about the video")
+    if args.frames < 1 or args.top_k < 1 or args.max_new_tokens < 1 or args.steps < 0:
+        raise ValueError("--frames, --top-k and --max-new-tokens must be at least 1, and --steps at least 0")
     if args.video.startswith(EASY_VQA_PREFIX):
         frames = easy_vqa_clip(args.video, args.frames)
     else:
