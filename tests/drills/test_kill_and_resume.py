@@ -65,3 +65,17 @@ def test_a_blank_line_or_a_record_without_id_is_set_aside_not_truncating(tmp_pat
     assert redone == [4] and [r["value"] for r in records] == [i * i for i in range(12)]
     assert "line(s) 5 (not a record with an id)" in capsys.readouterr().err
     assert json.loads((tmp_path / "results.jsonl.rejected").read_text())["line"] == 5
+
+
+def test_a_resumed_trace_keeps_only_the_lines_of_finished_items(tmp_path):
+    from consensus.core.trace import TraceWriter, keep_items, read_trace
+
+    path = tmp_path / "trace.jsonl"
+    with TraceWriter(path) as trace:
+        for item, iterations in (("p-0", 3), ("p-1", 2)):  # p-1 was killed after two iterations
+            for i in range(iterations):
+                trace.write({"item": item, "iteration": i})
+    with path.open("a") as f:
+        f.write('{"item": "p-1", "iter')  # and mid-line
+    keep_items(path, {"p-0"})
+    assert [(r["item"], r["iteration"]) for r in read_trace(path)] == [("p-0", 0), ("p-0", 1), ("p-0", 2)]

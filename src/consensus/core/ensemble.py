@@ -10,6 +10,7 @@ widest range decides alone. The normalisations act across the candidate set of o
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from consensus.core.scorer import Scorer
 
 Normalization = Literal["none", "zscore", "rank", "minmax"]
 NonFinitePolicy = Literal["raise", "drop"]
+LatePolicy = Literal["raise", "skip"]
 
 
 class NonFiniteEnergyError(ValueError):
@@ -29,6 +31,10 @@ class NonFiniteEnergyError(ValueError):
 
 class ScorerError(RuntimeError):
     """A scorer raised: the error names the scorer (and, from the engine, the item)."""
+
+
+class _Late(Exception):
+    """A scorer passed the ensemble's deadline."""
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -122,6 +128,10 @@ class Ensemble:
         nonfinite: what to do when a scorer returns NaN or inf: ``raise`` (default) stops with
             an error naming the scorer; ``drop`` gives that candidate +inf total energy, so no
             selection keeps it, and normalises the others among themselves.
+        deadline: seconds one scorer may take on one call (None: no limit). A scorer past it is
+            ``late``: ``raise`` stops with an error naming it; ``skip`` leaves it out of that call's
+            total (and of ``per_scorer``), so one hung expert cannot stall a run. (Python cannot stop
+            the hung call; it is left running in a background thread.)
     """
 
     def __init__(
@@ -130,6 +140,8 @@ class Ensemble:
         weights: Sequence[float] | None = None,
         normalization: Normalization = "none",
         nonfinite: NonFinitePolicy = "raise",
+        deadline: float | None = None,
+        late: LatePolicy = "raise",
     ):
         self.scorers = list(scorers)
         if not self.scorers:
@@ -147,8 +159,13 @@ class Ensemble:
             raise ValueError(f"unknown normalization {normalization!r}; use one of none, zscore, rank, minmax")
         if nonfinite not in ("raise", "drop"):
             raise ValueError(f"unknown nonfinite policy {nonfinite!r}; use 'raise' or 'drop'")
+        if deadline is not None and not deadline > 0:
+            raise ValueError(f"deadline must be a number of seconds > 0 (or None), got {deadline}")
+        if late not in ("raise", "skip"):
+            raise ValueError(f"unknown late policy {late!r}; use 'raise' or 'skip'")
         self.normalization = normalization
         self.nonfinite = nonfinite
+        self.deadline, self.late = deadline, late
 
     @property
     def names(self) -> list[str]:
@@ -160,7 +177,8 @@ class Ensemble:
 
     def extended(self, scorers: Sequence[Scorer], weights: Sequence[float]) -> Ensemble:
         """This ensemble with more scorers (each with its weight), same normalisation and NaN policy."""
-        return Ensemble([*self.scorers, *scorers], [*self.weights, *weights], self.normalization, self.nonfinite)
+        return Ensemble([*self.scorers, *scorers], [*self.weights, *weights], self.normalization, self.nonfinite,
+                        self.deadline, self.late)
 
     @classmethod
     def log_linear_pool(cls, scorers: Sequence[Scorer], scales: Sequence[float]) -> Ensemble:
@@ -216,7 +234,7 @@ class Ensemble:
                 )
             dropped |= bad
             gradients.append(torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
-        direction = combine_gradients(gradients, self.weights, balance)
+        direction = combine_gradients(gradients, self._weights_of(names), balance)
         keep = (~dropped).to(direction.dtype).view(-1, *[1] * (direction.ndim - 1))
         return direction * keep if dropped.any() else direction
 
@@ -226,9 +244,15 @@ class Ensemble:
         for scorer in self.scorers:
             start = time.perf_counter()
             try:
-                e = scorer.energy(candidates, condition)
+                e = self._energy(scorer, candidates, condition)
             except ValueError as error:  # a bad input the scorer explains: keep its type, add its name
                 raise ValueError(f"scorer {scorer.name}: {error}") from error
+            except _Late:
+                if self.late == "raise":
+                    raise ScorerError(f"scorer {scorer.name} took more than its deadline of {self.deadline} s on "
+                                      f"{n} candidates; raise the deadline, or build the Ensemble with late='skip'"
+                                      ) from None
+                continue
             except Exception as error:
                 raise ScorerError(f"scorer {scorer.name} failed on {n} candidates: {type(error).__name__}: "
                                   f"{error}") from error
@@ -237,6 +261,8 @@ class Ensemble:
                 got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
                 raise ValueError(f"scorer {scorer.name} returned {got}; a scorer must return a tensor of shape ({n},)")
             raw[scorer.name] = e
+        if not raw:
+            raise ScorerError(f"every scorer passed its deadline of {self.deadline} s; nothing scored the candidates")
         bad = torch.zeros(n, dtype=torch.bool)
         for name, e in raw.items():
             nonfinite = ~torch.isfinite(e.detach())
@@ -252,9 +278,37 @@ class Ensemble:
         # Out-of-place index_put keeps the autograd graph, so gradient feedback can use `total`.
         total = torch.full((n,), math.inf, dtype=torch.float64)
         if keep.any():
-            kept = weighted_sum([e[keep] for e in raw.values()], self.weights, self.normalization)
+            kept = weighted_sum([e[keep] for e in raw.values()], self._weights_of(raw), self.normalization)
             total = total.index_put((keep,), kept)
         return EnsembleEnergies(total=total, per_scorer=raw, seconds=seconds)
+
+    def _weights_of(self, names: Any) -> list[float]:
+        """The weights of the scorers named (those that answered in time), in that order."""
+        weight = dict(zip(self.names, self.weights))
+        return [weight[name] for name in names]
+
+    def _energy(self, scorer: Scorer, candidates: Sequence[Any], condition: Any) -> torch.Tensor:
+        """``scorer.energy`` within the deadline (raises ``_Late`` past it)."""
+        if self.deadline is None:
+            return scorer.energy(candidates, condition)
+        outcome: dict[str, Any] = {}
+        grad = torch.is_grad_enabled()  # grad mode is per thread: carry the caller's over
+
+        def call() -> None:
+            try:
+                with torch.set_grad_enabled(grad):
+                    outcome["energy"] = scorer.energy(candidates, condition)
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+                outcome["error"] = error
+
+        worker = threading.Thread(target=call, name=f"scorer {scorer.name}", daemon=True)
+        worker.start()
+        worker.join(self.deadline)
+        if worker.is_alive():
+            raise _Late
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["energy"]
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{w:g}*{s.name}" for w, s in zip(self.weights, self.scorers))
