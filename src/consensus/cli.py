@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(args, e, FAILED)
     except BAD_INPUT as e:
         _fail(args, e, BAD)
+    except Exception as e:  # anything else is a failure while running, said in one line too
+        _fail(args, e, FAILED, f"{type(e).__name__}: {e} (run with --debug for the traceback)")
     if status:  # a handler may report failure (a robot episode that missed its goal) as an exit code
         raise SystemExit(status)
 
@@ -98,10 +100,10 @@ FAILURES = (ScorerError, GeneratorError, NonFiniteEnergyError, NonFiniteGradient
 BAD_INPUT = (FileNotFoundError, ImportError, ValueError, TypeError, OSError)
 
 
-def _fail(args: argparse.Namespace, error: BaseException, status: int) -> None:
+def _fail(args: argparse.Namespace, error: BaseException, status: int, message: str | None = None) -> None:
     if args.debug:
         raise error
-    print(f"consensus {args.command}: error: {error}", file=sys.stderr)
+    print(f"consensus {args.command}: error: {message or error}", file=sys.stderr)
     raise SystemExit(status) from error
 
 

@@ -8,49 +8,6 @@ import time
 
 from consensus.eval.harness import read_results, run_resumable
 
-# Each item's value comes from its own seed, so any subset of items, run in any order, gives the same records.
-WORKER = """
-import random, sys, time
-from consensus.eval.harness import run_resumable
-def solve(batch):
-    for i in batch:
-        time.sleep(0.02)
-        yield {"value": random.Random(1000 + i).random()}
-run_resumable(list(range(30)), str, solve, sys.argv[1], settings={"drill": 1})
-"""
-
-
-def _run(out):
-    return subprocess.run([sys.executable, "-c", WORKER, str(out)], stderr=subprocess.DEVNULL, check=True)
-
-
-def test_ten_kills_and_a_corrupt_line_lose_and_repeat_nothing(tmp_path):
-    reference = tmp_path / "uninterrupted.jsonl"
-    _run(reference)
-    out = tmp_path / "killed.jsonl"
-    rng = random.Random(7)
-    for kill in range(10):
-        proc = subprocess.Popen([sys.executable, "-c", WORKER, str(out)], stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.9, 1.3))  # start-up is about 1 s: some kills land before any item, most after
-        proc.kill()  # SIGKILL: no cleanup, as a crash or an OOM kill
-        proc.wait()
-        if kill == 4 and len(read_results(out)) >= 6:
-            lines = out.read_text().splitlines(keepends=True)
-            lines[3] = '{"id": "3", "value": 0.5, garbage\n'  # a corrupt line in the middle
-            out.write_text("".join(lines))
-    _run(out)
-    by_id = lambda path: {r["id"]: r for r in read_results(path)}  # noqa: E731
-    assert by_id(out) == by_id(reference) and len(out.read_text().splitlines()) == 30  # item for item, once each
-    rejected = (tmp_path / "killed.jsonl.rejected").read_text()
-    if "garbage" not in rejected:  # the kill schedule gave too few lines to corrupt: corrupt now and resume
-        lines = out.read_text().splitlines(keepends=True)
-        lines[3] = '{"id": "3", "value": 0.5, garbage\n'
-        out.write_text("".join(lines))
-        _run(out)
-        assert by_id(out) == by_id(reference)
-        rejected = (tmp_path / "killed.jsonl.rejected").read_text()
-    assert any("garbage" in json.loads(line)["text"] for line in rejected.splitlines())
-
 
 def test_a_blank_line_or_a_record_without_id_is_set_aside_not_truncating(tmp_path, capsys):
     out = tmp_path / "results.jsonl"
@@ -79,3 +36,45 @@ def test_a_resumed_trace_keeps_only_the_lines_of_finished_items(tmp_path):
         f.write('{"item": "p-1", "iter')  # and mid-line
     keep_items(path, {"p-0"})
     assert [(r["item"], r["iteration"]) for r in read_trace(path)] == [("p-0", 0), ("p-0", 1), ("p-0", 2)]
+
+
+def test_a_math_run_killed_ten_times_equals_an_uninterrupted_one(tmp_path, tiny_tokenizer):
+    """The real command line (self-consistency: sampled, so per-item seeding matters) on a tiny random LM whose
+    64-token context ends every continuation after about 24 tokens, so 30 items take seconds."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64, vocab_size=len(tiny_tokenizer),
+                        eos_token_id=tiny_tokenizer.eos_token_id, pad_token_id=tiny_tokenizer.pad_token_id)
+    model = tmp_path / "tiny-lm"
+    GPT2LMHeadModel(config).save_pretrained(model)
+    tiny_tokenizer.save_pretrained(model)
+    command = [sys.executable, "-m", "consensus.cli", "math", "--source", "chain_sum", "--size", "30", "--method",
+               "self-consistency", "--n", "2", "--model", str(model), "--shots", "1"]
+    env = {**__import__("os").environ, "TQDM_DISABLE": "1"}
+    reference = tmp_path / "uninterrupted.jsonl"
+    done = subprocess.run([*command, "--out", str(reference)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "killed.jsonl"
+    rng = random.Random(3)
+    for kill in range(10):
+        before = len(read_results(out))
+        proc = subprocess.Popen([*command, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        wanted = before + rng.randint(1, 3)  # kill after a few more items: mid-run, at a random item
+        while len(read_results(out)) < wanted and proc.poll() is None:
+            time.sleep(0.01)
+        proc.kill()  # SIGKILL: no cleanup, as a crash or an OOM kill
+        proc.wait()
+        if kill == 4:  # and a corrupt line in the middle of what is written
+            lines = out.read_text().splitlines(keepends=True)
+            lines[len(lines) // 2] = '{"id": "chain_sum-2x1-0-3", "text": garbage\n'
+            out.write_text("".join(lines))
+    done = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731 - timings differ, nothing else
+    by_id = lambda path: {r["id"]: strip(r) for r in read_results(path)}  # noqa: E731
+    assert by_id(out) == by_id(reference) and len(out.read_text().splitlines()) == 30  # item for item, once each
+    rejected = [json.loads(line) for line in (tmp_path / "killed.jsonl.rejected").read_text().splitlines()]
+    assert any("garbage" in entry["text"] for entry in rejected)

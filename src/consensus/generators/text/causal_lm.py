@@ -133,6 +133,12 @@ class CausalLMGenerator:
         transformers = _import_transformers()
         enc = self.encode(prompts)
         mask = enc["attention_mask"]
+        if self.context is not None:  # a continuation ends ("length") where the model's context does
+            room = self.context - enc["input_ids"].shape[1]
+            if room < 1:
+                raise ValueError(f"a prompt is {enc['input_ids'].shape[1]} tokens, the whole {self.context}-token "
+                                 f"context of {self.name}; shorten it or use a model with a longer context")
+            max_new_tokens = min(max_new_tokens, room)
         cache = transformers.DynamicCache(config=self.model.config)
         out = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=_positions(mask),
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
