@@ -99,7 +99,7 @@ def test_a_raising_generator_is_named_with_the_item():
     def broken(condition, population, generator):
         raise RuntimeError("out of memory")
 
-    with pytest.raises(GeneratorError, match="the generator failed at iteration 0 of item problem-7: RuntimeError"):
+    with pytest.raises(GeneratorError, match="the generator step broken failed at iteration 0 of item problem-7: RuntimeError"):
         run_consensus(broken, Ensemble([Distance()]), None, item="problem-7")
 
 

@@ -180,7 +180,8 @@ def run_consensus(
         except (ValueError, TypeError):
             raise  # a bad input the step explains
         except Exception as error:
-            raise GeneratorError(f"the generator failed at iteration {iteration}{_of(item)}: "
+            name = getattr(step, "__name__", type(step).__name__)
+            raise GeneratorError(f"the generator step {name} failed at iteration {iteration}{_of(item)}: "
                                  f"{type(error).__name__}: {error}") from error
         generator_seconds = time.perf_counter() - t
         tokens += proposals.tokens
