@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,17 @@ EXPERIMENTS = {
     "image": ("consensus.tasks.image.cli", "image"),
     "vqa": ("consensus.tasks.vqa.cli", "vqa"),
 }
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Every subcommand's help: the description as written, and each option's default once (none for an
+    option whose default is nothing, or whose help already says its default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, [], False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def add_scorer_option(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="consensus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' own logs, warnings and progress bars")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command, (module_name, extra) in EXPERIMENTS.items():
         try:
@@ -82,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         module.add_parser(subparsers)
         subparsers.choices[command].set_defaults(handler=module.run)
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_libraries()
     try:
         status = args.handler(args)
     except FAILURES as e:
@@ -92,6 +107,15 @@ def main(argv: list[str] | None = None) -> None:
         _fail(args, e, FAILED, f"{type(e).__name__}: {e} (run with --debug for the traceback)")
     if status:  # a handler may report failure (a robot episode that missed its goal) as an exit code
         raise SystemExit(status)
+
+
+def quiet_libraries() -> None:
+    """Only the project's own lines and progress bars: the model libraries' loading bars, info logs and
+    advisory warnings say nothing a user can act on (``--verbose`` keeps them). Set before they are imported."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 
 BAD, FAILED = 2, 3

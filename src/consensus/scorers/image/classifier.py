@@ -61,7 +61,12 @@ class ClassIndex:
         found = self._lookup.get(item.lower())
         if not found:
             close = difflib.get_close_matches(item.lower(), list(self._lookup), n=3)
-            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see the scorer's class_names"
+            if close:
+                hint = f"did you mean {', '.join(repr(c) for c in close)}?"
+            elif len(self.class_names) <= 20:  # a choice set small enough to list
+                hint = f"use one of: {', '.join(self.class_names)}"
+            else:
+                hint = f"see the scorer's class_names ({len(self.class_names)} classes)"
             raise ValueError(f"unknown class name {item!r}; {hint}")
         if len(found) > 1:
             raise ValueError(

@@ -1,6 +1,6 @@
 """``consensus image``: class-conditional generation on the embedded Fashion-MNIST default.
 
-    consensus image --class Sneaker --num-images 16 --out image-out
+    consensus image --class Sneaker --num-images 16 --out runs/sneakers
     consensus image --prompt "a photo of an ankle boot" --scorers cnn resnet
 
 Writes ``grid.png`` (the samples) and ``trace.jsonl`` (every scorer's energy per denoising step) to ``--out``,
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from consensus.cli import add_scorer_option, fresh_run_dir, user_scorers
+from consensus.cli import HelpFormatter, add_scorer_option, fresh_run_dir, user_scorers
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback.guidance import SCHEDULES
 from consensus.core.trace import TraceWriter
@@ -36,7 +36,7 @@ from consensus.zoo.fashion import SCORER_NAMES
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "image", help="generate images of a class with a diffusion model guided by an ensemble of scorers",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__, formatter_class=HelpFormatter,
     )  # fmt: skip
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--class", dest="class_name", help=f"the class to draw: {', '.join(FASHION_CLASSES)}")
@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--sampler", default="ddim", choices=("ddim", "ddpm"))
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (0: deterministic)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("image-out"))
+    parser.add_argument("--out", type=Path, default=Path("runs/image"), help="output folder")
     parser.add_argument("--trace", type=Path, default=None, help="the consensus trace (default: trace.jsonl in --out)")
     add_scorer_option(parser)
     parser.set_defaults(func=run)

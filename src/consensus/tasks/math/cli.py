@@ -9,7 +9,7 @@ import torch
 
 import consensus
 
-from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
+from consensus.cli import HelpFormatter, add_scorer_option, user_scorers, with_user_scorers
 from consensus.core.budget import Budget
 from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
@@ -25,7 +25,7 @@ METHODS = ("greedy", "self-consistency", "solution", "step")
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("math", help="solve math word problems with ensemble consensus",
-                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--source", default="gsm_symbolic",
                    help="gsm_symbolic (held-out templates), chain_sum (a ± b), leg_counting (animals' legs), "
                         "simple_geometry (a polygon's missing angle), or a GSM8K .jsonl file")

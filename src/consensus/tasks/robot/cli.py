@@ -2,7 +2,7 @@
 
 Saves every camera view of every step as PNG, an animated GIF of the whole episode (arm motions
 included) and the consensus trace, then prints whether the goal was reached. Exit status 0 when it
-was, 1 when the step budget ran out, 2 for a goal or view it does not know.
+was, 1 when the step budget ran out, 2 for a goal or view it does not know, 3 when a model failed.
 """
 
 from __future__ import annotations
@@ -13,33 +13,26 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from consensus.cli import add_scorer_option, fresh_run_dir, user_scorers, with_user_scorers
-from consensus.core.ensemble import Ensemble
-from consensus.core.trace import TraceWriter
-from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_episode, step_budget
-from consensus.tasks.robot.experiment import view_scorer
-from consensus.tasks.robot.relations import parse_goal
-from consensus.tasks.robot.scene import DEFAULT_CAMERAS, MAX_OBJECTS, TabletopScene, random_scene_spec
-from consensus.zoo.segmenter import DEFAULT_WEIGHTS, load_segmenter
+from consensus.cli import HelpFormatter, add_scorer_option, fresh_run_dir, user_scorers, with_user_scorers
+from consensus.zoo.segmenter import DEFAULT_WEIGHTS
 
 DISPLAY_SIZE = 160  # saved images are re-rendered larger than the 64 px the scorers read
+# The scene's DEFAULT_CAMERAS by name, listed here so that `--help` need not load the simulator;
+# run() checks the views against the scene's cameras.
+VIEWS = ("front", "left", "right")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    camera_names = [c.name for c in DEFAULT_CAMERAS]
     p = subparsers.add_parser(
         "robot",
         help="arrange bowls and mugs by spatial relations (MPC by consensus of camera views)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--goal", required=True, help='e.g. "red bowl on top of blue mug, blue mug left of cyan mug"')
     p.add_argument("--seed", type=int, default=0, help="scene layout and planner seed")
     p.add_argument("--objects", type=int, default=4, help="objects on the table (the goal's, plus random others)")
-    p.add_argument("--views", default=",".join(camera_names), help=f"comma-separated scorer views among {camera_names}")
+    p.add_argument("--views", default=",".join(VIEWS), help=f"comma-separated scorer views among {', '.join(VIEWS)}")
     p.add_argument("--policy", choices=("consensus", "random"), default="consensus")
     p.add_argument("--max-steps", type=int, default=None, help="step budget (default: relations + 2)")
     p.add_argument(
@@ -55,6 +48,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Run the episode; return 0 if the goal was reached, 1 if not. Bad input raises ValueError."""
+    import numpy as np
+    from PIL import Image
+
+    from consensus.core.ensemble import Ensemble
+    from consensus.core.trace import TraceWriter
+    from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_episode, step_budget
+    from consensus.tasks.robot.experiment import view_scorer
+    from consensus.tasks.robot.relations import parse_goal
+    from consensus.tasks.robot.scene import DEFAULT_CAMERAS, MAX_OBJECTS, TabletopScene, random_scene_spec
+    from consensus.zoo.segmenter import load_segmenter
+
     goal = parse_goal(args.goal)
     user = user_scorers(args.scorer)
     if user and args.policy == "random":

@@ -12,18 +12,35 @@ Everything runs in pybullet's DIRECT mode with the TinyRenderer, so no display o
 from __future__ import annotations
 
 import math
+import os
 import random
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
-try:
-    import pybullet as pb
-    import pybullet_data
-except ImportError as err:  # pragma: no cover - depends on the install
-    raise ImportError("the robot task needs pybullet: pip install 'consensus[robot]' (pybullet==3.2.7)") from err
+
+
+def _import_pybullet():
+    """Import pybullet without the build-time line it prints from C, to file descriptor 2, on import."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import pybullet
+            import pybullet_data
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError("the robot task needs pybullet: pip install 'consensus[robot]' (pybullet==3.2.7)") from err
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return pybullet, pybullet_data
+
+
+pb, pybullet_data = _import_pybullet()
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.12),

@@ -12,7 +12,7 @@ import argparse
 import time
 from dataclasses import replace
 
-from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
+from consensus.cli import HelpFormatter, add_scorer_option, user_scorers, with_user_scorers
 from consensus.core.trace import TraceWriter
 from consensus.generators.text.steering import SteeringConfig
 from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
@@ -24,7 +24,7 @@ VQA_DEFAULTS = SteeringConfig(top_k=64, temperature=1.0, max_new_tokens=4)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("vqa", help="answer a question about a video: an LM steered by image-text scorers",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--video", required=True, help="video file, image folder, image, or easy-vqa/<split>/<id>")
     p.add_argument("--question", required=True)
     p.add_argument("--scorers", default=",".join(OFFLINE_SCORERS),

@@ -1,0 +1,62 @@
+"""Every shell example of the README runs as written and does what the text says (so the README cannot drift).
+
+Each ``consensus ...`` line of the README's bash blocks runs in a fresh folder holding the repository's
+``examples/`` (and a one-problem ``test.jsonl``, the GSM8K file the README's example reads), with one
+change only where the README gives a size or runs over a problem set: one problem instead of many."""
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# A key line each example must print, by subcommand.
+EXPECTED = {
+    "math": "accuracy (flexible):",
+    "image": "wrote ",
+    "vqa": "answer: ",
+    "robot": "succeeded after",
+}
+
+
+def readme_commands() -> list[str]:
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()  # drop a trailing comment
+            for part in line.split("&&"):
+                part = part.strip().removeprefix(".venv/bin/")
+                if part.startswith("consensus "):
+                    commands.append(part)
+    return commands
+
+
+def small(argv: list[str]) -> list[str]:
+    """One problem instead of a problem set; everything else as written."""
+    if argv[1] != "math":
+        return argv
+    if "--size" in argv:
+        i = argv.index("--size") + 1
+        return argv if argv[i] == "0" else [*argv[:i], "1", *argv[i + 1:]]
+    return [*argv, "--size", "1"]
+
+
+def test_the_readme_has_an_example_of_every_subcommand():
+    assert {shlex.split(c)[1] for c in readme_commands()} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_example_runs_as_written(command, tmp_path):
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "test.jsonl").write_text(json.dumps({
+        "question": "Ava has 3 bags of 4 apples. How many apples does she have?",
+        "answer": "She has 3 * 4 = <<3*4=12>>12 apples.\n#### 12"}) + "\n")
+    argv = small(shlex.split(command))
+    done = subprocess.run([sys.executable, "-m", "consensus.cli", *argv[1:]], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, f"{command} exited {done.returncode}:\n{done.stderr[-3000:]}"
+    assert EXPECTED[argv[1]] in done.stdout, done.stdout
