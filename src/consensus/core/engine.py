@@ -58,18 +58,17 @@ class Proposals:
     candidates: what the scorers read (texts, a batch of images, predicted scenes).
     tokens: generator tokens spent on this step.
     complete: ``complete[i]`` says candidate i needs no further step (a finished solution).
-    states: what survives into the next step's population (default: the candidates themselves).
     hooks: what feedback forms act through, generator-specific: the LM's next-token log-probabilities
         and cache (``TokenHooks``), the denoiser's predicted clean sample (``DenoisingHooks``).
     advance: ``advance(survivors) -> population``: how the survivors become the next population
-        (default: their states); a denoising step applies the scheduler here, after guidance.
+        (default: the surviving candidates themselves); a denoising step applies the scheduler here,
+        after guidance, and a token step extends its cache by the chosen token.
     survivors: set by feedback forms; None means every candidate survives.
     """
 
     candidates: Any
     tokens: int = 0
     complete: list[bool] | None = None
-    states: Any = None
     hooks: Any = None
     advance: Callable[[list[int]], Any] | None = None
     survivors: list[int] | None = None
@@ -88,7 +87,7 @@ class Proposals:
         survivors = self.alive()
         if self.advance is not None:
             return self.advance(survivors)
-        return take(self.candidates if self.states is None else self.states, survivors)
+        return take(self.candidates, survivors)
 
 
 class Step(Protocol):

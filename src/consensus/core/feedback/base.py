@@ -57,3 +57,10 @@ def require_survivor(energies: torch.Tensor) -> None:
             "no candidate has a finite energy (all were dropped or none was proposed); "
             "check the generator's output and the scorers' NaN policy"
         )
+
+
+def alive_energies(proposals: Proposals, energies: EnsembleEnergies) -> tuple[list[int], torch.Tensor]:
+    """The candidates still alive and their total energies (what a selection form chooses among)."""
+    alive = proposals.alive()
+    total = energies.total.detach()
+    return alive, total[torch.tensor(alive, dtype=torch.long)]

@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from consensus.core.feedback.base import Context, Feedback, require_survivor
-from consensus.core.feedback.select import _alive_energies
+from consensus.core.feedback.base import Context, Feedback, alive_energies, require_survivor
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class Resample(Feedback):
             raise ValueError(f"Resample needs k >= 1 and temperature > 0, got k={self.k}, temperature={self.temperature}")
 
     def __call__(self, proposals, energies, context: Context) -> dict[str, Any]:
-        alive, total = _alive_energies(proposals, energies)
+        alive, total = alive_energies(proposals, energies)
         require_survivor(total)
         probs = torch.softmax(-total.double() / self.temperature, dim=0)
         drawn = torch.multinomial(probs, self.k, replacement=True, generator=context.generator).tolist()

@@ -8,13 +8,7 @@ from typing import Any
 
 import torch
 
-from consensus.core.feedback.base import Context, Feedback, require_survivor
-
-
-def _alive_energies(proposals, energies) -> tuple[list[int], torch.Tensor]:
-    alive = proposals.alive()
-    total = energies.total.detach()
-    return alive, total[torch.tensor(alive, dtype=torch.long)]
+from consensus.core.feedback.base import Context, Feedback, alive_energies, require_survivor
 
 
 @dataclass(frozen=True)
@@ -22,7 +16,7 @@ class Best(Feedback):
     """Keep the single lowest-energy candidate (ties: the earliest)."""
 
     def __call__(self, proposals, energies, context: Context) -> dict[str, Any]:
-        alive, total = _alive_energies(proposals, energies)
+        alive, total = alive_energies(proposals, energies)
         require_survivor(total)
         proposals.survivors = [alive[int(torch.argmin(total))]]
         return {"kept": proposals.survivors}
@@ -39,7 +33,7 @@ class TopK(Feedback):
             raise ValueError(f"TopK needs k >= 1, got {self.k}")
 
     def __call__(self, proposals, energies, context: Context) -> dict[str, Any]:
-        alive, total = _alive_energies(proposals, energies)
+        alive, total = alive_energies(proposals, energies)
         require_survivor(total)
         finite = int(torch.isfinite(total).sum())
         order = torch.argsort(total, stable=True)[: min(self.k, finite)].tolist()
