@@ -1,4 +1,5 @@
-"""Every shell example of the README runs as written and does what the text says (so the README cannot drift).
+"""Every example of the README, shell and Python, runs as written and does what the text says (so the README
+cannot drift).
 
 Each ``consensus ...`` line of the README's bash blocks runs in a fresh folder holding the repository's
 ``examples/`` (and a one-problem ``test.jsonl``, the GSM8K file the README's example reads), with one
@@ -60,3 +61,13 @@ def test_readme_example_runs_as_written(command, tmp_path):
                           text=True, timeout=900)
     assert done.returncode == 0, f"{command} exited {done.returncode}:\n{done.stderr[-3000:]}"
     assert EXPECTED[argv[1]] in done.stdout, done.stdout
+
+
+def readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+@pytest.mark.parametrize("block", readme_python_blocks(), ids=lambda b: b.splitlines()[0][:40])
+def test_readme_python_example_runs_as_written(block, tmp_path):
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
