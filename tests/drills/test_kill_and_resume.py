@@ -24,18 +24,20 @@ def test_a_blank_line_or_a_record_without_id_is_set_aside_not_truncating(tmp_pat
     assert json.loads((tmp_path / "results.jsonl.rejected").read_text())["line"] == 5
 
 
-def test_a_resumed_trace_keeps_only_the_lines_of_finished_items(tmp_path):
-    from consensus.core.trace import TraceWriter, keep_items, read_trace
+def test_a_resumed_trace_drops_only_the_lines_of_unfinished_items(tmp_path):
+    from consensus.core.trace import TraceWriter, drop_items, read_trace
 
     path = tmp_path / "trace.jsonl"
     with TraceWriter(path) as trace:
+        trace.write({"item": "another run's item", "iteration": 0})  # a file shared with another run
         for item, iterations in (("p-0", 3), ("p-1", 2)):  # p-1 was killed after two iterations
             for i in range(iterations):
                 trace.write({"item": item, "iteration": i})
     with path.open("a") as f:
         f.write('{"item": "p-1", "iter')  # and mid-line
-    keep_items(path, {"p-0"})
-    assert [(r["item"], r["iteration"]) for r in read_trace(path)] == [("p-0", 0), ("p-0", 1), ("p-0", 2)]
+    drop_items(path, {"p-1", "p-2"})  # the items of this run not done yet
+    assert [(r["item"], r["iteration"]) for r in read_trace(path)] == [
+        ("another run's item", 0), ("p-0", 0), ("p-0", 1), ("p-0", 2)]
 
 
 def test_a_math_run_killed_ten_times_equals_an_uninterrupted_one(tmp_path, tiny_tokenizer):

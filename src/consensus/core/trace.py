@@ -115,24 +115,32 @@ class TraceWriter:
         self.close()
 
 
-def keep_items(path: str | Path, items: set[Any]) -> None:
-    """Rewrite a trace, atomically, to the lines of ``items`` only: on resuming a run, the partial lines of
-    the item that was killed go, and its rerun writes them afresh."""
+def drop_items(path: str | Path, items: set[Any]) -> None:
+    """Rewrite a trace, atomically, without the lines of ``items``: on resuming a run, the partial lines of
+    the items not yet done (the one that was killed) go, and their rerun writes them afresh. Lines of
+    other items, even of other runs sharing the file, stay."""
     path = Path(path)
     if not path.exists():
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if _item_of(line) in items]
+            if line.strip() and _item_of(line) not in items and _is_complete(line)]
     fresh = path.with_name(path.name + ".tmp")
-    fresh.write_text("".join(line if line.endswith("\n") else line + "\n" for line in kept), encoding="utf-8")
+    fresh.write_text("".join(kept), encoding="utf-8")
     os.replace(fresh, path)
+
+
+def _is_complete(line: str) -> bool:
+    return line.endswith("\n") and _item_of(line) is not _TORN
+
+
+_TORN = object()
 
 
 def _item_of(line: str) -> Any:
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
-        return None
+        return _TORN
     return record.get("item") if isinstance(record, dict) else None
 
 

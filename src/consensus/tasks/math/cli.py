@@ -13,7 +13,7 @@ from consensus.cli import HelpFormatter, add_scorer_option, user_scorers, with_u
 from consensus.core.budget import Budget
 from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
-from consensus.core.trace import TraceWriter, keep_items
+from consensus.core.trace import TraceWriter, drop_items
 from consensus.eval.metrics import accuracy, majority
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> None:
         lm = load_math_generator(args.model, args.adapter)
     sampling = Sampling()
     if args.trace:  # the partial lines of an item a killed run left behind go; its rerun writes them again
-        keep_items(args.trace, {r["id"] for r in read_results(args.out)})
+        drop_items(args.trace, {p.id for p in problems} - {r["id"] for r in read_results(args.out)})
     trace = TraceWriter(args.trace) if args.trace else None
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(lm, exemplars,
                                                                                           args.normalization)
