@@ -14,7 +14,8 @@ ALLOWED = {
     "generators": {"core"},
     "zoo": {"core", "generators"},
     "scorers": {"core", "zoo", "generators"},
-    "tasks": {"core", "zoo", "eval", "generators", "scorers", "cli"},
+    "distributed": {"core"},
+    "tasks": {"core", "zoo", "eval", "generators", "scorers", "cli", "distributed"},
 }
 
 

@@ -138,6 +138,18 @@ def _view():
     return Case(view_scorer(DEFAULT_CAMERAS[0], load_segmenter()), predictions, goal)
 
 
+@cache
+def _remote_arithmetic():
+    from consensus.distributed.ray_scorers import remote
+
+    return remote(ArithmeticVerifier, num_cpus=0.5)
+
+
+def _remote(request):
+    request.getfixturevalue("ray_cluster")
+    return Case(_remote_arithmetic(), TEXT, QUESTION)
+
+
 CASES = {
     "arithmetic": lambda request: Case(ArithmeticVerifier(), TEXT, QUESTION),
     "agreement": lambda request: Case(AnswerAgreement(), TEXT, QUESTION),
@@ -157,6 +169,7 @@ CASES = {
     "clip_image_tiny": _clip_image,
     "clip_frames_tiny": _clip_frames,
     "view_front": lambda request: _view(),
+    "remote_arithmetic": _remote,
 }
 RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny")  # random models have no preference
 

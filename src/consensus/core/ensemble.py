@@ -241,10 +241,17 @@ class Ensemble:
     def __call__(self, candidates: Sequence[Any], condition: Any) -> EnsembleEnergies:
         n = len(candidates)
         raw, seconds = {}, {}
+        # Remote scorers first: their calls run while the local ones below do.
+        started = {s.name: (time.perf_counter(), self._submit(s, candidates, condition))
+                   for s in self.scorers if hasattr(s, "submit")}
         for scorer in self.scorers:
             start = time.perf_counter()
             try:
-                e = self._energy(scorer, candidates, condition)
+                if scorer.name in started:
+                    start, call = started[scorer.name]
+                    e = self._collect(scorer, call)
+                else:
+                    e = self._energy(scorer, candidates, condition)
             except ValueError as error:  # a bad input the scorer explains: keep its type, add its name
                 raise ValueError(f"scorer {scorer.name}: {error}") from error
             except _Late:
@@ -286,6 +293,20 @@ class Ensemble:
         """The weights of the scorers named (those that answered in time), in that order."""
         weight = dict(zip(self.names, self.weights))
         return [weight[name] for name in names]
+
+    @staticmethod
+    def _submit(scorer: Scorer, candidates: Sequence[Any], condition: Any) -> Any:
+        try:
+            return scorer.submit(candidates, condition)
+        except Exception as error:
+            raise ScorerError(f"scorer {scorer.name} could not start: {type(error).__name__}: {error}") from error
+
+    def _collect(self, scorer: Scorer, call: Any) -> torch.Tensor:
+        """A remote scorer's energies (raises ``_Late`` past the deadline)."""
+        try:
+            return scorer.collect(call, timeout=self.deadline)
+        except TimeoutError:
+            raise _Late from None
 
     def _energy(self, scorer: Scorer, candidates: Sequence[Any], condition: Any) -> torch.Tensor:
         """``scorer.energy`` within the deadline (raises ``_Late`` past it)."""

@@ -5,6 +5,10 @@ one per candidate, where **lower means the scorer is more satisfied**. A scorer 
 mutates its inputs and holds no state shared with the loop, so it can live on its own
 device or process. What it reads and whether its energy has a gradient with respect to
 the candidate are declared once, as class attributes, so the loops can check them.
+
+A scorer that runs elsewhere (``consensus.distributed``: a Ray actor) also offers
+``submit(candidates, condition) -> call`` and ``collect(call, timeout) -> Tensor``; an Ensemble starts
+every such call before it runs its local scorers, so remote experts work at the same time.
 """
 
 from __future__ import annotations
