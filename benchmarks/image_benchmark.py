@@ -18,6 +18,7 @@ under benchmarks/results/image/ (column = class).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -32,6 +33,7 @@ from consensus.tasks.image.experiment import (
     fashion_ensemble,
     fashion_generator,
 )
+from consensus.distributed.sharded import connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.eval.metrics import paired_difference
 from consensus.tasks.image.evaluate import FashionEvaluator
@@ -45,15 +47,12 @@ RESULTS = ROOT / "benchmarks/results"
 METHODS = {ALONE: [], **{f"guided by {n}": [n] for n in SCORER_NAMES}, ENSEMBLE: list(SCORER_NAMES)}
 
 
-def generate_method(generator, name: str, args, scale: float) -> torch.Tensor:
-    """All ``args.n`` samples of one method, batch by batch, through the resumable harness.
-
-    One JSON line per batch in ``<cache>/scale-<scale>/<scorers>.jsonl`` (the run's settings
-    stored in each, a file of other settings refused); each batch's images are saved beside it as uint8."""
+def make_solve(args, name: str, scale: float, generator=None):
+    """``solve(batch indices) -> records``: each batch's images drawn and saved beside the results file."""
+    generator = generator or fashion_generator("ddim")
     scorers = METHODS[name]
     ensemble = fashion_ensemble(scorers) if scorers else None
     folder = args.cache / f"scale-{scale}"
-    batches = list(range(-(-args.n // args.batch)))
 
     def solve(todo):
         for b in todo:
@@ -68,12 +67,28 @@ def generate_method(generator, name: str, args, scale: float) -> torch.Tensor:
             yield {"method": name, "batch": b, "classes": classes, "images": path.name,
                    "seconds": round(time.perf_counter() - start, 1)}
 
+    return solve
+
+
+def generate_method(generator, name: str, args, scale: float) -> torch.Tensor:
+    """All ``args.n`` samples of one method, batch by batch, through the resumable harness.
+
+    One JSON line per batch in ``<cache>/scale-<scale>/<scorers>.jsonl`` (the run's settings
+    stored in each, a file of other settings refused); each batch's images are saved beside it as uint8
+    (with ``--ray``, by the workers, so the cache must be a folder they share)."""
+    scorers = METHODS[name]
+    folder = args.cache / f"scale-{scale}"
     folder.mkdir(parents=True, exist_ok=True)
+    batches = list(range(-(-args.n // args.batch)))
     settings = {"n": args.n, "batch": args.batch, "steps": args.steps, "scale": scale, "schedule": args.schedule,
                 "seed": args.seed}
+    solve, executor = None, None
+    if args.ray:
+        executor = sharded(functools.partial(make_solve, args, name, scale), args.workers)
+    else:
+        solve = make_solve(args, name, scale, generator)
     records = run_resumable(batches, lambda b: f"{name}/{b}", solve, folder / f"{'+'.join(scorers) or 'none'}.jsonl",
-                            settings=settings,
-                            description=name)
+                            settings=settings, description=name, executor=executor)
     return torch.cat([torch.load(folder / r["images"]).float() / 255 for r in records])
 
 
@@ -106,10 +121,15 @@ def main() -> None:
     parser.add_argument("--timing-batch", type=int, default=50)
     parser.add_argument("--timing-repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/consensus/image-benchmark")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="spread the batches over Ray workers: a local cluster, or the cluster at ADDRESS")
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray)")
     args = parser.parse_args()
+    if args.ray:
+        connect(args.ray, num_cpus=args.workers)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    settings = {k: v for k, v in vars(args).items() if k != "cache"}
+    settings = {k: v for k, v in vars(args).items() if k not in ("cache", "ray", "workers")}
     generator = fashion_generator("ddim")
     evaluator = FashionEvaluator()
     labels = torch.arange(args.n) % 10

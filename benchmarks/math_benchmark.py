@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import time
 from pathlib import Path
 
 import torch
-from consensus.generators.text.steps import Sampling
 
 from consensus.core.ensemble import Ensemble
 from consensus.core.weighting import DevSet, fit_weights
+from consensus.distributed.sharded import connect, sharded
 from consensus.eval.harness import run_resumable
+from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, is_correct
 from consensus.tasks.math.data import FEW_SHOT_FAMILIES, chain_sum, few_shot_exemplars, gsm_symbolic
 from consensus.tasks.math.experiment import Experiment, build_ensemble
@@ -69,6 +71,25 @@ def with_fitted_step_level(experiment: Experiment, fitted: Fitted, problems: lis
     return [{**r, "step_level_fitted": by_id[r["id"]]} for r in records]
 
 
+def build_experiment(args: argparse.Namespace, exemplars: list) -> Experiment:
+    """The generator (Gemma + GSM LoRA for gsm_symbolic, base Gemma few-shot otherwise) and the four scorers."""
+    lm = load_math_generator() if args.family == "gsm_symbolic" else load_gemma()
+    return Experiment(lm, build_ensemble(lm, exemplars), n=args.n, beam=args.beam, exemplars=exemplars,
+                      sampling=Sampling(max_new_tokens=args.max_new_tokens))
+
+
+def make_solve(args: argparse.Namespace, exemplars: list, experiment: Experiment | None = None):
+    """``solve(problems) -> records``: greedy for the batch, then every method for each problem."""
+    experiment = experiment or build_experiment(args, exemplars)
+
+    def solve(batch):
+        greedy = experiment.greedy(batch)
+        for problem, g in zip(batch, greedy):
+            yield experiment.solve(problem, g, seed=args.seed)
+
+    return solve
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--family", choices=FAMILIES, default="gsm_symbolic")
@@ -81,16 +102,19 @@ def main() -> None:
     ap.add_argument("--dev", type=int, default=0, help="development problems to fit the ensemble's weights on (0: none)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--results", default="benchmarks/results")
+    ap.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="spread the problems over Ray workers: a local cluster, or the cluster at ADDRESS")
+    ap.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     if args.family == "gsm_symbolic":
-        lm, exemplars = load_math_generator(), []
+        exemplars = []
         problems = gsm_symbolic("test", args.problems, seed=args.seed)
         dev_problems = gsm_symbolic("train", args.dev, seed=args.seed + 2) if args.dev else []  # LoRA trained on seed 1
     else:
         make = FEW_SHOT_FAMILIES[args.family]
-        lm, exemplars = load_gemma(), few_shot_exemplars(args.family, 4, seed=777)
+        exemplars = few_shot_exemplars(args.family, 4, seed=777)
         shown = {e.question for e in exemplars}
         # Drop questions equal to an exemplar (two one-digit terms make only 200 distinct questions).
         problems = [p for p in make(args.problems + 20, seed=args.seed) if p.question not in shown]
@@ -101,13 +125,12 @@ def main() -> None:
             asked = shown | {p.question for p in problems}
             dev_problems = [p for p in make(args.dev + 20, seed=args.seed + 100_000) if p.question not in asked]
             dev_problems = dev_problems[:args.dev]
-    experiment = Experiment(lm, build_ensemble(lm, exemplars), n=args.n, beam=args.beam, exemplars=exemplars,
-                            sampling=Sampling(max_new_tokens=args.max_new_tokens))
-
-    def solve(batch):
-        greedy = experiment.greedy(batch)
-        for problem, g in zip(batch, greedy):
-            yield experiment.solve(problem, g, seed=args.seed)
+    experiment = build_experiment(args, exemplars)
+    lm = experiment.lm
+    solve, executor = make_solve(args, exemplars, experiment), None
+    if args.ray:  # each worker loads the models once; batches are the one-process run's, so greedy is too
+        connect(args.ray, num_cpus=args.workers)
+        executor = sharded(functools.partial(make_solve, args, exemplars), args.workers, batch_size=args.batch)
 
     out = Path(args.results)
     start = time.time()
@@ -121,7 +144,8 @@ def main() -> None:
         fitted = Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev))
     records = run_resumable(problems, lambda p: p.id, solve, out / f"math-{args.family}.jsonl",
                             batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, step level)",
-                            correct=lambda r: is_correct(extract_flexible(r["step_level"]["text"]), r["gold"]))
+                            correct=lambda r: is_correct(extract_flexible(r["step_level"]["text"]), r["gold"]),
+                            executor=executor)
     if fitted is not None:
         records = with_fitted_step_level(experiment, fitted, problems, records, args.seed,
                                          out / f"math-{args.family}-fitted-step.jsonl")

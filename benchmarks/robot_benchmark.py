@@ -15,31 +15,20 @@ another setting is refused. At the end (and with --report alone) the package's r
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 from pathlib import Path
 
 import torch
 
-from consensus.core.ensemble import Ensemble
+from consensus.distributed.sharded import connect, sharded
 from consensus.eval.harness import read_results, run_resumable
-from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_episode, step_budget
+from consensus.tasks.robot.experiment import episode_solver
 from consensus.tasks.robot.report import METHODS, markdown, summarize
-from consensus.tasks.robot.experiment import view_scorer
-from consensus.tasks.robot.scene import DEFAULT_CAMERAS
-from consensus.tasks.robot.data import sample_task
-from consensus.zoo.segmenter import DEFAULT_WEIGHTS, load_segmenter
+from consensus.zoo.segmenter import DEFAULT_WEIGHTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def make_policy(method: str, segmenter, samples: int, iterations: int):
-    if method == "random":
-        return RandomPolicy()
-    cameras = DEFAULT_CAMERAS if method == "ensemble" else [c for c in DEFAULT_CAMERAS if f"view:{c.name}" == method]
-    return ConsensusPolicy(
-        Ensemble([view_scorer(c, segmenter) for c in cameras]), samples=samples, iterations=iterations
-    )
 
 
 def main() -> None:
@@ -50,6 +39,9 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--report", action="store_true", help="only rewrite the summary from the finished episodes")
+    ap.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="spread the episodes over Ray workers: a local cluster, or the cluster at ADDRESS")
+    ap.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # small shared machines
     out = Path(args.out)
@@ -68,18 +60,14 @@ def main() -> None:
     if args.report:
         rows = [r for r in read_results(log) if r["seed"] < args.episodes]
     else:
-        segmenter = load_segmenter()
-        policies = {m: make_policy(m, segmenter, args.samples, args.iterations) for m in methods}
-
-        def solve(batch):
-            for method, seed in batch:
-                task = sample_task(seed, seed % 3 + 1)
-                res = run_episode(task.spec, task.goal, policies[method], step_budget(task.goal), seed=seed)
-                yield {"method": method, "seed": seed, "difficulty": task.difficulty, "goal": str(task.goal),
-                       "success": res.success, "steps": res.steps, "seconds": round(res.seconds, 3)}
-
+        solve = executor = None
+        if args.ray:  # every worker loads the segmenter once; the file gets each episode exactly once
+            connect(args.ray, num_cpus=args.workers)
+            executor = sharded(functools.partial(episode_solver, args.samples, args.iterations), args.workers)
+        else:
+            solve = episode_solver(args.samples, args.iterations)
         rows = run_resumable(episodes, lambda e: f"{e[0]}/{e[1]}", solve, log, settings=settings,
-                             correct=lambda r: r["success"], description="robot episodes")
+                             correct=lambda r: r["success"], description="robot episodes", executor=executor)
     summary = summarize(rows, {"episodes": args.episodes, **settings})
     (out / "robot.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "robot.md").write_text(markdown(summary))

@@ -17,10 +17,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from robot_benchmark import make_policy  # the sibling script
 
 from consensus.tasks.robot.episode import run_episode, step_budget
-from consensus.tasks.robot.experiment import view_scorer
+from consensus.tasks.robot.experiment import make_policy, view_scorer
 from consensus.tasks.robot.scene import DEFAULT_CAMERAS
 from consensus.tasks.robot.data import sample_task
 from consensus.zoo.segmenter import load_segmenter

@@ -18,6 +18,7 @@ With ActivityNet-QA on disk (its test_q.json, test_a.json and videos/), the pape
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import asdict, replace
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from consensus.distributed.sharded import connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.tasks.vqa.answers import is_correct
 from consensus.tasks.vqa.cli import VQA_DEFAULTS, load_lm
@@ -36,26 +38,11 @@ TITLES = {"easy": "easy-VQA test clips (8 frames); {lm} steered by the committed
           "activitynet": "ActivityNet-QA {split} (8 frames); {lm} steered by {scorers}"}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--questions", type=int, default=300)
-    ap.add_argument("--gradient-questions", type=int, default=100)
-    ap.add_argument("--scorers", default=",".join(OFFLINE_SCORERS))
-    ap.add_argument("--activitynet", default=None, help="an ActivityNet-QA folder (default: the offline easy-VQA set)")
-    ap.add_argument("--split", default="test", help="the ActivityNet-QA split")
-    ap.add_argument("--lm", default=None, help="a causal LM name or directory (default: Gemma 3 270M, offline)")
-    ap.add_argument("--frames", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--results", default="benchmarks/results")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
-    dataset = "activitynet" if args.activitynet else "easy"
-    pool = activitynet_qa(args.activitynet, args.split) if args.activitynet else easy_vqa_examples("test")
-    examples = sample_examples(pool, args.questions, seed=args.seed)
-    gradient_ids = {e.question_id for e in sample_examples(examples, args.gradient_questions, seed=args.seed + 1)}
-    lm, scorers = load_lm(args.lm), load_scorers(args.scorers)
+def make_solve(args: argparse.Namespace, gradient_ids: set, lm=None, scorers=None):
+    """``solve(examples) -> records``: every condition (LM alone; rescore and gradient feedback, by each
+    scorer and by the ensemble; gradient only on ``gradient_ids``) answers each question."""
+    lm = lm or load_lm(args.lm)
+    scorers = scorers or load_scorers(args.scorers)
     steered_by = {s.name: build_ensemble([s]) for s in scorers} | {ENSEMBLE: build_ensemble(scorers)}
     conditions = {condition_name("none", None): VideoQA(lm, None, replace(VQA_DEFAULTS, feedback="none"))}
     for feedback in ("rescore", "gradient"):
@@ -78,11 +65,42 @@ def main() -> None:
                 record["correct"][name] = is_correct(answer.text, example.answer)
             yield record
 
+    return solve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--questions", type=int, default=300)
+    ap.add_argument("--gradient-questions", type=int, default=100)
+    ap.add_argument("--scorers", default=",".join(OFFLINE_SCORERS))
+    ap.add_argument("--activitynet", default=None, help="an ActivityNet-QA folder (default: the offline easy-VQA set)")
+    ap.add_argument("--split", default="test", help="the ActivityNet-QA split")
+    ap.add_argument("--lm", default=None, help="a causal LM name or directory (default: Gemma 3 270M, offline)")
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--results", default="benchmarks/results")
+    ap.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="spread the questions over Ray workers: a local cluster, or the cluster at ADDRESS")
+    ap.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    dataset = "activitynet" if args.activitynet else "easy"
+    pool = activitynet_qa(args.activitynet, args.split) if args.activitynet else easy_vqa_examples("test")
+    examples = sample_examples(pool, args.questions, seed=args.seed)
+    gradient_ids = {e.question_id for e in sample_examples(examples, args.gradient_questions, seed=args.seed + 1)}
+    lm, scorers = load_lm(args.lm), load_scorers(args.scorers)
+    solve, executor = make_solve(args, gradient_ids, lm, scorers), None
+    if args.ray:  # each worker loads the LM and the scorers once
+        connect(args.ray, num_cpus=args.workers)
+        executor = sharded(functools.partial(make_solve, args, gradient_ids), args.workers)
+
     out = Path(args.results)
     start = time.time()
     records = run_resumable(examples, lambda e: e.question_id, solve, out / f"vqa-{dataset}.jsonl",
                             correct=lambda r: r["correct"][condition_name("rescore", ENSEMBLE)],
-                            description="vqa (accuracy: rescore, ensemble)")
+                            description="vqa (accuracy: rescore, ensemble)", executor=executor)
     title = TITLES[dataset].format(split=args.split, lm=args.lm or "Gemma 3 270M", scorers=args.scorers)
     summary = summarize(records)
     summary.update({"title": title, "seed": args.seed, "frames": args.frames, "generator": lm.name,

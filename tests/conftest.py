@@ -49,12 +49,13 @@ def gemma():
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A local Ray cluster of 2 CPUs, started by the tests (about 5 s), shut down at the end."""
+    """A local Ray cluster, started by the tests (about 5 s), shut down at the end. It declares 4 logical CPUs on
+    this 2-core machine so that actors of earlier tests (a cached remote scorer) never starve later ones."""
     import ray
 
     tests = os.path.dirname(os.path.abspath(__file__))  # so the workers import the test modules' scorers too
     path = os.pathsep.join([tests, os.path.dirname(tests), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}})
     yield ray
     ray.shutdown()

@@ -78,16 +78,31 @@ def _set_aside(path: Path, records: list[dict[str, Any]], rejected: list[dict[st
     print(f"warning: {path}: set aside line(s) {lines} in {aside}; their examples are run again", file=sys.stderr)
 
 
+Solved = Iterable[tuple[T, dict[str, Any]]]
+
+
+def in_order(solve: Callable[[list[T]], Iterable[dict[str, Any]]], batch_size: int = 1) -> Callable[[list[T]], Solved]:
+    """The one-process way to solve what is left: batch after batch, in this process."""
+
+    def run(todo: list[T]) -> Solved:
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
+            yield from zip(batch, solve(batch), strict=True)
+
+    return run
+
+
 def run_resumable(
     examples: Sequence[T],
     key: Callable[[T], str],
-    solve: Callable[[list[T]], Iterable[dict[str, Any]]],
+    solve: Callable[[list[T]], Iterable[dict[str, Any]]] | None,
     path: str | Path,
     *,
     batch_size: int = 1,
     correct: Callable[[dict[str, Any]], bool] | None = None,
     description: str = "eval",
     settings: dict[str, Any] | None = None,
+    executor: Callable[[list[T]], Solved] | None = None,
 ) -> list[dict[str, Any]]:
     """Solve every example not yet in ``path`` and append its record; return all records.
 
@@ -95,6 +110,9 @@ def run_resumable(
     record gets ``"id": key(example)``. ``correct`` tells whether a record is right; the progress
     bar shows its running mean. ``settings`` (the run's settings, JSON-able) are stored in every
     record, and a file holding records made with other settings is refused, never mixed.
+    ``executor`` replaces the in-process loop: it takes the examples left and yields
+    ``(example, record)`` as each is done, in any order (``consensus.distributed.sharded`` spreads
+    them over Ray workers); the file is written here either way, one record at a time.
     """
     if not examples:
         raise ValueError("the example set is empty; check the data source and its size")
@@ -116,19 +134,21 @@ def run_resumable(
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=description, dynamic_ncols=True)
     if correct and records:
         bar.set_postfix(acc=f"{hits / len(records):.3f}")
+    if executor is None:
+        if solve is None:
+            raise ValueError("run_resumable needs a solve function or an executor")
+        executor = in_order(solve, batch_size)
     with path.open("a", encoding="utf-8") as out:
-        for i in range(0, len(todo), batch_size):
-            batch = todo[i:i + batch_size]
-            for example, record in zip(batch, solve(batch), strict=True):
-                record = {"id": key(example), **record, **({"settings": settings} if settings is not None else {})}
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out.flush()
-                os.fsync(out.fileno())  # a record reported done survives a crash of the machine too
-                records.append(record)
-                if correct:
-                    hits += correct(record)
-                    bar.set_postfix(acc=f"{hits / len(records):.3f}")
-                bar.update(1)
+        for example, record in executor(todo):
+            record = {"id": key(example), **record, **({"settings": settings} if settings is not None else {})}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            os.fsync(out.fileno())  # a record reported done survives a crash of the machine too
+            records.append(record)
+            if correct:
+                hits += correct(record)
+                bar.set_postfix(acc=f"{hits / len(records):.3f}")
+            bar.update(1)
     bar.close()
     order = {k: i for i, k in enumerate(keys)}
     return sorted(records, key=lambda r: order[r["id"]])

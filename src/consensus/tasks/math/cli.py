@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import torch
@@ -47,6 +48,9 @@ def add_parser(subparsers) -> None:
                                                           "4 for the few-shot families)")
     p.add_argument("--out", default="runs/math.jsonl", help="results, one JSON line per problem (resumable)")
     p.add_argument("--trace", default=None, help="also write the consensus trace here (JSON lines)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="spread the problems over Ray workers: a local cluster, or the cluster at ADDRESS")
+    p.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray), each loading the models once")
     add_scorer_option(p)
 
 
@@ -57,20 +61,13 @@ def run_settings(args: argparse.Namespace) -> dict:
     return {"task": "math", "version": consensus.__version__, **{name: getattr(args, name) for name in names}}
 
 
-def run(args: argparse.Namespace) -> None:
-    from consensus.eval.harness import check_settings, read_results, run_resumable
+def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
+    """Load the generator and the scorers once; return ``solve(problems) -> records`` (in a sharded run,
+    each worker calls this once). ``solve.generator`` names the generator."""
     from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
     from consensus.tasks.math.generator import load_math_generator
     from consensus.zoo.gemma import load_gemma
 
-    user = user_scorers(args.scorer)
-    if user and args.method in ("greedy", "self-consistency"):
-        raise ValueError(f"--scorer needs --method solution or step; --method {args.method} scores nothing")
-    if args.n < 1 or args.beam < 1:
-        raise ValueError(f"--n and --beam must be at least 1, got --n {args.n} --beam {args.beam}")
-    settings = run_settings(args)
-    check_settings(args.out, settings)  # before any model loads
-    problems = load_problems(args.source, args.size, args.seed)
     few_shot_task = args.source in FEW_SHOT_FAMILIES
     shots = args.shots if args.shots is not None else (4 if few_shot_task else 0)
     exemplars = (few_shot_exemplars(args.source, shots, seed=args.seed + 777) if few_shot_task
@@ -80,14 +77,11 @@ def run(args: argparse.Namespace) -> None:
     else:
         lm = load_math_generator(args.model, args.adapter)
     sampling = Sampling()
-    if args.trace:  # the partial lines of an item a killed run left behind go; its rerun writes them again
-        drop_items(args.trace, {p.id for p in problems} - {r["id"] for r in read_results(args.out)})
-    trace = TraceWriter(args.trace) if args.trace else None
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(lm, exemplars,
                                                                                           args.normalization)
     if ensemble is not None:
         ensemble.nonfinite = args.nonfinite
-    ensemble = with_user_scorers(ensemble, user)
+    ensemble = with_user_scorers(ensemble, user_scorers(args.scorer))
 
     def solve(batch):
         for problem in batch:
@@ -117,12 +111,42 @@ def run(args: argparse.Namespace) -> None:
                    "strict": strict, "flexible": flexible, "correct_strict": is_correct(strict, problem.answer),
                    "correct": is_correct(flexible, problem.answer), **extra}
 
+    solve.generator = lm.name
+    return solve
+
+
+def run(args: argparse.Namespace) -> None:
+    from consensus.eval.harness import check_settings, read_results, run_resumable
+
+    user = user_scorers(args.scorer)
+    if user and args.method in ("greedy", "self-consistency"):
+        raise ValueError(f"--scorer needs --method solution or step; --method {args.method} scores nothing")
+    if args.n < 1 or args.beam < 1 or args.workers < 1:
+        raise ValueError(f"--n, --beam and --workers must be at least 1, got {args.n}, {args.beam}, {args.workers}")
+    if args.ray and args.trace:
+        raise ValueError("--trace is written by one-process runs only; drop --ray or --trace")
+    settings = run_settings(args)
+    check_settings(args.out, settings)  # before any model loads
+    problems = load_problems(args.source, args.size, args.seed)
+    trace = None
+    if args.trace:  # the partial lines of an item a killed run left behind go; its rerun writes them again
+        drop_items(args.trace, {p.id for p in problems} - {r["id"] for r in read_results(args.out)})
+        trace = TraceWriter(args.trace)
+    if args.ray:
+        from consensus.distributed.sharded import connect, sharded
+
+        connect(args.ray, num_cpus=args.workers)
+        solve, executor, generator = None, sharded(functools.partial(make_solve, args), args.workers), args.model
+    else:
+        solve = make_solve(args, trace)
+        executor, generator = None, solve.generator
+
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     records = run_resumable(problems, lambda p: p.id, solve, args.out, correct=lambda r: r["correct"],
-                            description=f"math/{args.method}", settings=settings)
+                            description=f"math/{args.method}", settings=settings, executor=executor)
     if trace is not None:
         trace.close()
-    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {lm.name}")
+    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {generator or 'default'}")
     print(f"  accuracy (strict):   {accuracy([r['correct_strict'] for r in records])}")
     print(f"  accuracy (flexible): {accuracy([r['correct'] for r in records])}")
     if "samples" in records[0]:
