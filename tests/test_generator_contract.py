@@ -131,7 +131,8 @@ def _cem_steps(request):
 
 STEPS = {"TokenSteps": _token_steps, "SolutionSteps": _solution_steps, "LineSteps": _line_steps,
          "DenoisingSteps": _denoising_steps, "CEMSteps": _cem_steps}
-ADAPTERS = {"CausalLMGenerator", "DiffusionGenerator"}  # their contracts: above, and in test_image_guidance.py
+# Their contracts: above, test_image_guidance.py, and test_remote_scorers.py (the remote one against the local one).
+ADAPTERS = {"CausalLMGenerator", "DiffusionGenerator", "RemoteTextGenerator"}
 
 
 @pytest.fixture(params=STEPS)
@@ -168,10 +169,13 @@ def test_every_generator_class_has_a_contract():
     import inspect
     import pkgutil
 
+    import consensus.distributed
     import consensus.generators
 
     found = set()
-    for info in pkgutil.walk_packages(consensus.generators.__path__, "consensus.generators."):
+    packages = [(consensus.generators.__path__, "consensus.generators."),
+                (consensus.distributed.__path__, "consensus.distributed.")]
+    for info in (i for path, prefix in packages for i in pkgutil.walk_packages(path, prefix)):
         module = importlib.import_module(info.name)
         found |= {name for name, c in inspect.getmembers(module, inspect.isclass)
                   if c.__module__ == module.__name__ and name.endswith(("Generator", "Steps"))

@@ -14,7 +14,7 @@ ALLOWED = {
     "generators": {"core"},
     "zoo": {"core", "generators"},
     "scorers": {"core", "zoo", "generators"},
-    "distributed": {"core"},
+    "distributed": {"core", "generators"},
     "tasks": {"core", "zoo", "eval", "generators", "scorers", "cli", "distributed"},
 }
 

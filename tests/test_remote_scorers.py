@@ -79,3 +79,23 @@ def test_a_hung_remote_scorer_meets_the_deadline(ray_cluster):
     late = Ensemble([ArithmeticVerifier(), remote(Clock, 30.0, "slow")], deadline=0.5, late="skip")
     result = late(SOLUTIONS, None)
     assert set(result.per_scorer) == {"ArithmeticVerifier"}
+
+
+def test_a_remote_generator_samples_what_the_local_one_does(ray_cluster, tiny_lm, tmp_path):
+    from consensus.distributed.ray_generators import remote_text_generator
+    from consensus.generators import CausalLMGenerator, TextGenerator
+    from consensus.scorers.text import LMLikelihood
+
+    tiny_lm.model.save_pretrained(tmp_path / "lm")
+    tiny_lm.tokenizer.save_pretrained(tmp_path / "lm")
+    far = remote_text_generator(CausalLMGenerator.from_pretrained, str(tmp_path / "lm"), num_cpus=0.5)
+    near = CausalLMGenerator.from_pretrained(str(tmp_path / "lm"))
+    assert isinstance(far, TextGenerator)
+    seeds = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(2):  # twice: the generator's state comes back advanced, as locally
+        local = near.sample(["Question: What is 2 + 3?\nAnswer:"], 3, max_new_tokens=6, generator=seeds[0])
+        remote_ = far.sample(["Question: What is 2 + 3?\nAnswer:"], 3, max_new_tokens=6, generator=seeds[1])
+        assert [[c.text for c in row] for row in remote_] == [[c.text for c in row] for row in local]
+    candidates = [c.text for c in local[0]]
+    torch.testing.assert_close(LMLikelihood(far).energy(candidates, "2 + 3?"),
+                               LMLikelihood(near).energy(candidates, "2 + 3?"))
