@@ -1,6 +1,6 @@
 """Generator adapters, one family per folder: text (causal LMs), diffusion (denoisers), planning (world models).
 
-Each family has a small protocol (``protocol.py``) that proposers and feedback forms depend on, so a
+Each family has a small protocol (``protocol.py``) that its engine steps and feedback forms depend on, so a
 new backend (vLLM, llama.cpp, another sampler, another simulator) implements the protocol and plugs in.
 """
 

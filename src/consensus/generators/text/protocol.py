@@ -1,4 +1,4 @@
-"""The text-generator protocol: what proposers, scorers and token feedback need of a language model.
+"""The text-generator protocol: what the engine's text steps and the scorers need of a language model.
 
 ``CausalLMGenerator`` implements it over any transformers causal LM; a vLLM or llama.cpp backend
 implements the same three members and plugs into solution- and step-level consensus unchanged.

@@ -98,9 +98,9 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
                 text = next((s for s in proposals.candidates if extract_flexible(s) == vote), proposals.candidates[0])
                 tokens, extra = proposals.tokens, {"samples": proposals.candidates}
             else:
-                proposer = (solution_steps(lm, args.n, sampling, exemplars) if args.method == "solution"
-                            else line_steps(lm, args.n, sampling, exemplars))
-                result = run_consensus(proposer, ensemble, problem.question,
+                steps = (solution_steps(lm, args.n, sampling, exemplars) if args.method == "solution"
+                         else line_steps(lm, args.n, sampling, exemplars))
+                result = run_consensus(steps, ensemble, problem.question,
                                        feedback=TopK(1) if args.method == "solution" else TopK(args.beam),
                                        budget=Budget(iterations=1 if args.method == "solution" else 24),
                                        seed=args.seed, trace=trace, item=problem.id)

@@ -5,9 +5,9 @@ Two policies share one interface, ``act(scene, goal, generator) -> (action, info
 
 - ``RandomPolicy``: the generator alone, one pick-and-place from its prior per step.
 - ``ConsensusPolicy``: model-predictive control by consensus (DESIGN.md §1, gradient-free): the
-  CEM proposer rolls candidate actions through the world model, the Ensemble of view scorers
-  gives each predicted state an energy, TopK survivors seed the next round, and the lowest-energy
-  action of the last round is executed.
+  CEM step (``generators.planning.CEMSteps``) rolls candidate actions through the world model, the
+  Ensemble of view scorers gives each predicted state an energy, TopK survivors seed the next round,
+  and the lowest-energy action of the last round is executed.
 
 The episode ends when the simulator's ground truth says the goal holds (the environment's done
 signal, as in Ravens); the policies never read it.
