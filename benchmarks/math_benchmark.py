@@ -54,14 +54,15 @@ FAMILIES = {
 
 
 def with_fitted_step_level(experiment: Experiment, fitted: Fitted, problems: list, records: list[dict], seed: int,
-                           path: Path) -> list[dict]:
+                           path: Path, settings: dict) -> list[dict]:
     """Step-level consensus again, with the dev-fitted weights (resumable, in its own file); each
     record gets it as ``step_level_fitted``."""
     ensemble = Ensemble(experiment.ensemble.scorers, fitted.weights, normalization=fitted.normalization)
     fitted_experiment = dataclasses.replace(experiment, ensemble=ensemble)
     steps = run_resumable(problems, lambda p: p.id,
                           lambda batch: ({**fitted_experiment.step_level(p, seed), "weights": fitted.weights}
-                                         for p in batch), path, description="step level, fitted weights")
+                                         for p in batch), path, description="step level, fitted weights",
+                          settings=settings)
     stale = [s["id"] for s in steps if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
                                                for a, b in zip(s["weights"], fitted.weights))]
     if stale:
@@ -125,6 +126,9 @@ def main() -> None:
             asked = shown | {p.question for p in problems}
             dev_problems = [p for p in make(args.dev + 20, seed=args.seed + 100_000) if p.question not in asked]
             dev_problems = dev_problems[:args.dev]
+    # What the results files must agree on to be resumed (not --problems: a run may grow).
+    settings = {"family": args.family, "n": args.n, "beam": args.beam, "seed": args.seed,
+                "max_new_tokens": args.max_new_tokens}
     experiment = build_experiment(args, exemplars)
     lm = experiment.lm
     solve, executor = make_solve(args, exemplars, experiment), None
@@ -138,17 +142,17 @@ def main() -> None:
     if dev_problems:
         dev = run_resumable(dev_problems, lambda p: p.id, lambda batch: (experiment.score_samples(p, args.seed)[0]
                                                                          for p in batch),
-                            out / f"math-{args.family}-dev.jsonl", description=f"{args.family} dev")
+                            out / f"math-{args.family}-dev.jsonl", description=f"{args.family} dev", settings=settings)
         names, normalization = experiment.ensemble.names, experiment.ensemble.normalization
         sets = [DevSet(r["energies"], [is_correct(extract_flexible(s), r["gold"]) for s in r["samples"]]) for r in dev]
         fitted = Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev))
     records = run_resumable(problems, lambda p: p.id, solve, out / f"math-{args.family}.jsonl",
                             batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, step level)",
                             correct=lambda r: is_correct(extract_flexible(r["step_level"]["text"]), r["gold"]),
-                            executor=executor)
+                            executor=executor, settings=settings)
     if fitted is not None:
         records = with_fitted_step_level(experiment, fitted, problems, records, args.seed,
-                                         out / f"math-{args.family}-fitted-step.jsonl")
+                                         out / f"math-{args.family}-fitted-step.jsonl", settings)
     summary = summarize(records, fitted)
     summary.update({"family": FAMILIES[args.family], "n": args.n, "beam": args.beam, "seed": args.seed,
                     "max_new_tokens": args.max_new_tokens,

@@ -90,6 +90,9 @@ def main() -> None:
     pool = activitynet_qa(args.activitynet, args.split) if args.activitynet else easy_vqa_examples("test")
     examples = sample_examples(pool, args.questions, seed=args.seed)
     gradient_ids = {e.question_id for e in sample_examples(examples, args.gradient_questions, seed=args.seed + 1)}
+    # What the results file must agree on to be resumed: which questions get gradient feedback depends on both counts.
+    settings = {"dataset": dataset, "split": args.split, "lm": args.lm, "scorers": args.scorers, "frames": args.frames,
+                "seed": args.seed, "questions": args.questions, "gradient_questions": args.gradient_questions}
     lm, scorers = load_lm(args.lm), load_scorers(args.scorers)
     solve, executor = make_solve(args, gradient_ids, lm, scorers), None
     if args.ray:  # each worker loads the LM and the scorers once
@@ -100,7 +103,7 @@ def main() -> None:
     start = time.time()
     records = run_resumable(examples, lambda e: e.question_id, solve, out / f"vqa-{dataset}.jsonl",
                             correct=lambda r: r["correct"][condition_name("rescore", ENSEMBLE)],
-                            description="vqa (accuracy: rescore, ensemble)", executor=executor)
+                            description="vqa (accuracy: rescore, ensemble)", executor=executor, settings=settings)
     title = TITLES[dataset].format(split=args.split, lm=args.lm or "Gemma 3 270M", scorers=args.scorers)
     summary = summarize(records)
     summary.update({"title": title, "seed": args.seed, "frames": args.frames, "generator": lm.name,
