@@ -199,3 +199,15 @@ def test_stops_when_survivors_agree():
     never = run_consensus(RandomWalk(), Ensemble([DistanceTo(0.0)]), None, feedback=TopK(3),
                           budget=Budget(iterations=3), agreement=lambda x: None)
     assert never.stop_reason == "budget"
+
+
+def test_resampling_with_one_condition_per_candidate_stays_within_each_condition():
+    condition = ["a", "b", "a", "b", "a", "b"]
+    proposals = Proposals(list(range(6)))
+    scored = EnsembleEnergies(total=torch.tensor([0.0, 9.0, 9.0, 0.0, 9.0, 9.0], dtype=torch.float64), per_scorer={})
+    done = Resample(temperature=0.01)(proposals, scored, Context(None, condition, 0, torch.Generator().manual_seed(0)))
+    kept = proposals.survivors
+    assert done["groups"] == 2 and all(condition[kept[j]] == condition[j] for j in range(6))
+    assert kept == [0, 3, 0, 3, 0, 3]  # the low-energy particle of each condition fills its condition's places
+    with pytest.raises(ValueError, match="leave k unset"):
+        Resample(k=6)(Proposals(list(range(6))), scored, Context(None, condition, 0, torch.Generator()))

@@ -217,3 +217,38 @@ def test_drop_policy_leaves_a_non_finite_sample_unguided():
     dropped = generator.generate(2, Ensemble([SqrtScorer()], nonfinite="drop"), None, num_inference_steps=3,
                                  guidance_scale=0.3, seed=0).images
     torch.testing.assert_close(dropped, plain, atol=1e-5, rtol=0)
+
+
+def test_recurrence_takes_each_step_again_from_a_renoised_sample():
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    seen = []
+    result = generator.generate(3, Ensemble([BrightnessScorer()]), 0.9, num_inference_steps=4, guidance_scale=0.3,
+                                recurrence=2, seed=0, callback=seen.append)
+    assert result.run.iterations == 12 and result.run.stop_reason == "complete"
+    timesteps = [info["feedback"]["Guidance"]["timestep"] for info in seen]
+    assert timesteps == [t for t in timesteps[::3] for _ in range(3)]  # each timestep three times in a row
+    assert result.images.shape == (3, 1, 8, 8) and 0 <= result.images.min() and result.images.max() <= 1
+    plain = generator.generate(3, Ensemble([BrightnessScorer()]), 0.9, num_inference_steps=4, guidance_scale=0.3,
+                               seed=0).images
+    assert not torch.equal(plain, result.images)  # the re-noising drew fresh noise
+
+
+def test_particles_resampled_only_at_the_chosen_steps():
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    seen = []
+    generator.generate(4, Ensemble([BrightnessScorer()]), 0.9, num_inference_steps=6, seed=0, callback=seen.append,
+                       feedback=[Guidance(0.1), Resample(k=4, temperature=0.5, every=3)])
+    assert [info["feedback"]["Resample"]["resampled"] for info in seen] == [True, False, False, True, False, False]
+
+
+def test_clipped_guidance_and_the_increasing_schedule():
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    seen = []
+    generator.generate(3, Ensemble([BrightnessScorer(gain=1e3)]), 0.9, num_inference_steps=5, seed=0,
+                       callback=seen.append, feedback=[Guidance(0.5, schedule="increasing", balance=False, clip=0.25)])
+    records = [info["feedback"]["Guidance"] for info in seen]
+    assert all(rms <= 0.25 + 1e-6 for r in records for rms in r["direction_rms"])
+    sizes = [r["step_size"] for r in records]
+    assert sizes == sorted(sizes)
+    with pytest.raises(ValueError, match="clip must be > 0"):
+        Guidance(0.5, clip=0.0)

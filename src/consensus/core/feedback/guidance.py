@@ -36,6 +36,7 @@ SCHEDULES: dict[str, Schedule] = {
     "constant": lambda t_frac: 1.0,
     "linear": lambda t_frac: t_frac,  # fades out: strong while the layout forms, none on the last details
     "cosine": lambda t_frac: math.sin(math.pi / 2 * t_frac),  # like linear but flatter at the noisy end
+    "increasing": lambda t_frac: 1.0 - t_frac,  # grows toward the clean end: the layout forms unguided, details guided
 }
 
 
@@ -56,11 +57,14 @@ class Guidance(Feedback):
         scale: λ, the step in x̂0 per denoising step (in RMS pixels when ``balance``).
         schedule: a name in ``SCHEDULES`` or a function of t/T giving the multiplier of ``scale``.
         balance: per-scorer gradient-norm balancing (``Ensemble.gradient``).
+        clip: the most a sample's direction ĝ may measure, in RMS per pixel (None: no clipping); a
+            scorer's spike on one sample then cannot throw that sample far off the manifold in one step.
     """
 
     needs_gradient = True
 
-    def __init__(self, scale: float = 0.1, schedule: str | Schedule = "constant", balance: bool = True):
+    def __init__(self, scale: float = 0.1, schedule: str | Schedule = "constant", balance: bool = True,
+                 clip: float | None = None):
         if isinstance(schedule, str):
             if schedule not in SCHEDULES:
                 raise ValueError(
@@ -69,7 +73,9 @@ class Guidance(Feedback):
             schedule = SCHEDULES[schedule]
         if not math.isfinite(scale) or scale < 0:
             raise ValueError(f"guidance scale must be a finite number >= 0, got {scale}")
-        self.scale, self.schedule, self.balance = scale, schedule, balance
+        if clip is not None and not clip > 0:
+            raise ValueError(f"guidance clip must be > 0 (or None), got {clip}")
+        self.scale, self.schedule, self.balance, self.clip = scale, schedule, balance, clip
 
     def check(self, ensemble) -> None:
         frozen = [s.name for s in ensemble.scorers if not s.differentiable]
@@ -86,8 +92,11 @@ class Guidance(Feedback):
     def __call__(self, proposals, energies, context: Context) -> dict[str, Any]:
         hooks: DenoisingHooks = proposals.hooks
         direction = context.ensemble.gradient(energies, hooks.x0, self.balance, where=f" at timestep {hooks.timestep}")
+        dims = tuple(range(1, direction.ndim))
+        if self.clip is not None:
+            rms = direction.pow(2).mean(dims, keepdim=True).sqrt()
+            direction = direction * (self.clip / rms.clamp_min(1e-12)).clamp(max=1.0)
         step_size = self.scale * self.schedule(hooks.timestep / hooks.num_train_timesteps)
         hooks.x0_guided = hooks.x0.detach() - step_size * direction
-        dims = tuple(range(1, direction.ndim))
         return {"timestep": hooks.timestep, "step_size": step_size,
                 "direction_rms": direction.pow(2).mean(dims).sqrt().tolist()}

@@ -115,6 +115,7 @@ class DiffusionGenerator:
         schedule: str | Schedule = "constant",
         balance: bool = True,
         feedback: Sequence[Feedback] | None = None,
+        recurrence: int = 0,
         eta: float | None = None,
         seed: int = 0,
         trace: TraceWriter | None = None,
@@ -125,11 +126,13 @@ class DiffusionGenerator:
 
         With an ensemble the feedback is ``Guidance(guidance_scale, schedule, balance)`` unless
         ``feedback`` names other forms (e.g. ``[Guidance(...), Resample(k)]`` for guided particles).
+        ``recurrence``: each step taken again that many times from a re-noised sample (``DenoisingSteps``).
         ``callback`` and ``trace`` get the engine's per-iteration record (``consensus.core.trace``).
         """
         if feedback is None:
             feedback = [Guidance(guidance_scale, schedule, balance)] if ensemble is not None else []
-        steps = DenoisingSteps(self, num_images, num_inference_steps, eta, decode_candidates=ensemble is not None)
+        steps = DenoisingSteps(self, num_images, num_inference_steps, eta, decode_candidates=ensemble is not None,
+                               recurrence=recurrence)
         step_seconds: list[float] = []
         clock = [time.perf_counter()]
 
@@ -140,7 +143,7 @@ class DiffusionGenerator:
             if callback is not None:
                 callback(info)
 
-        run = run_consensus(steps, ensemble, condition, feedback=feedback, budget=Budget(iterations=steps.num_steps),
+        run = run_consensus(steps, ensemble, condition, feedback=feedback, budget=Budget(iterations=steps.iterations),
                             seed=seed, callback=on_step, trace=trace, item=item)
         with torch.no_grad():
             images = self.decode(run.population.x)

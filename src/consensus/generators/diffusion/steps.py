@@ -10,6 +10,14 @@ Each step (DESIGN.md §1, the diffusion form of the method):
    prediction that matches the (possibly moved) x̂0':   ε' = (x_t − √ᾱ x̂0') / √(1−ᾱ),
    converted back to ``sample`` or ``v_prediction`` when the model predicts those.
 The scheduler never learns that guidance exists, as with k-diffusion's guided model function.
+
+Recurrence (Universal Guidance's self-recurrence, Bansal et al. 2023; TFG's ``recur_steps``): after a
+step from x_t to x_{t'} (t' the next, less noisy timestep), draw x_t again from the forward process,
+
+    x_t = √(ᾱ_t / ᾱ_t') · x_t' + √(1 − ᾱ_t / ᾱ_t') · ε,      ε ~ N(0, I),
+
+and take the step again, ``recurrence`` times per timestep: the denoiser pulls a guided sample back
+toward the data manifold before the next guidance step moves it.
 """
 
 from __future__ import annotations
@@ -64,10 +72,12 @@ def eps_to_prediction(eps: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Ten
 
 @dataclass
 class DenoisingState:
-    """The population: samples ``x`` ``[N, ...]`` in the model's space, about to take step ``step``."""
+    """The population: samples ``x`` ``[N, ...]`` in the model's space, about to take step ``step`` for the
+    ``repeat``-th time (0: the first; see recurrence)."""
 
     x: torch.Tensor
     step: int
+    repeat: int = 0
 
 
 @dataclass
@@ -85,14 +95,16 @@ class DenoisingSteps:
 
     ``eta`` is passed to schedulers whose ``step`` takes it (DDIM: 0 deterministic, 1 DDPM-like).
     ``decode_candidates``: decode x̂0 for the scorers at every step (off for the generator alone,
-    where nothing reads them and a VAE decode would be wasted).
+    where nothing reads them and a VAE decode would be wasted). ``recurrence``: how many times each
+    step is taken again from a re-noised sample (the module docstring); each is one engine iteration.
     """
 
     def __init__(self, denoiser: Denoiser, num_images: int, num_inference_steps: int, eta: float | None = None,
-                 decode_candidates: bool = True):
-        if num_images < 1 or num_inference_steps < 1:
-            raise ValueError(f"need num_images >= 1 and num_inference_steps >= 1, got {num_images}, "
-                             f"{num_inference_steps}")
+                 decode_candidates: bool = True, recurrence: int = 0):
+        if num_images < 1 or num_inference_steps < 1 or recurrence < 0:
+            raise ValueError(f"need num_images >= 1, num_inference_steps >= 1 and recurrence >= 0, got {num_images}, "
+                             f"{num_inference_steps}, {recurrence}")
+        self.recurrence = recurrence
         self.denoiser, self.num_images, self.decode_candidates = denoiser, num_images, decode_candidates
         self.scheduler = denoiser.scheduler
         self.scheduler.set_timesteps(num_inference_steps)
@@ -107,6 +119,17 @@ class DenoisingSteps:
     @property
     def num_steps(self) -> int:
         return len(self.scheduler.timesteps)
+
+    @property
+    def iterations(self) -> int:
+        """Engine iterations of a whole run: every step, and its recurrences."""
+        return self.num_steps * (1 + self.recurrence)
+
+    def _alpha_bar_after(self, step: int) -> torch.Tensor:
+        """ᾱ at the timestep the sampler reaches after ``step`` (the end of the schedule after the last)."""
+        if step + 1 < self.num_steps:
+            return self.scheduler.alphas_cumprod[int(self.scheduler.timesteps[step + 1])]
+        return getattr(self.scheduler, "final_alpha_cumprod", torch.tensor(1.0))
 
     def initial(self, generator: torch.Generator) -> DenoisingState:
         noise = torch.randn((self.num_images, *self.denoiser.sample_shape), generator=generator)
@@ -130,7 +153,7 @@ class DenoisingSteps:
         else:
             candidates = x0
         hooks = DenoisingHooks(x0, timestep, len(self.scheduler.alphas_cumprod))
-        last = state.step + 1 == self.num_steps
+        last = state.step + 1 == self.num_steps and state.repeat == self.recurrence
         extra = {**self.extra, **({"generator": generator} if self.takes_generator else {})}
 
         def advance(survivors: list[int]) -> DenoisingState:
@@ -145,6 +168,10 @@ class DenoisingSteps:
                 x = state.x
             with torch.no_grad():
                 x = self.scheduler.step(model_output, t, x, **extra).prev_sample
+                if state.repeat < self.recurrence:  # back to x_t by the forward process, and the step again
+                    ratio = (alpha_bar / self._alpha_bar_after(state.step).to(x.dtype)).clamp(max=1.0)
+                    noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+                    return DenoisingState(ratio.sqrt() * x + (1 - ratio).sqrt() * noise, state.step, state.repeat + 1)
             return DenoisingState(x, state.step + 1)
 
         return Proposals(candidates, complete=[last] * len(x_t), hooks=hooks, advance=advance)

@@ -47,6 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="guidance step in x0 (RMS pixels per step)")
     parser.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=sorted(SCHEDULES))
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps")
+    parser.add_argument("--recurrence", type=int, default=0,
+                        help="take each guided step again this many times from a re-noised sample")
     parser.add_argument("--sampler", default="ddim", choices=("ddim", "ddpm"))
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (0: deterministic)")
     parser.add_argument("--seed", type=int, default=0)
@@ -63,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         if args.prompt
         else FASHION_CLASSES[ClassIndex(FASHION_CLASSES).index(args.class_name)]
     )
-    if args.num_images < 1 or args.steps < 1:
-        raise ValueError("--num-images and --steps must be at least 1")
+    if args.num_images < 1 or args.steps < 1 or args.recurrence < 0:
+        raise ValueError("--num-images and --steps must be at least 1, and --recurrence at least 0")
     generator = fashion_generator(args.sampler)
     user = user_scorers(args.scorer)
     scorers = [fashion_scorer(name) for name in args.scorers] + [scorer for scorer, _ in user]
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         result = generator.generate(
             args.num_images, ensemble, class_name, num_inference_steps=args.steps, guidance_scale=args.scale,
             schedule=args.schedule, eta=args.eta, seed=args.seed, trace=trace, item=class_name,
+            recurrence=args.recurrence,
         )  # fmt: skip
     grid = save_grid(result.images, out / "grid.png", columns=min(8, args.num_images))
     summary = f"{args.num_images} images of {class_name!r} in {time.perf_counter() - start:.1f}s"
