@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 
 from consensus import Guidance, Resample
-from consensus.eval.metrics import paired_difference
-from consensus.tasks.image.data import FASHION_CLASSES
+from consensus.eval.metrics import frechet_distance, paired_difference
+from consensus.tasks.image.data import FASHION_CLASSES, load_fashion_mnist
 from consensus.tasks.image.evaluate import FashionEvaluator
 from consensus.tasks.image.experiment import fashion_ensemble, fashion_generator
+from consensus.tasks.image.grid import save_grid
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH, STEPS, VALIDATION_SEED, MIN_ACCURACY = 100, 20, 1000, 0.9
@@ -73,10 +74,18 @@ def main() -> None:
         chosen[family] = (min(passing, key=lambda t: t["fid"]) if passing
                           else max(tried[family], key=lambda t: t["accuracy"]))["setting"]
     labels = torch.arange(500) % 10
+    test_images, test_labels = load_fashion_mnist("test")
+    reference = evaluator.features(test_images)
     rows, correct = {}, {}
-    for name, setting in {"generator alone": None, **chosen}.items():
+    for number, (name, setting) in enumerate({"generator alone": None, **chosen}.items()):
         images, per_sample = draw(generator, ensemble, setting, 500, 0)
-        rows[name] = {**evaluator.evaluate(images, labels), "setting": setting, "seconds_per_sample": per_sample}
+        features = evaluator.features(images)
+        per_class = {FASHION_CLASSES[c]: frechet_distance(features[labels == c], reference[test_labels == c])
+                     for c in range(10)}
+        rows[name] = {**evaluator.evaluate(images, labels), "setting": setting, "seconds_per_sample": per_sample,
+                      "fid_per_class": per_class}
+        by_class = torch.cat([images[labels == c][:10] for c in range(10)])  # one class per row
+        save_grid(by_class, RESULTS / "image-search" / f"{number}.png", columns=10, row_labels=FASHION_CLASSES)
         correct[name] = (evaluator.probabilities(images).argmax(1) == labels).tolist()
         print(name, setting, f"acc {rows[name]['accuracy']:.3f} fid {rows[name]['fid']:.1f}", flush=True)
     alone = rows["generator alone"]["seconds_per_sample"]
@@ -97,6 +106,13 @@ def main() -> None:
                      f"{r['inception_score']:.2f} | {r['seconds_per_sample'] / alone:.2f}× |")
     lines += ["", "Accuracy against gradient guidance, paired over the same seeds (paired bootstrap, points): " +
               "; ".join(f"{n}: {d['points']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]" for n, d in paired.items()) + ".",
+              "", "## FID per class (50 samples each against that class's 1,000 test images; biased upward at this "
+              "size, so compare across methods only)", "",
+              "| method | " + " | ".join(FASHION_CLASSES) + " |", "| --- |" + " --- |" * 10]
+    lines += [f"| {name} | " + " | ".join(f"{r['fid_per_class'][c]:.0f}" for c in FASHION_CLASSES) + " |"
+              for name, r in rows.items()]
+    lines += ["", "Grids, one class per row (the first 10 samples of each): " +
+              ", ".join(f"`image-search/{i}.png` {name}" for i, name in enumerate(rows)) + ".",
               "", "## Every setting tried (validation)", "", "| family | setting | accuracy | FID |", "| --- | --- | --- | --- |"]
     for family, trials in tried.items():
         lines += [f"| {family} | {', '.join(f'{k} {v}' for k, v in t['setting'].items())} | {t['accuracy']:.3f} | "

@@ -82,3 +82,15 @@ def test_cli_bad_class_is_a_clear_error(argv, error, tmp_path):
     cli.add_parser(parser.add_subparsers())
     with pytest.raises(ValueError, match=error):
         cli.run(parser.parse_args(["image", *argv, "--out", str(tmp_path)]))
+
+
+def test_grid_names_its_rows(tmp_path):
+    from PIL import Image
+
+    from consensus.tasks.image.grid import LABEL_WIDTH, save_grid
+
+    images = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    plain = Image.open(save_grid(images, tmp_path / "plain.png", columns=10))
+    named = Image.open(save_grid(images, tmp_path / "named.png", columns=10, row_labels=["Bag", "Coat"]))
+    assert named.size == (plain.width + LABEL_WIDTH, plain.height)
+    assert named.crop((0, 0, LABEL_WIDTH, named.height)).convert("L").getextrema()[0] < 128  # the labels' ink
