@@ -33,7 +33,7 @@ from consensus.tasks.image.experiment import (
     fashion_ensemble,
     fashion_generator,
 )
-from consensus.distributed.sharded import connect, sharded
+from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.eval.metrics import paired_difference
 from consensus.tasks.image.evaluate import FashionEvaluator
@@ -121,9 +121,7 @@ def main() -> None:
     parser.add_argument("--timing-batch", type=int, default=50)
     parser.add_argument("--timing-repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/consensus/image-benchmark")
-    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                        help="spread the batches over Ray workers: a local cluster, or the cluster at ADDRESS")
-    parser.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray)")
+    add_ray_options(parser, "batches")
     args = parser.parse_args()
     if args.ray:
         connect(args.ray, num_cpus=args.workers)

@@ -32,7 +32,7 @@ import torch
 
 from consensus.core.ensemble import Ensemble
 from consensus.core.weighting import DevSet, fit_weights
-from consensus.distributed.sharded import connect, sharded
+from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, is_correct
@@ -103,9 +103,7 @@ def main() -> None:
     ap.add_argument("--dev", type=int, default=0, help="development problems to fit the ensemble's weights on (0: none)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--results", default="benchmarks/results")
-    ap.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                    help="spread the problems over Ray workers: a local cluster, or the cluster at ADDRESS")
-    ap.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray)")
+    add_ray_options(ap, "problems")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -25,6 +25,7 @@ import torch
 
 from consensus import Ensemble, Scorer
 from consensus.distributed.ray_scorers import remote
+from consensus.distributed.sharded import connect
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,8 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cores = os.cpu_count()
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent)}})
+    connect(num_cpus=cores)  # Busy, defined here, reaches the actors by value (cloudpickle)
     names = ("a", "b", "c")
     ensembles = {"in-process": Ensemble([Busy(n) for n in names]),
                  "Ray actors": Ensemble([remote(Busy, n, num_cpus=cores / 3) for n in names])}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from consensus.distributed.sharded import connect, sharded
+from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import read_results, run_resumable
 from consensus.tasks.robot.experiment import episode_solver
 from consensus.tasks.robot.report import METHODS, markdown, summarize
@@ -39,9 +39,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--report", action="store_true", help="only rewrite the summary from the finished episodes")
-    ap.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                    help="spread the episodes over Ray workers: a local cluster, or the cluster at ADDRESS")
-    ap.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray)")
+    add_ray_options(ap, "episodes")
     args = ap.parse_args()
     torch.set_num_threads(1)  # small shared machines
     out = Path(args.out)

@@ -22,7 +22,7 @@ from pathlib import Path
 import ray
 import torch
 
-from consensus.distributed.sharded import sharded
+from consensus.distributed.sharded import connect, sharded
 from consensus.eval.harness import read_results, run_resumable
 from consensus.tasks.robot.experiment import episode_solver
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cores = os.cpu_count()
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    connect(num_cpus=cores)
     episodes = [("view:front", seed) for seed in range(args.episodes)]
     key = lambda e: f"{e[0]}/{e[1]}"  # noqa: E731
     make = functools.partial(episode_solver, 12, 3)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from consensus.distributed.sharded import connect, sharded
+from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.tasks.vqa.answers import is_correct
 from consensus.tasks.vqa.cli import VQA_DEFAULTS, load_lm
@@ -80,9 +80,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--results", default="benchmarks/results")
-    ap.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                    help="spread the questions over Ray workers: a local cluster, or the cluster at ADDRESS")
-    ap.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray)")
+    add_ray_options(ap, "questions")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -122,18 +122,15 @@ def drop_items(path: str | Path, items: set[Any]) -> None:
     path = Path(path)
     if not path.exists():
         return
+    gone = {_TORN, *items}
     kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if line.strip() and _item_of(line) not in items and _is_complete(line)]
+            if line.endswith("\n") and _item_of(line) not in gone]
     fresh = path.with_name(path.name + ".tmp")
     fresh.write_text("".join(kept), encoding="utf-8")
     os.replace(fresh, path)
 
 
-def _is_complete(line: str) -> bool:
-    return line.endswith("\n") and _item_of(line) is not _TORN
-
-
-_TORN = object()
+_TORN = object()  # the item of a line that is not JSON (a torn or corrupt line, which goes too)
 
 
 def _item_of(line: str) -> Any:

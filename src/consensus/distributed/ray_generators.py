@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from consensus.distributed.ray_scorers import _import_ray
+from consensus.distributed.ray_scorers import _import_ray, task_error
 from consensus.generators.text.protocol import Completion
 
 
@@ -49,8 +49,7 @@ class RemoteTextGenerator:
         try:
             return ray.get(call)
         except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)
-            raise (cause if isinstance(cause, Exception) else err.as_instanceof_cause()) from None
+            raise task_error(err) from None
 
     def sample(self, prompts: Sequence[str], n: int = 1, *, generator: torch.Generator | None = None,
                **options: Any) -> list[list[Completion]]:

@@ -30,6 +30,12 @@ def _import_ray():
     return ray
 
 
+def task_error(err: Exception) -> Exception:
+    """The exception a Ray task raised, as it raised it (Ray wraps it in a RayTaskError)."""
+    cause = getattr(err, "cause", None)
+    return cause if isinstance(cause, Exception) else err.as_instanceof_cause()
+
+
 class _ScorerActor:
     """The actor's body: builds the scorer once, then scores on request."""
 
@@ -73,8 +79,7 @@ class RemoteScorer(Scorer):
         except ray.exceptions.GetTimeoutError as err:
             raise TimeoutError(f"{self.name} did not answer within {timeout} s") from err
         except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)  # the exception the scorer raised, as raised
-            raise (cause if isinstance(cause, Exception) else err.as_instanceof_cause()) from None
+            raise task_error(err) from None
 
     def energy(self, candidates: Sequence[Any], condition: Any) -> torch.Tensor:
         return self.collect(self.submit(candidates, condition))

@@ -14,11 +14,12 @@ records equal a one-process run's, whatever worker solved them and in whatever o
 
 from __future__ import annotations
 
+import argparse
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from consensus.distributed.ray_scorers import _import_ray
+from consensus.distributed.ray_scorers import _import_ray, task_error
 
 T = TypeVar("T")
 MAX_RESTARTS = 10  # lost workers replaced in one run before it gives up (a crash loop is a bug, not bad luck)
@@ -30,6 +31,13 @@ class _Worker:
 
     def solve_batch(self, batch: list[Any]) -> list[dict[str, Any]]:
         return list(self.solve(batch))
+
+
+def add_ray_options(parser: argparse.ArgumentParser, items: str = "items") -> None:
+    """``--ray [ADDRESS]`` and ``--workers N``: the options of every command that can shard its evaluation."""
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help=f"spread the {items} over Ray workers: a local cluster, or the cluster at ADDRESS")
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray), each loading the models once")
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -82,8 +90,7 @@ def sharded(make_solve: Callable[[], Callable[[list[T]], Iterable[dict[str, Any]
                 pool[slot] = actor.remote(make_solve)  # a fresh worker; the batch goes back to the pool
                 queue.appendleft(batch)
             except ray.exceptions.RayTaskError as err:
-                cause = getattr(err, "cause", None)  # the task's own error, as raised
-                raise (cause if isinstance(cause, Exception) else err.as_instanceof_cause()) from None
+                raise task_error(err) from None
             else:
                 yield from zip(batch, records, strict=True)
             if queue:

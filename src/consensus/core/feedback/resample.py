@@ -52,19 +52,19 @@ class Resample(Feedback):
                 groups.setdefault(condition[i], []).append(place)
             survivors = list(alive)
             for places in groups.values():
-                drawn = self._draw(total[places], len(places), context)
+                drawn, _ = self._draw(total[places], len(places), context)
                 for place, pick in zip(places, drawn):
                     survivors[place] = alive[places[pick]]
             proposals.survivors = survivors
             return {"resampled": True, "kept": survivors, "groups": len(groups)}
-        drawn = self._draw(total, self.k or len(alive), context)
+        drawn, probs = self._draw(total, self.k or len(alive), context)
         proposals.survivors = [alive[i] for i in drawn]
-        probs = torch.softmax(-total.double() / self.temperature, dim=0)
-        return {"resampled": True, "kept": proposals.survivors, "effective_sample_size": float(1 / (probs * probs).sum())}
+        return {"resampled": True, "kept": proposals.survivors,
+                "effective_sample_size": float(1 / (probs * probs).sum())}
 
-    def _draw(self, energies: torch.Tensor, k: int, context: Context) -> list[int]:
-        """``k`` indices into ``energies``, with replacement, by p ∝ exp(−E/τ) (a dropped +inf never)."""
-        probs = torch.softmax(-energies.double() / self.temperature, dim=0)
+    def _draw(self, energies: torch.Tensor, k: int, context: Context) -> tuple[list[int], torch.Tensor]:
+        """``k`` indices into ``energies``, with replacement, by p ∝ exp(−E/τ) (a dropped +inf never), and p."""
         if not torch.isfinite(energies).any():
             raise ValueError("a condition's candidates all have non-finite energy; nothing to resample from")
-        return torch.multinomial(probs, k, replacement=True, generator=context.generator).tolist()
+        probs = torch.softmax(-energies.double() / self.temperature, dim=0)
+        return torch.multinomial(probs, k, replacement=True, generator=context.generator).tolist(), probs

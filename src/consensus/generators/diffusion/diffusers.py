@@ -132,7 +132,7 @@ class DiffusionGenerator:
         if feedback is None:
             feedback = [Guidance(guidance_scale, schedule, balance)] if ensemble is not None else []
         steps = DenoisingSteps(self, num_images, num_inference_steps, eta, decode_candidates=ensemble is not None,
-                               recurrence=recurrence)
+                               gradient=any(form.needs_gradient for form in feedback), recurrence=recurrence)
         step_seconds: list[float] = []
         clock = [time.perf_counter()]
 

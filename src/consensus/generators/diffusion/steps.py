@@ -95,16 +95,17 @@ class DenoisingSteps:
 
     ``eta`` is passed to schedulers whose ``step`` takes it (DDIM: 0 deterministic, 1 DDPM-like).
     ``decode_candidates``: decode x̂0 for the scorers at every step (off for the generator alone,
-    where nothing reads them and a VAE decode would be wasted). ``recurrence``: how many times each
+    where nothing reads them and a VAE decode would be wasted); ``gradient``: decode them with autograd on,
+    for a form that differentiates the energies (``Guidance``), and only then. ``recurrence``: how many times each
     step is taken again from a re-noised sample (the module docstring); each is one engine iteration.
     """
 
     def __init__(self, denoiser: Denoiser, num_images: int, num_inference_steps: int, eta: float | None = None,
-                 decode_candidates: bool = True, recurrence: int = 0):
+                 decode_candidates: bool = True, gradient: bool = True, recurrence: int = 0):
         if num_images < 1 or num_inference_steps < 1 or recurrence < 0:
             raise ValueError(f"need num_images >= 1, num_inference_steps >= 1 and recurrence >= 0, got {num_images}, "
                              f"{num_inference_steps}, {recurrence}")
-        self.recurrence = recurrence
+        self.recurrence, self.gradient = recurrence, gradient
         self.denoiser, self.num_images, self.decode_candidates = denoiser, num_images, decode_candidates
         self.scheduler = denoiser.scheduler
         self.scheduler.set_timesteps(num_inference_steps)
@@ -146,9 +147,9 @@ class DenoisingSteps:
         alpha_bar = self.scheduler.alphas_cumprod[timestep].to(x_t.dtype)
         kind = self.denoiser.prediction_type
         eps = prediction_to_eps(prediction, x_t, alpha_bar, kind)
-        x0 = eps_to_x0(x_t, eps, alpha_bar).detach().requires_grad_(self.decode_candidates)
+        x0 = eps_to_x0(x_t, eps, alpha_bar).detach().requires_grad_(self.decode_candidates and self.gradient)
         if self.decode_candidates:
-            with torch.enable_grad():
+            with torch.set_grad_enabled(self.gradient):
                 candidates = self.denoiser.decode(x0)
         else:
             candidates = x0

@@ -15,6 +15,7 @@ from consensus.core.budget import Budget
 from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
 from consensus.core.trace import TraceWriter, drop_items
+from consensus.distributed.sharded import add_ray_options
 from consensus.eval.metrics import accuracy, majority
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
@@ -48,9 +49,7 @@ def add_parser(subparsers) -> None:
                                                           "4 for the few-shot families)")
     p.add_argument("--out", default="runs/math.jsonl", help="results, one JSON line per problem (resumable)")
     p.add_argument("--trace", default=None, help="also write the consensus trace here (JSON lines)")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="spread the problems over Ray workers: a local cluster, or the cluster at ADDRESS")
-    p.add_argument("--workers", type=int, default=2, help="Ray workers (with --ray), each loading the models once")
+    add_ray_options(p, "problems")
     add_scorer_option(p)
 
 
