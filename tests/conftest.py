@@ -59,3 +59,18 @@ def ray_cluster():
              runtime_env={"env_vars": {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_math_model(tiny_tokenizer, tmp_path_factory):
+    """A folder holding a tiny random GPT-2 whose 64-token context ends every continuation after about 24 tokens:
+    the math command line runs end to end on it in seconds (``--model <folder> --shots 1``)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path_factory.mktemp("tiny-math-lm")
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64, vocab_size=len(tiny_tokenizer),
+                        eos_token_id=tiny_tokenizer.eos_token_id, pad_token_id=tiny_tokenizer.pad_token_id)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder

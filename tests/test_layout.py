@@ -15,7 +15,8 @@ ALLOWED = {
     "zoo": {"core", "generators"},
     "scorers": {"core", "zoo", "generators"},
     "distributed": {"core", "generators"},
-    "tasks": {"core", "zoo", "eval", "generators", "scorers", "cli", "distributed"},
+    "report": {"core", "cli"},
+    "tasks": {"core", "zoo", "eval", "generators", "scorers", "cli", "distributed", "report"},
 }
 
 

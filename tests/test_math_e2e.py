@@ -41,8 +41,9 @@ def test_step_level_consensus_builds_a_solution_line_by_line(gemma):
 
 
 def test_cli_evaluates_resumes_takes_a_users_scorer_and_writes_the_trace(tmp_path, capsys):
-    out, trace = tmp_path / "math.jsonl", tmp_path / "trace.jsonl"
-    args = ["math", "--source", "chain_sum", "--size", "2", "--method", "solution", "--n", "2", "--out", str(out),
+    folder, trace = tmp_path / "math", tmp_path / "trace.jsonl"
+    out = folder / "results.jsonl"
+    args = ["math", "--source", "chain_sum", "--size", "2", "--method", "solution", "--n", "2", "--out", str(folder),
             "--trace", str(trace), "--scorer", "tests.fixtures.my_scorer:LengthScorer:0.5"]
     main(args)
     first = out.read_text().splitlines()
@@ -68,5 +69,19 @@ def test_cli_evaluates_resumes_takes_a_users_scorer_and_writes_the_trace(tmp_pat
 ])
 def test_cli_refuses_a_bad_scorer_with_a_clear_error(tmp_path, capsys, spec, message):
     with pytest.raises(SystemExit) as exit_info:
-        main(["math", "--source", "chain_sum", "--size", "1", "--out", str(tmp_path / "m.jsonl"), "--scorer", spec])
+        main(["math", "--source", "chain_sum", "--size", "1", "--out", str(tmp_path / "m"), "--scorer", spec])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_default_run_folder_resumes_its_own_settings_and_never_mixes_others(tiny_math_model, tmp_path, monkeypatch,
+                                                                              capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["math", "--source", "chain_sum", "--size", "2", "--model", str(tiny_math_model), "--shots", "1"]
+    main([*argv, "--method", "greedy"])
+    main([*argv, "--method", "self-consistency", "--n", "2"])
+    main([*argv, "--method", "greedy", "--size", "3"])  # resumes the first run's folder, one more problem
+    assert [len((tmp_path / f).joinpath("results.jsonl").read_text().splitlines()) for f in ("runs/math",
+                                                                                              "runs/math-2")] == [3, 2]
+    manifest = json.loads((tmp_path / "runs/math/run.json").read_text())
+    assert manifest["command"].endswith("--method greedy --size 3") and manifest["summary"]["accuracy (flexible)"]
+    assert "report: consensus report runs/math\n" in capsys.readouterr().out

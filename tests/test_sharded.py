@@ -14,25 +14,13 @@ def _without_seconds(path):
     return {r["id"]: {k: v for k, v in r.items() if k != "seconds"} for r in read_results(path)}
 
 
-def _tiny_math_model(folder, tokenizer):
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64, vocab_size=len(tokenizer),
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def test_a_sharded_math_run_equals_the_one_process_run(ray_cluster, tiny_tokenizer, tmp_path):
-    model = _tiny_math_model(tmp_path / "lm", tiny_tokenizer)
+def test_a_sharded_math_run_equals_the_one_process_run(ray_cluster, tiny_math_model, tmp_path):
     argv = ["math", "--source", "chain_sum", "--size", "6", "--method", "self-consistency", "--n", "2", "--model",
-            str(model), "--shots", "1"]
-    main([*argv, "--out", str(tmp_path / "one.jsonl")])
-    main([*argv, "--out", str(tmp_path / "sharded.jsonl"), "--ray", "--workers", "2"])
-    assert _without_seconds(tmp_path / "sharded.jsonl") == _without_seconds(tmp_path / "one.jsonl")
+            str(tiny_math_model), "--shots", "1"]
+    main([*argv, "--out", str(tmp_path / "one")])
+    main([*argv, "--out", str(tmp_path / "sharded"), "--ray", "--workers", "2"])
+    one, sharded_run = tmp_path / "one" / "results.jsonl", tmp_path / "sharded" / "results.jsonl"
+    assert _without_seconds(sharded_run) == _without_seconds(one)
 
 
 def test_a_sharded_robot_run_equals_the_one_process_run(ray_cluster, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ EXPERIMENTS = {
     "robot": ("consensus.tasks.robot.cli", "robot"),
     "image": ("consensus.tasks.image.cli", "image"),
     "vqa": ("consensus.tasks.vqa.cli", "vqa"),
+    "report": ("consensus.report.cli", "report"),
 }
 
 
@@ -62,6 +64,12 @@ def with_user_scorers(ensemble: Ensemble | None, user: list[tuple[Scorer, float]
     return ensemble.extended([s for s, _ in user], [w for _, w in user])
 
 
+def flags_of(args: argparse.Namespace) -> dict:
+    """A run's flags as given, for its ``run.json``: every option but the dispatch entries and where output goes."""
+    skip = {"command", "command_line", "handler", "func", "out", "trace", "debug", "verbose"}
+    return {name: value for name, value in vars(args).items() if name not in skip}
+
+
 def fresh_run_dir(path: Path, flag: str = "--out") -> Path:
     """The folder a run writes to: ``path`` when it is new or empty, else the first free ``path-2``,
     ``path-3``, ..., so a new run never mixes its files with an earlier run's."""
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         module.add_parser(subparsers)
         subparsers.choices[command].set_defaults(handler=module.run)
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["consensus", *(sys.argv[1:] if argv is None else argv)])
     if not args.verbose:
         quiet_libraries()
     try:

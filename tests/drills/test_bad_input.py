@@ -17,7 +17,7 @@ def _fails(argv, capsys) -> str:
 
 
 def test_math_input_bounds(tmp_path, capsys):
-    out = str(tmp_path / "m.jsonl")
+    out = str(tmp_path / "m")
     assert "--size must be between 0" in _fails(["math", "--source", "chain_sum", "--size", "-1", "--out", out], capsys)
     assert "--size must be between 0" in _fails(["math", "--size", "1000000000", "--out", out], capsys)
     assert "generated: give a size >= 1" in _fails(["math", "--source", "chain_sum", "--size", "0", "--out", out],
@@ -30,13 +30,14 @@ def test_math_input_bounds(tmp_path, capsys):
 def test_a_gsm8k_line_with_a_non_numeric_answer_is_named(tmp_path, capsys):
     data = tmp_path / "test.jsonl"
     data.write_text(json.dumps({"question": "Which colour?", "answer": "It is blue.\n#### blue"}) + "\n")
-    err = _fails(["math", "--source", str(data), "--size", "0", "--out", str(tmp_path / "m.jsonl")], capsys)
+    err = _fails(["math", "--source", str(data), "--size", "0", "--out", str(tmp_path / "m")], capsys)
     assert f"{data}:1" in err and "'blue' is not a number" in err
 
 
 def test_a_results_file_of_other_settings_is_refused_before_any_model_loads(tmp_path, capsys):
-    out = tmp_path / "m.jsonl"
-    out.write_text(json.dumps({"id": "chain_sum-2x1-0-0", "text": "1 + 1 = 2\n#### 2", "settings": {
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "results.jsonl").write_text(json.dumps({"id": "chain_sum-2x1-0-0", "text": "1 + 1 = 2\n#### 2", "settings": {
         "task": "math", "method": "solution"}}) + "\n")
     err = _fails(["math", "--source", "chain_sum", "--size", "2", "--method", "greedy", "--out", str(out)], capsys)
     assert "holds results made with other settings" in err and "method" in err and "--out" in err

@@ -40,29 +40,22 @@ def test_a_resumed_trace_drops_only_the_lines_of_unfinished_items(tmp_path):
         ("another run's item", 0), ("p-0", 0), ("p-0", 1), ("p-0", 2)]
 
 
-def test_a_math_run_killed_ten_times_equals_an_uninterrupted_one(tmp_path, tiny_tokenizer):
-    """The real command line (self-consistency: sampled, so per-item seeding matters) on a tiny random LM whose
-    64-token context ends every continuation after about 24 tokens, so 30 items take seconds."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64, vocab_size=len(tiny_tokenizer),
-                        eos_token_id=tiny_tokenizer.eos_token_id, pad_token_id=tiny_tokenizer.pad_token_id)
-    model = tmp_path / "tiny-lm"
-    GPT2LMHeadModel(config).save_pretrained(model)
-    tiny_tokenizer.save_pretrained(model)
+def test_a_math_run_killed_ten_times_equals_an_uninterrupted_one(tmp_path, tiny_math_model):
+    """The real command line (self-consistency: sampled, so per-item seeding matters) on a tiny random LM, so
+    30 items take seconds."""
+    model = tiny_math_model
     command = [sys.executable, "-m", "consensus.cli", "math", "--source", "chain_sum", "--size", "30", "--method",
                "self-consistency", "--n", "2", "--model", str(model), "--shots", "1"]
     env = {**__import__("os").environ, "TQDM_DISABLE": "1"}
-    reference = tmp_path / "uninterrupted.jsonl"
+    reference = tmp_path / "uninterrupted"
     done = subprocess.run([*command, "--out", str(reference)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    out = tmp_path / "killed.jsonl"
+    folder = tmp_path / "killed"
+    out = folder / "results.jsonl"
     rng = random.Random(3)
     for kill in range(10):
         before = len(read_results(out))
-        proc = subprocess.Popen([*command, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([*command, "--out", str(folder)], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         wanted = before + rng.randint(1, 3)  # kill after a few more items: mid-run, at a random item
         while len(read_results(out)) < wanted and proc.poll() is None:
@@ -73,10 +66,11 @@ def test_a_math_run_killed_ten_times_equals_an_uninterrupted_one(tmp_path, tiny_
             lines = out.read_text().splitlines(keepends=True)
             lines[len(lines) // 2] = '{"id": "chain_sum-2x1-0-3", "text": garbage\n'
             out.write_text("".join(lines))
-    done = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True)
+    done = subprocess.run([*command, "--out", str(folder)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731 - timings differ, nothing else
     by_id = lambda path: {r["id"]: strip(r) for r in read_results(path)}  # noqa: E731
-    assert by_id(out) == by_id(reference) and len(out.read_text().splitlines()) == 30  # item for item, once each
-    rejected = [json.loads(line) for line in (tmp_path / "killed.jsonl.rejected").read_text().splitlines()]
+    assert by_id(out) == by_id(reference / "results.jsonl")
+    assert len(out.read_text().splitlines()) == 30  # item for item, once each
+    rejected = [json.loads(line) for line in (folder / "results.jsonl.rejected").read_text().splitlines()]
     assert any("garbage" in entry["text"] for entry in rejected)

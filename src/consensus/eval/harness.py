@@ -60,7 +60,7 @@ def check_settings(path: str | Path, settings: dict[str, Any]) -> None:
     if other is not False:
         changed = sorted(k for k in {*(other or {}), *settings} if (other or {}).get(k) != settings.get(k))
         raise ValueError(f"{path} holds results made with other settings (differing: {', '.join(changed)}); "
-                         "write to another file (--out), or delete it to start over")
+                         "give another --out, or delete it to start over")
 
 
 def _set_aside(path: Path, records: list[dict[str, Any]], rejected: list[dict[str, Any]]) -> None:

@@ -3,22 +3,27 @@
     consensus image --class Sneaker --num-images 16 --out runs/sneakers
     consensus image --prompt "a photo of an ankle boot" --scorers cnn resnet
 
-Writes ``grid.png`` (the samples) and ``trace.jsonl`` (every scorer's energy per denoising step) to ``--out``,
-or to ``<out>-2``, ``<out>-3``, ... when it already holds a run.
+Writes a run folder, ``--out`` (or ``<out>-2``, ``<out>-3``, ... when it already holds a run): ``grid.png`` (the
+samples), ``trajectory.png`` (the first sample's predicted clean image x̂0 at every step), ``xhat0/`` (every
+sample's x̂0 per step, small), ``trace.jsonl`` (every scorer's energy per denoising step) and ``run.json``;
+``consensus report <folder>`` makes its HTML report.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import time
 from pathlib import Path
 
 import torch
 
-from consensus.cli import HelpFormatter, add_scorer_option, fresh_run_dir, user_scorers
+from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, user_scorers
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback.guidance import SCHEDULES
 from consensus.core.trace import TraceWriter
+from consensus.report.manifest import report_hint, write_manifest
 from consensus.scorers.image.classifier import ClassIndex
 from consensus.tasks.image.experiment import (
     DEFAULT_SCALE,
@@ -74,19 +79,43 @@ def run(args: argparse.Namespace) -> int:
     out = fresh_run_dir(args.out)
     trace_path = args.trace or out / "trace.jsonl"
     trace_path.unlink(missing_ok=True)
+    manifest = functools.partial(
+        write_manifest, out, command=getattr(args, "command_line", ""), task="image", title=f"image: {args.num_images} images of {class_name}",
+        settings={**flags_of(args), "class": class_name}, trace=os.path.relpath(trace_path, out),
+        images=[{"path": "grid.png", "caption": f"{args.num_images} samples of {class_name}"},
+                {"path": "trajectory.png", "caption": "the first sample's x̂0 at each denoising step, left to right"}],
+        candidate_images="xhat0/{iteration:02d}-{candidate:02d}.png",
+    )  # fmt: skip
+    manifest()
+    trajectory: list[torch.Tensor] = []
+
+    def keep_xhat0(info: dict) -> None:
+        """Save the predicted clean images of this step (the report's thumbnails) and the first one's trajectory."""
+        images = info["proposals"].candidates
+        with torch.no_grad():
+            images = images.detach() if ensemble is not None else generator.decode(images)  # alone: model-space x̂0
+        trajectory.append(images[0])
+        for i, image in enumerate(images[:THUMBNAILS]):
+            save_grid(image[None], out / "xhat0" / f"{info['iteration']:02d}-{i:02d}.png", columns=1, pad=0)
+
     start = time.perf_counter()
     with TraceWriter(trace_path) as trace:
         result = generator.generate(
             args.num_images, ensemble, class_name, num_inference_steps=args.steps, guidance_scale=args.scale,
             schedule=args.schedule, eta=args.eta, seed=args.seed, trace=trace, item=class_name,
-            recurrence=args.recurrence,
+            recurrence=args.recurrence, callback=keep_xhat0,
         )  # fmt: skip
     grid = save_grid(result.images, out / "grid.png", columns=min(8, args.num_images))
-    summary = f"{args.num_images} images of {class_name!r} in {time.perf_counter() - start:.1f}s"
+    save_grid(torch.stack(trajectory), out / "trajectory.png", columns=len(trajectory))
+    summary = {"images": args.num_images, "class": class_name, "seconds": round(time.perf_counter() - start, 1)}
     if ensemble is not None:
         with torch.no_grad():
             final = ensemble(result.images, class_name)
-        mean = ", ".join(f"{k} {v.mean():.3f}" for k, v in final.per_scorer.items())
-        summary += f"; final mean energy per scorer: {mean}"
-    print(f"{summary}\nwrote {grid} and {trace_path}")
+        summary.update({f"final mean energy, {k}": round(float(v.mean()), 4) for k, v in final.per_scorer.items()})
+    manifest(summary=summary)
+    print("; ".join(f"{k} {v}" for k, v in summary.items()))
+    print(f"wrote {grid}, {out / 'trajectory.png'} and {trace_path}\n{report_hint(out)}")
     return 0
+
+
+THUMBNAILS = 16  # samples whose x̂0 is saved at every step for the report

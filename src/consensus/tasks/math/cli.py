@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from consensus.core.trace import TraceWriter, drop_items
 from consensus.distributed.sharded import add_ray_options
 from consensus.eval.metrics import accuracy, majority
 from consensus.generators.text.steps import Sampling
+from consensus.report.manifest import report_hint, write_manifest
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
 from consensus.tasks.math.data import FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
 from consensus.tasks.math.prompt import STOP, format_prompt
@@ -47,8 +49,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--adapter", default=None, help="a PEFT adapter directory for --model")
     p.add_argument("--shots", type=int, default=None, help="few-shot exemplars (default: 0 with the GSM adapter, "
                                                           "4 for the few-shot families)")
-    p.add_argument("--out", default="runs/math.jsonl", help="results, one JSON line per problem (resumable)")
-    p.add_argument("--trace", default=None, help="also write the consensus trace here (JSON lines)")
+    p.add_argument("--out", default=None, help="the run folder: results.jsonl (one JSON line per problem; a run "
+                                               "started again resumes it), trace.jsonl and run.json (default: the "
+                                               "first of runs/math, runs/math-2, ... that is empty or holds a run of "
+                                               "these settings)")
+    p.add_argument("--trace", default=None, help="the consensus trace (JSON lines; default: trace.jsonl in --out)")
     add_ray_options(p, "problems")
     add_scorer_option(p)
 
@@ -58,6 +63,28 @@ def run_settings(args: argparse.Namespace) -> dict:
     names = ("source", "seed", "method", "n", "beam", "normalization", "nonfinite", "model", "adapter", "shots",
              "scorer")
     return {"task": "math", "version": consensus.__version__, **{name: getattr(args, name) for name in names}}
+
+
+def run_folder(out: str | None, settings: dict) -> Path:
+    """The run's folder: ``--out`` when given, refused if it holds results of other settings; by default the first
+    of runs/math, runs/math-2, ... that is empty or holds a run of these settings (which then resumes)."""
+    from consensus.eval.harness import check_settings
+
+    if out is not None:
+        folder = Path(out)
+        if folder.suffix == ".jsonl" or folder.is_file():
+            raise ValueError(f"--out {folder} names a file; --out is the run's folder (it holds results.jsonl, "
+                             f"trace.jsonl and run.json), e.g. --out runs/math")
+        check_settings(folder / "results.jsonl", settings)
+        return folder
+    k = 1
+    while True:
+        folder = Path("runs/math" if k == 1 else f"runs/math-{k}")
+        try:
+            check_settings(folder / "results.jsonl", settings)
+            return folder
+        except ValueError:
+            k += 1
 
 
 def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
@@ -115,7 +142,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
 
 
 def run(args: argparse.Namespace) -> None:
-    from consensus.eval.harness import check_settings, read_results, run_resumable
+    from consensus.eval.harness import read_results, run_resumable
 
     user = user_scorers(args.scorer)
     if user and args.method in ("greedy", "self-consistency"):
@@ -125,12 +152,20 @@ def run(args: argparse.Namespace) -> None:
     if args.ray and args.trace:
         raise ValueError("--trace is written by one-process runs only; drop --ray or --trace")
     settings = run_settings(args)
-    check_settings(args.out, settings)  # before any model loads
+    folder = run_folder(args.out, settings)  # before any model loads
+    results_path = folder / "results.jsonl"
     problems = load_problems(args.source, args.size, args.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    trace_path = None if args.ray else Path(args.trace) if args.trace else folder / "trace.jsonl"
+    manifest = functools.partial(write_manifest, folder, command=getattr(args, "command_line", ""), task="math", settings=settings, results="results.jsonl",
+                                 trace=None if trace_path is None else os.path.relpath(trace_path, folder),
+                                 title=f"math: {args.method} on {args.size} {args.source} problems",
+                                 columns=["gold", "flexible", "correct"])
+    manifest()
     trace = None
-    if args.trace:  # the partial lines of an item a killed run left behind go; its rerun writes them again
-        drop_items(args.trace, {p.id for p in problems} - {r["id"] for r in read_results(args.out)})
-        trace = TraceWriter(args.trace)
+    if trace_path is not None:  # the partial lines of an item a killed run left behind go; its rerun writes them again
+        drop_items(trace_path, {p.id for p in problems} - {r["id"] for r in read_results(results_path)})
+        trace = TraceWriter(trace_path)
     if args.ray:
         from consensus.distributed.sharded import connect, sharded
 
@@ -140,15 +175,19 @@ def run(args: argparse.Namespace) -> None:
         solve = make_solve(args, trace)
         executor, generator = None, solve.generator
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    records = run_resumable(problems, lambda p: p.id, solve, args.out, correct=lambda r: r["correct"],
+    records = run_resumable(problems, lambda p: p.id, solve, results_path, correct=lambda r: r["correct"],
                             description=f"math/{args.method}", settings=settings, executor=executor)
     if trace is not None:
         trace.close()
-    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {generator or 'default'}")
-    print(f"  accuracy (strict):   {accuracy([r['correct_strict'] for r in records])}")
-    print(f"  accuracy (flexible): {accuracy([r['correct'] for r in records])}")
+    summary = {"accuracy (strict)": str(accuracy([r["correct_strict"] for r in records])),
+               "accuracy (flexible)": str(accuracy([r["correct"] for r in records]))}
     if "samples" in records[0]:
-        print(f"  pass@{args.n}: {accuracy([any(is_correct(extract_flexible(s), r['gold']) for s in r['samples']) for r in records])}")
-    print(f"  generator tokens per problem: {sum(r['tokens'] for r in records) / len(records):.0f}")
-    print(f"  results: {args.out}")
+        summary[f"pass@{args.n}"] = str(accuracy([any(is_correct(extract_flexible(s), r["gold"]) for s in r["samples"])
+                                                  for r in records]))
+    summary["generator tokens per problem"] = f"{sum(r['tokens'] for r in records) / len(records):.0f}"
+    manifest(summary=summary)
+    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {generator or 'default'}")
+    width = max(map(len, summary)) + 1
+    for label, value in summary.items():
+        print(f"  {label + ':':{width}} {value}")
+    print(f"  results: {results_path}\n{report_hint(folder)}")

@@ -1,19 +1,23 @@
 """``consensus robot --goal "red bowl on top of blue mug"``: run one headless episode.
 
 Saves every camera view of every step as PNG, an animated GIF of the whole episode (arm motions
-included) and the consensus trace, then prints whether the goal was reached. Exit status 0 when it
+included), the consensus trace and ``run.json`` in a run folder (``consensus report <folder>`` makes its
+HTML report), then prints whether the goal was reached. Exit status 0 when it
 was, 1 when the step budget ran out, 2 for a goal or view it does not know, 3 when a model failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import random
 import sys
 import time
 from pathlib import Path
 
-from consensus.cli import HelpFormatter, add_scorer_option, fresh_run_dir, user_scorers, with_user_scorers
+from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, user_scorers, with_user_scorers
+from consensus.report.manifest import report_hint, write_manifest
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS
 
 DISPLAY_SIZE = 160  # saved images are re-rendered larger than the 64 px the scorers read
@@ -95,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
 
     trace_path = Path(args.trace) if args.trace else out / "trace.jsonl"
     trace_path.unlink(missing_ok=True)
+    manifest = functools.partial(write_manifest, out, command=getattr(args, "command_line", ""), task="robot", title=f"robot: {goal}", settings=flags_of(args),
+                                 trace=os.path.relpath(trace_path, out))
+    manifest()
     with TraceWriter(trace_path) as trace:
         if args.policy == "random":
             policy = RandomPolicy()
@@ -116,7 +123,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"step {step}: put {action.obj} at ({action.x:.2f}, {action.y:.2f}){energy}")
     frames[0].save(out / "episode.gif", save_all=True, append_images=frames[1:], duration=250, loop=0)
     verdict = "succeeded" if result.success else "failed"
-    print(f"{verdict} after {result.steps} step(s) in {result.seconds:.1f} s; views and episode.gif in {out}")
+    views_per_step = [{"path": f"step_{step:02d}_{name}.png", "caption": f"after step {step}: {name}"}
+                      for step in range(result.steps + 1) for name in cameras
+                      if (out / f"step_{step:02d}_{name}.png").exists()]
+    manifest(images=[{"path": "episode.gif", "caption": "the episode"}, *views_per_step],
+             summary={"goal": str(goal), "result": verdict, "steps": result.steps, "seconds": round(result.seconds, 1),
+                      **{f"step {i}": f"put {a.obj} at ({a.x:.2f}, {a.y:.2f})"
+                         for i, a in enumerate(result.actions, start=1)}})
+    print(f"{verdict} after {result.steps} step(s) in {result.seconds:.1f} s; views and episode.gif in {out}\n"
+          f"{report_hint(out)}")
     return 0 if result.success else 1
 
 

@@ -3,17 +3,24 @@
 The LM (Gemma 3 270M offline, or any causal LM by name) writes the answer; the scorers look at
 the frames and steer it token by token. Prints the answer and each scorer's energy for it.
 ``--video`` takes a video file, a folder of images, an image file, or an easy-VQA id such as
-``easy-vqa/test/12`` (that test image made into a clip, as in the offline benchmark).
+``easy-vqa/test/12`` (that test image made into a clip, as in the offline benchmark). Writes a run folder,
+``--out`` (or ``<out>-2``, ... when it already holds a run): the frames it read, ``trace.jsonl`` (the
+candidate tokens and every scorer's energy, token by token) and ``run.json``; ``consensus report <folder>``
+makes its HTML report.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import time
 from dataclasses import replace
+from pathlib import Path
 
-from consensus.cli import HelpFormatter, add_scorer_option, user_scorers, with_user_scorers
+from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, user_scorers, with_user_scorers
 from consensus.core.trace import TraceWriter
+from consensus.report.manifest import report_hint, write_manifest
 from consensus.generators.text.steering import SteeringConfig
 from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
 
@@ -36,7 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--temperature", type=float, default=VQA_DEFAULTS.temperature, help="τ of softmax(-E/τ)")
     p.add_argument("--steps", type=int, default=VQA_DEFAULTS.steps, help="cache-shift gradient steps per token")
     p.add_argument("--max-new-tokens", type=int, default=VQA_DEFAULTS.max_new_tokens)
-    p.add_argument("--trace", default=None, help="write the consensus trace here (JSON lines, one per token)")
+    p.add_argument("--out", type=Path, default=Path("runs/vqa"), help="output folder")
+    p.add_argument("--trace", default=None, help="the consensus trace (JSON lines, one per token; default: "
+                                                 "trace.jsonl in --out)")
     add_scorer_option(p)
     return p
 
@@ -58,17 +67,26 @@ def run(args: argparse.Namespace) -> int:
     config = replace(VQA_DEFAULTS, feedback=args.feedback, top_k=args.top_k, temperature=args.temperature,
                      steps=args.steps, max_new_tokens=args.max_new_tokens)
     qa = VideoQA(load_lm(args.lm), ensemble, config)
+    out = fresh_run_dir(args.out)
+    trace_path = Path(args.trace) if args.trace else out / "trace.jsonl"
+    trace_path.unlink(missing_ok=True)
+    for i, frame in enumerate(frames):
+        frame.save(out / f"frame_{i:02d}.png")
+    manifest = functools.partial(
+        write_manifest, out, command=getattr(args, "command_line", ""), task="vqa", title=f"video QA: {args.question}", settings=flags_of(args),
+        trace=os.path.relpath(trace_path, out),
+        images=[{"path": f"frame_{i:02d}.png", "caption": f"frame {i + 1}"} for i in range(len(frames))])
+    manifest()
     start = time.perf_counter()
-    if args.trace:
-        with TraceWriter(args.trace) as trace:
-            answer = qa.answer(frames, args.question, trace)
-    else:
-        answer = qa.answer(frames, args.question)
+    with TraceWriter(trace_path) as trace:
+        answer = qa.answer(frames, args.question, trace)
     seconds = time.perf_counter() - start
+    manifest(summary={"question": args.question, "answer": answer.text, "frames": len(frames),
+                      "seconds": round(seconds, 1), **{f"energy, {k}": round(v, 4) for k, v in answer.energies.items()}})
     print(f"question: {args.question}\nframes: {len(frames)} from {args.video}\nanswer: {answer.text}")
     for name, energy in answer.energies.items():
         print(f"  {name}: energy {energy:.4f}")
-    print(f"({args.feedback} feedback, {seconds:.1f} s)")
+    print(f"({args.feedback} feedback, {seconds:.1f} s)\nwrote {out}\n{report_hint(out)}")
     return 0
 
 

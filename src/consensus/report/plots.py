@@ -1,0 +1,98 @@
+"""The report's figures, drawn by matplotlib and inlined: SVG for the summaries (sharp, small for a few
+lines), PNG for the many small per-item figures (cheaper to embed by the hundred)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
+                         "axes.spines.right": False})
+    return plt
+
+
+def _inline(fig, fmt: str) -> str:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, bbox_inches="tight", dpi=80)
+    plt.close(fig)
+    if fmt == "svg":
+        svg = buffer.getvalue().decode("utf-8")
+        return svg[svg.index("<svg"):]
+    return f'<img class="plot" alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def energy_curves(curves: dict[str, Sequence[float | None]], title: str, fmt: str = "svg",
+                  xlabel: str = "iteration") -> str:
+    """One small panel per curve (the total, then each scorer: their scales differ), energy against iteration
+    (or against whatever ``xlabel`` says the curves run over)."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    names = list(curves)
+    columns = min(len(names), 4)
+    rows = math.ceil(len(names) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 1.9 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        values = np.array([np.nan if v is None else v for v in curves[name]], dtype=float)
+        ax.plot(np.arange(len(values)), values, marker="o" if len(values) < 30 else None, markersize=3,
+                color="black" if name == "total" else None)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_xlim(-0.5, max(len(values) - 0.5, 0.5))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    axes[0][0].set_ylabel("energy")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _inline(fig, fmt)
+
+
+def agreement_heatmap(names: Sequence[str], matrix: np.ndarray, title: str) -> str:
+    """The scorers' mean rank correlation, one cell per pair, written in the cells."""
+    plt = _pyplot()
+    size = 1.2 + 0.7 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu")
+    ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if not np.isnan(matrix[i, j]):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(matrix[i, j]) > 0.6 else "black")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="Spearman ρ")
+    ax.set_title(title, fontsize=9)
+    return _inline(fig, "svg")
+
+
+def forest(labels: Sequence[str], values: Sequence[float], lows: Sequence[float | None],
+           highs: Sequence[float | None], xlabel: str, zero: float | None = None) -> str:
+    """A forest plot: each row's estimate with its interval, the first row at the top; ``zero`` draws the
+    line of no difference."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(labels)))
+    y = np.arange(len(labels))[::-1]
+    values_ = np.array(values, dtype=float)
+    low = np.array([v if lo is None else lo for v, lo in zip(values_, lows)], dtype=float)
+    high = np.array([v if hi is None else hi for v, hi in zip(values_, highs)], dtype=float)
+    ax.errorbar(values_, y, xerr=[values_ - low, high - values_], fmt="o", color="black", ecolor="gray",
+                capsize=3, markersize=4)
+    if zero is not None:
+        ax.axvline(zero, color="firebrick", linewidth=0.8, linestyle="--")
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    return _inline(fig, "svg")
