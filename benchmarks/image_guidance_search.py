@@ -85,7 +85,7 @@ def main() -> None:
         rows[name] = {**evaluator.evaluate(images, labels), "setting": setting, "seconds_per_sample": per_sample,
                       "fid_per_class": per_class}
         by_class = torch.cat([images[labels == c][:10] for c in range(10)])  # one class per row
-        save_grid(by_class, RESULTS / "image-search" / f"{number}.png", columns=10, row_labels=FASHION_CLASSES)
+        save_grid(by_class, RESULTS / "image-guidance-search" / f"{number}.png", columns=10, row_labels=FASHION_CLASSES)
         correct[name] = (evaluator.probabilities(images).argmax(1) == labels).tolist()
         print(name, setting, f"acc {rows[name]['accuracy']:.3f} fid {rows[name]['fid']:.1f}", flush=True)
     alone = rows["generator alone"]["seconds_per_sample"]
@@ -112,7 +112,7 @@ def main() -> None:
     lines += [f"| {name} | " + " | ".join(f"{r['fid_per_class'][c]:.0f}" for c in FASHION_CLASSES) + " |"
               for name, r in rows.items()]
     lines += ["", "Grids, one class per row (the first 10 samples of each): " +
-              ", ".join(f"`image-search/{i}.png` {name}" for i, name in enumerate(rows)) + ".",
+              ", ".join(f"`image-guidance-search/{i}.png` {name}" for i, name in enumerate(rows)) + ".",
               "", "## Every setting tried (validation)", "", "| family | setting | accuracy | FID |", "| --- | --- | --- | --- |"]
     for family, trials in tried.items():
         lines += [f"| {family} | {', '.join(f'{k} {v}' for k, v in t['setting'].items())} | {t['accuracy']:.3f} | "

@@ -125,7 +125,7 @@ def benchmark_page(path: Path) -> tuple[str, list[str]]:
         parts.append("<h2>Results</h2>" + _nested(data))
     else:
         parts.append(_methods_section(bench))
-    parts.append(_grids(path))
+    parts.append(_grids(path, [m.name for m in bench.methods] if bench else []))
     records_path = records_beside(path)
     blocks, templates = [], []
     if records_path is not None:
@@ -167,11 +167,13 @@ def _methods_section(bench: Benchmark) -> str:
     return "".join(out)
 
 
-def _grids(path: Path) -> str:
+def _grids(path: Path, methods: list[str]) -> str:
+    """The pictures in the folder named like the results file; one named by a number is that method's."""
     folder = path.with_suffix("")
     pictures = sorted(folder.glob("*.png")) if folder.is_dir() else []
-    figures = [f'<figure><img class="picture" alt="{esc(p.stem)}" src="{data_uri(p, max_side=360)}">'
-               f"<figcaption>{esc(p.stem)}</figcaption></figure>" for p in pictures]
+    captions = [methods[int(p.stem)] if p.stem.isdigit() and int(p.stem) < len(methods) else p.stem for p in pictures]
+    figures = [f'<figure><img class="picture" alt="{esc(caption)}" src="{data_uri(p, max_side=360)}">'
+               f"<figcaption>{esc(caption)}</figcaption></figure>" for p, caption in zip(pictures, captions)]
     return f'<h2>Samples (thumbnails)</h2><div class="figures">{"".join(figures)}</div>' if figures else ""
 
 

@@ -1,9 +1,7 @@
-"""The report's figures, drawn by matplotlib and inlined: SVG for the summaries (sharp, small for a few
-lines), PNG for the many small per-item figures (cheaper to embed by the hundred)."""
+"""The report's figures, drawn by matplotlib and inlined as SVG (sharp, and small for a few lines)."""
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 from collections.abc import Sequence
@@ -22,19 +20,16 @@ def _pyplot():
     return plt
 
 
-def _inline(fig, fmt: str) -> str:
+def _svg(fig) -> str:
     plt = _pyplot()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, bbox_inches="tight", dpi=80)
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
-    if fmt == "svg":
-        svg = buffer.getvalue().decode("utf-8")
-        return svg[svg.index("<svg"):]
-    return f'<img class="plot" alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    svg = buffer.getvalue().decode("utf-8")
+    return svg[svg.index("<svg"):]
 
 
-def energy_curves(curves: dict[str, Sequence[float | None]], title: str, fmt: str = "svg",
-                  xlabel: str = "iteration") -> str:
+def energy_curves(curves: dict[str, Sequence[float | None]], title: str, xlabel: str = "iteration") -> str:
     """One small panel per curve (the total, then each scorer: their scales differ), energy against iteration
     (or against whatever ``xlabel`` says the curves run over)."""
     plt = _pyplot()
@@ -57,7 +52,7 @@ def energy_curves(curves: dict[str, Sequence[float | None]], title: str, fmt: st
     axes[0][0].set_ylabel("energy")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _inline(fig, fmt)
+    return _svg(fig)
 
 
 def agreement_heatmap(names: Sequence[str], matrix: np.ndarray, title: str) -> str:
@@ -75,7 +70,7 @@ def agreement_heatmap(names: Sequence[str], matrix: np.ndarray, title: str) -> s
                         color="white" if abs(matrix[i, j]) > 0.6 else "black")
     fig.colorbar(image, ax=ax, shrink=0.8, label="Spearman ρ")
     ax.set_title(title, fontsize=9)
-    return _inline(fig, "svg")
+    return _svg(fig)
 
 
 def forest(labels: Sequence[str], values: Sequence[float], lows: Sequence[float | None],
@@ -95,4 +90,4 @@ def forest(labels: Sequence[str], values: Sequence[float], lows: Sequence[float 
     ax.set_yticks(y, labels)
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
-    return _inline(fig, "svg")
+    return _svg(fig)

@@ -18,7 +18,9 @@ MAX_ROWS = 12  # candidates shown per iteration (best total energies, plus every
 OPEN_AT_MOST = 1  # a run of this many items shows them open; a bigger one fills each item on demand
 
 
-def run_page(run: Run) -> str:
+def run_page(run: Run, open_items: bool | None = None) -> str:
+    """The page; ``open_items`` renders every item's details in place (default: only for a one-item run,
+    otherwise each is filled from its template when opened)."""
     m = run.manifest
     by_item: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for record in run.trace:
@@ -38,14 +40,15 @@ def run_page(run: Run) -> str:
         parts.append(_agreement_section(run.trace))
         parts.append(_feedback_section(run.trace))
     parts.append(f"<h2>Items ({len(items)})</h2>")
-    if len(items) > OPEN_AT_MOST:
+    open_items = len(items) <= OPEN_AT_MOST if open_items is None else open_items
+    if not open_items:
         parts.append('<p class="muted">Open an item for its record, and every iteration\'s candidates with each '
                      "scorer's energy and rank (1 = lowest energy); chosen candidates are green.</p>")
     blocks, templates = [], []
     for index, key in enumerate(items):
         line, template = item_block(index, _item_line(key, results.get(key), by_item.get(key, []), m),
                                     _item_details(run, results.get(key), by_item.get(key, [])),
-                                    open_now=len(items) <= OPEN_AT_MOST)
+                                    open_now=open_items)
         blocks.append(line)
         templates.append(template)
     parts.append("".join(blocks))
@@ -206,8 +209,11 @@ def _item_details(run: Run, result: dict[str, Any] | None, records: list[dict[st
         parts.append(key_values(short))
         parts.extend(f"<div><b>{esc(k)}</b><pre>{esc(v)}</pre></div>" for k, v in long.items())
     curves = chosen_energies(records)
-    if curves and len(curves["total"]) > 1:
-        parts.append(plots.energy_curves(curves, "energy of the chosen candidate", fmt="png"))
+    if curves and len(curves["total"]) > 1:  # as numbers: a figure per item would cost a big run minutes to draw
+        rows = [[number(k), *[f'<td class="num">{number(values[k])}</td>' for values in curves.values()]]
+                for k in range(len(curves["total"]))]
+        parts.append("<div><b>energy of the chosen candidate per iteration</b>"
+                     + table(["iteration", *map(esc, curves)], rows) + "</div>")
     pattern = run.manifest.get("candidate_images")
     for record in records:
         feedback = "; ".join(f"{form}: {_short_json(did, 120)}" for form, did in record["feedback"].items())
