@@ -70,6 +70,73 @@ def test_continuation_logprobs_match_a_full_forward(lm):
     assert lp.shape == ref.shape and torch.allclose(lp, ref.cpu(), atol=2e-2)
 
 
+def test_sampled_texts_bring_the_logprobs_teacher_forcing_gives(lm):
+    """A likelihood of the sampling model reads the log-probabilities the sampler computed: the same values as
+    its own forward pass (within bf16 rounding for Gemma: the sampler's incremental cache against one full pass),
+    and no forward pass is run for them."""
+    out = lm.sample(PROMPTS[:1], 16, max_new_tokens=10, temperature=1.0, top_k=3, stop=["\n\n", "."],
+                    generator=torch.Generator().manual_seed(0))[0]
+    texts = [c.text for c in out if c.text]
+    carried = [t for t in texts if lm._carried(PROMPTS[0], t) is not None]
+    # A real LM's samples nearly always tokenise back to their own tokens; a random one's byte soup often does not.
+    assert len(carried) >= (1 if lm.name == "tiny-gpt2" else len(texts) // 2), "sampled texts carry their logprobs"
+    fresh = lm.continuation_logprobs([PROMPTS[0]] * len(carried), [str(t) for t in carried])
+    calls = []
+    hook = lm.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        shared = lm.continuation_logprobs([PROMPTS[0]] * len(carried), carried)
+    finally:
+        hook.remove()
+    assert not calls, "the carried log-probabilities need no forward pass"
+    # bf16 keeps about three significant digits of logits near 20: the incremental and the full pass round
+    # differently, by up to a few tenths on an unlikely token; the mean a likelihood scorer reads moves by hundredths.
+    token_tolerance, mean_tolerance = (0.5, 0.05) if lm.model.dtype == torch.bfloat16 else (1e-4, 1e-4)
+    for a, b in zip(shared, fresh):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=token_tolerance)
+        assert abs(a.mean() - b.mean()) <= mean_tolerance
+    edited = carried[0] + " and more"  # an edited candidate is a plain str, scored afresh
+    assert type(edited) is str and lm._carried(PROMPTS[0], edited) is None
+    assert lm._carried(PROMPTS[1], carried[0]) is None, "from another prompt: scored afresh"
+
+
+def test_one_generator_per_prompt_draws_what_each_prompt_draws_alone(tiny_lm):
+    """Items batched into one call (their prompts padded to one length) draw what each draws in a call of its own.
+    In float32: Gemma in bfloat16 rounds the padded batch's attention differently and can draw otherwise (the
+    prefill's logits are equal; the draws of float32 Gemma were checked equal too)."""
+    lm, seeds = tiny_lm, [3, 4]
+    together = lm.sample(PROMPTS, 4, max_new_tokens=8, temperature=1.0,
+                         generator=[torch.Generator().manual_seed(s) for s in seeds])
+    alone = [lm.sample([p], 4, max_new_tokens=8, temperature=1.0, generator=torch.Generator().manual_seed(s))[0]
+             for p, s in zip(PROMPTS, seeds)]
+    assert [[c.text for c in o] for o in together] == [[c.text for c in o] for o in alone]
+    with pytest.raises(ValueError, match="one generator per prompt"):
+        lm.sample(PROMPTS, 1, generator=[torch.Generator()])
+
+
+def test_prefetched_solutions_are_the_ones_each_item_draws_alone(tiny_lm):
+    from consensus.generators.text.steps import Sampling, SolutionSteps
+
+    steps = SolutionSteps(tiny_lm, 3, lambda q: f"Question: {q}\nAnswer:\n", Sampling(max_new_tokens=6))
+    questions = ["What is 2 + 3?", "hi", "What is 12 + 30 + 1?"]
+    alone = [steps(q, None, torch.Generator().manual_seed(7)).candidates for q in questions]
+    steps.prefetch(questions, [torch.Generator().manual_seed(7) for _ in questions])
+    assert [steps(q, None, torch.Generator().manual_seed(99)).candidates for q in questions] == alone
+    assert not steps._drawn, "each prefetched draw is handed out once"
+
+
+def test_join_keeps_the_logprobs_of_an_extension_sampled_after_its_parent(tiny_lm):
+    from consensus.generators.text.protocol import SampledText, join
+
+    parent = SampledText("2 + 3", [1, 2], torch.tensor([-1.0, -2.0]), tiny_lm, "Q:")
+    line = SampledText(" = 5", [3], torch.tensor([-0.5]), tiny_lm, "Q:2 + 3")
+    joined = join(parent, line)
+    assert isinstance(joined, SampledText) and joined == "2 + 3 = 5" and joined.token_ids == (1, 2, 3)
+    assert joined.logprobs.tolist() == [-1.0, -2.0, -0.5] and joined.context == "Q:"
+    stranger = SampledText(" = 5", [3], torch.tensor([-0.5]), tiny_lm, "another prompt")
+    assert type(join(parent, stranger)) is str and type(join(parent, " = 5")) is str
+    assert join("", line) is line
+
+
 def test_bad_arguments_are_refused(lm):
     with pytest.raises(ValueError, match="at least one prompt"):
         lm.sample([], 1)

@@ -6,6 +6,7 @@ import pytest
 
 from consensus import Budget, TopK, TraceWriter, read_trace, run_consensus
 from consensus.cli import main
+from consensus.eval.harness import read_results
 from consensus.core.trace import summarize_candidate, validate_record
 from consensus.tasks.math.data import chain_sum, gsm_symbolic
 from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
@@ -85,3 +86,14 @@ def test_a_default_run_folder_resumes_its_own_settings_and_never_mixes_others(ti
     manifest = json.loads((tmp_path / "runs/math/run.json").read_text())
     assert manifest["command"].endswith("--method greedy --size 3") and manifest["summary"]["accuracy (flexible)"]
     assert "report: consensus report runs/math\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["greedy", "self-consistency"])
+def test_problems_drawn_in_one_batch_get_the_records_they_get_alone(method, tiny_math_model, tmp_path):
+    argv = ["math", "--source", "chain_sum", "--size", "5", "--method", method, "--n", "3", "--model",
+            str(tiny_math_model), "--shots", "1"]
+    main([*argv, "--batch", "1", "--out", str(tmp_path / "alone")])
+    main([*argv, "--batch", "3", "--out", str(tmp_path / "batched")])
+    records = [[{k: v for k, v in r.items() if k not in ("seconds", "settings")}
+                for r in read_results(tmp_path / run / "results.jsonl")] for run in ("alone", "batched")]
+    assert records[0] == records[1]

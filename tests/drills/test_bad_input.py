@@ -22,7 +22,7 @@ def test_math_input_bounds(tmp_path, capsys):
     assert "--size must be between 0" in _fails(["math", "--size", "1000000000", "--out", out], capsys)
     assert "generated: give a size >= 1" in _fails(["math", "--source", "chain_sum", "--size", "0", "--out", out],
                                                    capsys)
-    assert "--n, --beam and --workers must be at least 1" in _fails(["math", "--n", "0", "--out", out], capsys)
+    assert "--n, --beam, --batch and --workers must be at least 1" in _fails(["math", "--n", "0", "--out", out], capsys)
     assert "--scorer needs --method solution or step" in _fails(
         ["math", "--method", "greedy", "--scorer", "tests.fixtures.my_scorer:LengthScorer", "--out", out], capsys)
 

@@ -25,14 +25,14 @@ class _GeneratorActor:
     def name(self) -> str:
         return self.lm.name
 
-    def sample(self, prompts: Sequence[str], n: int, options: dict[str, Any],
-               state: torch.Tensor | None) -> tuple[list[list[Completion]], torch.Tensor | None]:
-        generator = None
-        if state is not None:
-            generator = torch.Generator()
+    def sample(self, prompts: Sequence[str], n: int, options: dict[str, Any], states: list[torch.Tensor] | None,
+               per_prompt: bool) -> tuple[list[list[Completion]], list[torch.Tensor] | None]:
+        generators = None if states is None else [torch.Generator() for _ in states]
+        for generator, state in zip(generators or [], states or []):
             generator.set_state(state)
-        completions = self.lm.sample(prompts, n, generator=generator, **options)
-        return completions, None if generator is None else generator.get_state()
+        chosen = generators if per_prompt or generators is None else generators[0]
+        completions = self.lm.sample(prompts, n, generator=chosen, **options)
+        return completions, None if generators is None else [g.get_state() for g in generators]
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[torch.Tensor]:
         return self.lm.continuation_logprobs(prompts, continuations)
@@ -51,14 +51,17 @@ class RemoteTextGenerator:
         except ray.exceptions.RayTaskError as err:
             raise task_error(err) from None
 
-    def sample(self, prompts: Sequence[str], n: int = 1, *, generator: torch.Generator | None = None,
+    def sample(self, prompts: Sequence[str], n: int = 1, *,
+               generator: torch.Generator | Sequence[torch.Generator] | None = None,
                **options: Any) -> list[list[Completion]]:
-        if generator is not None and generator.device.type != "cpu":
-            raise ValueError("a remote generator takes a CPU torch.Generator (its state travels to the actor)")
-        state = None if generator is None else generator.get_state()
-        completions, state = self._get(self.actor.sample.remote(list(prompts), n, options, state))
-        if generator is not None:
-            generator.set_state(state)  # advanced as a local draw would have advanced it
+        per_prompt = isinstance(generator, (list, tuple))
+        generators = list(generator) if per_prompt else None if generator is None else [generator]
+        if any(g.device.type != "cpu" for g in generators or []):
+            raise ValueError("a remote generator takes CPU torch.Generators (their state travels to the actor)")
+        states = None if generators is None else [g.get_state() for g in generators]
+        completions, states = self._get(self.actor.sample.remote(list(prompts), n, options, states, per_prompt))
+        for g, state in zip(generators or [], states or []):
+            g.set_state(state)  # advanced as a local draw would have advanced it
         return completions
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[torch.Tensor]:

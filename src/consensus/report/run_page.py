@@ -28,13 +28,14 @@ def run_page(run: Run, open_items: bool | None = None) -> str:
     results = {_key(r["id"]): r for r in run.results}
     items = list(results) + [k for k in by_item if k not in results]
 
+    images = _images(run)  # before the warnings are shown: a missing image adds one
     parts = [f"<h1>{esc(m.get('title') or m.get('task', 'run'))}</h1>",
              f'<p class="muted">{esc(m.get("task", ""))} · <code>{esc(m.get("command", ""))}</code></p>',
              warnings_block(run.warnings)]
     facts = [f"<div><h3>Summary</h3>{key_values(m['summary'])}</div>" if m.get("summary") else "",
              f"<div><h3>Settings</h3>{key_values(m['settings'])}</div>" if m.get("settings") else ""]
     parts.append(f'<div class="figures">{"".join(facts)}</div>')
-    parts.append(_images(run))
+    parts.append(images)
     if run.trace:
         parts.append(_curves_section(by_item))
         parts.append(_agreement_section(run.trace))

@@ -9,10 +9,15 @@ The sampler draws from the top-k slice of the vocabulary only: sorting and sampl
 Gemma's 262k-token vocabulary costs more than the model's forward pass at batch 16
 (../shared/reference/gemma-270m-measurements.md §1.2); restricting to the k most likely
 tokens before nucleus filtering changes nothing a top-p of <1 would not already cut.
+
+Every sampled text carries its tokens and their log-probabilities (``SampledText``): the model computed
+them to sample, so a likelihood of the same model (``continuation_logprobs``) reads them instead of running
+a second forward pass over every candidate.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections.abc import Sequence
@@ -21,7 +26,7 @@ from typing import Any
 
 import torch
 
-from consensus.generators.text.protocol import Completion
+from consensus.generators.text.protocol import Completion, SampledText
 
 
 # Deprecations inside transformers' own model code and PEFT's merge, which a user can do nothing about
@@ -63,6 +68,7 @@ class CausalLMGenerator:
             tokenizer.pad_token = tokenizer.eos_token
         self.eos_ids = self._eos_ids()
         self.seconds = 0.0  # wall time spent inside this generator, for overhead accounting
+        self._prefixes: dict[int, list[int]] = {}  # token -> the tokens spelling a proper prefix of it
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         if head is not None:
             # transformers slices the hidden states for `logits_to_keep` (a non-contiguous view),
@@ -125,15 +131,20 @@ class CausalLMGenerator:
         top_p: float = 1.0,
         top_k: int = 64,
         stop: Sequence[str] = (),
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> list[list[Completion]]:
         """Draw ``n`` continuations of every prompt; ``temperature=0`` is greedy decoding.
 
         Returns one list of ``n`` completions per prompt. Prompts are prefilled once each
-        (batched, left-padded) and their caches repeated ``n`` times.
+        (batched, left-padded) and their caches repeated ``n`` times. ``generator`` may be one per
+        prompt: each prompt's rows then draw from their own, as they would in a call of their own, so
+        several items batched together get the draws each gets alone.
         """
         if not prompts:
             raise ValueError("sample() needs at least one prompt")
+        per_prompt = isinstance(generator, (list, tuple))
+        if per_prompt and len(generator) != len(prompts):
+            raise ValueError(f"give one generator per prompt: {len(generator)} generators, {len(prompts)} prompts")
         if n < 1 or max_new_tokens < 1:
             raise ValueError(f"n and max_new_tokens must be >= 1, got n={n}, max_new_tokens={max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1 or top_k < 1:
@@ -142,12 +153,16 @@ class CausalLMGenerator:
         transformers = _import_transformers()
         enc = self.encode(prompts)
         mask = enc["attention_mask"]
-        if self.context is not None:  # a continuation ends ("length") where the model's context does
-            room = self.context - enc["input_ids"].shape[1]
-            if room < 1:
-                raise ValueError(f"a prompt is {enc['input_ids'].shape[1]} tokens, the whole {self.context}-token "
+        # Each row's budget of new tokens: a continuation also ends ("length") where the model's context does,
+        # counted from its own prompt (not the padded width), so a prompt gets the same tokens in any batch.
+        budget = [max_new_tokens] * len(prompts)
+        if self.context is not None:
+            lengths = mask.sum(1).tolist()
+            if max(lengths) >= self.context:
+                raise ValueError(f"a prompt is {max(lengths)} tokens, the whole {self.context}-token "
                                  f"context of {self.name}; shorten it or use a model with a longer context")
-            max_new_tokens = min(max_new_tokens, room)
+            budget = [min(max_new_tokens, self.context - length) for length in lengths]
+            max_new_tokens = max(budget)
         cache = transformers.DynamicCache(config=self.model.config)
         out = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=_positions(mask),
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -158,25 +173,43 @@ class CausalLMGenerator:
         logits = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
 
         generated: list[list[int]] = [[] for _ in range(rows)]
+        logprobs: list[list[float]] = [[] for _ in range(rows)]  # untempered, as a likelihood scorer reads them
+        # Per row and step, the log-probabilities of the tokens that spell a proper prefix of the drawn one: a stop
+        # string that begins inside a token ("\n\n" before "Question:") leaves the text ending on such a prefix.
+        shorter: list[list[dict[int, float]]] = [[] for _ in range(rows)]
         texts = [""] * rows
         ended = ["length"] * rows
+        stops: list[str | None] = [None] * rows
         active = torch.arange(rows, device=self.device)  # original row of each batch row
         for _ in range(max_new_tokens):
-            next_tokens = _draw(logits, temperature, top_p, top_k, generator)
+            if per_prompt:
+                owner = active // n
+                next_tokens = torch.empty(len(active), dtype=torch.long, device=self.device)
+                for i in owner.unique().tolist():
+                    its_rows = (owner == i).nonzero()[:, 0]
+                    next_tokens[its_rows] = _draw(logits[its_rows], temperature, top_p, top_k, generator[i])
+            else:
+                next_tokens = _draw(logits, temperature, top_p, top_k, generator)
+            normaliser = logits.logsumexp(-1)  # log-probability = logit - logsumexp, read for a few tokens only
+            chosen = (logits.gather(-1, next_tokens[:, None])[:, 0] - normaliser).tolist()
             keep = []
             for b, (row, tok) in enumerate(zip(active.tolist(), next_tokens.tolist())):
                 generated[row].append(tok)
+                logprobs[row].append(chosen[b])
+                prefixes = self._prefix_tokens(tok)
+                shorter[row].append(dict(zip(prefixes, (logits[b, prefixes] - normaliser[b]).tolist())))
                 if tok in self.eos_ids:
                     ended[row] = "eos"
                     texts[row] = self.tokenizer.decode(generated[row][:-1], skip_special_tokens=True)
                     continue
                 text = self.tokenizer.decode(generated[row], skip_special_tokens=True)
-                cut = _first_stop(text, stop)
+                cut, hit = _first_stop(text, stop)
                 if cut is not None:
-                    ended[row], texts[row] = "stop", text[:cut]
+                    ended[row], texts[row], stops[row] = "stop", text[:cut], hit
                     continue
                 texts[row] = text
-                keep.append(b)
+                if len(generated[row]) < budget[row // n]:
+                    keep.append(b)
             if not keep:
                 break
             if len(keep) < len(active):
@@ -187,9 +220,42 @@ class CausalLMGenerator:
             out = self.model(input_ids=next_tokens[:, None], attention_mask=mask,
                              position_ids=_positions(mask)[:, -1:], past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1, :].float()
+        flat = []
+        for r in range(rows):
+            ids, lps, context = generated[r], logprobs[r], prompts[r // n]
+            if ended[r] == "eos":
+                ids, lps = ids[:-1], lps[:-1]
+            sampled = functools.partial(self._sampled, ids=ids, logprobs=lps, shorter=shorter[r], context=context)
+            with_stop = None if stops[r] is None else sampled(texts[r] + stops[r])
+            flat.append(Completion(sampled(texts[r]), len(generated[r]), ended[r], with_stop))
         self.seconds += time.perf_counter() - start
-        flat = [Completion(texts[r], len(generated[r]), ended[r]) for r in range(rows)]
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def _sampled(self, text: str, ids: list[int], logprobs: list[float], shorter: list[dict[int, float]],
+                 context: str) -> str:
+        """``text`` as a ``SampledText`` carrying the drawn tokens that spell it; when it ends inside the k-th drawn
+        token, on a prefix that is a token itself, that token's log-probability at step k takes its place. A plain
+        str when neither holds."""
+        k = len(ids)
+        while k > 0 and len(self.tokenizer.decode(ids[:k], skip_special_tokens=True)) > len(text):
+            k -= 1
+        spelled = self.tokenizer.decode(ids[:k], skip_special_tokens=True)
+        if spelled == text:
+            return SampledText(text, ids[:k], torch.tensor(logprobs[:k]), self, context)
+        if k < len(ids) and text.startswith(spelled):
+            tail = text[len(spelled):]
+            for token, logprob in shorter[k].items():
+                if self.tokenizer.decode([token]) == tail:
+                    return SampledText(text, [*ids[:k], token], torch.tensor([*logprobs[:k], logprob]), self, context)
+        return text
+
+    def _prefix_tokens(self, token: int) -> list[int]:
+        """The tokens whose text is a proper prefix of ``token``'s text (memoised: a few per token)."""
+        if token not in self._prefixes:
+            text = self.tokenizer.decode([token])
+            found = (self.tokenizer.encode(text[:i], add_special_tokens=False) for i in range(1, len(text)))
+            self._prefixes[token] = [ids[0] for ids in found if len(ids) == 1]
+        return self._prefixes[token]
 
     @torch.inference_mode()
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str],
@@ -197,14 +263,18 @@ class CausalLMGenerator:
         """Per-token log-probabilities of each continuation given its prompt (teacher forcing).
 
         Tokenises prompt and prompt+continuation and scores the tokens after the prompt's;
-        returns one 1-D tensor per pair (empty for an empty continuation).
+        returns one 1-D tensor per pair (empty for an empty continuation). A continuation this
+        generator sampled from that prompt (a ``SampledText``) whose tokens are the ones this
+        tokenisation gives brings its log-probabilities along: no forward pass is run for it.
         """
         if len(prompts) != len(continuations):
             raise ValueError("continuation_logprobs needs one prompt per continuation")
         start = time.perf_counter()
-        results: list[torch.Tensor] = []
-        for i in range(0, len(prompts), batch_size):
-            ps, cs = prompts[i:i + batch_size], continuations[i:i + batch_size]
+        results: list[torch.Tensor | None] = [self._carried(p, c) for p, c in zip(prompts, continuations)]
+        todo = [i for i, r in enumerate(results) if r is None]
+        for i in range(0, len(todo), batch_size):
+            rows = todo[i:i + batch_size]
+            ps, cs = [prompts[r] for r in rows], [continuations[r] for r in rows]
             prompt_lens = [len(self.tokenizer(p)["input_ids"]) for p in ps]
             enc = self.encode([p + c for p, c in zip(ps, cs)])
             ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -220,9 +290,21 @@ class CausalLMGenerator:
                                 logits_to_keep=keep).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, ids.shape[1] - keep + 1:, None])[..., 0]
             for row, n_cont in enumerate(n_conts):
-                results.append(logp[row, logp.shape[1] - n_cont:].cpu() if n_cont else torch.empty(0))
+                results[rows[row]] = logp[row, logp.shape[1] - n_cont:].cpu() if n_cont else torch.empty(0)
         self.seconds += time.perf_counter() - start
         return results
+
+    def _carried(self, prompt: str, continuation: str) -> torch.Tensor | None:
+        """The log-probabilities a ``SampledText`` of this generator carries, when they are the ones teacher forcing
+        would score: sampled from this prompt, and its tokens those of tokenising prompt + continuation (a sampled
+        token sequence that the tokenizer would split otherwise is scored afresh)."""
+        if not (isinstance(continuation, SampledText) and continuation.model is self and continuation.context == prompt):
+            return None
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        ids = self.tokenizer(prompt + continuation)["input_ids"]
+        if ids[:len(prompt_ids)] != prompt_ids or tuple(ids[len(prompt_ids):]) != continuation.token_ids:
+            return None
+        return continuation.logprobs
 
 
 def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
@@ -234,9 +316,10 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _first_stop(text: str, stop: Sequence[str]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return min(hits) if hits else None
+def _first_stop(text: str, stop: Sequence[str]) -> tuple[int | None, str | None]:
+    """Where the first stop string in ``text`` begins, and which it is (None, None when there is none)."""
+    hits = [(i, s) for i, s in ((text.find(s), s) for s in stop) if i >= 0]
+    return min(hits) if hits else (None, None)
 
 
 def _draw(logits: torch.Tensor, temperature: float, top_p: float, top_k: int,

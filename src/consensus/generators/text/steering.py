@@ -110,7 +110,7 @@ class TokenSteps:
                 stops.append("eos")
                 continue
             text = tokenizer.decode([*generated, tok], skip_special_tokens=True)
-            cut = _first_stop(text, self.stop)
+            cut, _ = _first_stop(text, self.stop)
             texts.append(text if cut is None else text[:cut])
             stops.append(None if cut is None else "stop")
         return [t.strip() for t in texts], stops

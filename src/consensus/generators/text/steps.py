@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from consensus.core.engine import Proposals
-from consensus.generators.text.protocol import TextGenerator
+from consensus.generators.text.protocol import TextGenerator, join
 
 
 @dataclass
@@ -35,20 +35,36 @@ class Sampling:
 
 @dataclass
 class SolutionSteps:
-    """N full continuations of ``prompt(condition)`` per call, sharing one prefill of the prompt."""
+    """N full continuations of ``prompt(condition)`` per call, sharing one prefill of the prompt.
+
+    ``prefetch`` draws several items' solutions in one batch (one generator call for items x N rows); each
+    item's call then returns its own, the draws it gets alone from the same seed.
+    """
 
     lm: TextGenerator
     n: int
     prompt: Callable[[Any], str]
     sampling: Sampling = field(default_factory=Sampling)
     stop: Sequence[str] = ()
+    _drawn: dict[Any, Proposals] = field(default_factory=dict, repr=False)
 
     def __call__(self, condition: Any, population: Sequence[str] | None, generator: torch.Generator) -> Proposals:
+        if condition in self._drawn:
+            return self._drawn.pop(condition)
+        return self._draw([condition], generator)[0]
+
+    def prefetch(self, conditions: Sequence[Any], generators: Sequence[torch.Generator]) -> None:
+        """Draw the solutions of every condition (hashable, distinct) in one batch, each from its own generator
+        (seeded as its engine run would seed it)."""
+        self._drawn.update(zip(conditions, self._draw(conditions, list(generators))))
+
+    def _draw(self, conditions: Sequence[Any], generator: torch.Generator | list[torch.Generator]) -> list[Proposals]:
         s = self.sampling
-        completions = self.lm.sample([self.prompt(condition)], self.n, max_new_tokens=s.max_new_tokens,
-                                     temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, stop=self.stop,
-                                     generator=generator)[0]
-        return Proposals([c.text for c in completions], tokens=sum(c.tokens for c in completions))
+        batches = self.lm.sample([self.prompt(c) for c in conditions], self.n, max_new_tokens=s.max_new_tokens,
+                                 temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, stop=self.stop,
+                                 generator=generator)
+        return [Proposals([c.text for c in completions], tokens=sum(c.tokens for c in completions))
+                for completions in batches]
 
 
 @dataclass
@@ -89,7 +105,10 @@ class LineSteps:
                 for c in completions:
                     tokens += c.tokens
                     new_item = self.new_item is not None and c.text.lstrip().startswith(self.new_item)
-                    text = parent if new_item else parent + c.text + ("\n" if c.ended == "stop" else "")
+                    line = c.text + "\n" if c.ended == "stop" else c.text
+                    if c.with_stop == line:  # the line with its newline, as sampled (log-probabilities kept)
+                        line = c.with_stop
+                    text = parent if new_item else join(parent, line)
                     if new_item or c.ended == "eos":
                         self.ended.add(text)
                     candidates.append(text)

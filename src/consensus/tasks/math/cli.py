@@ -40,6 +40,11 @@ def add_parser(subparsers) -> None:
                         "or step-level ensemble consensus")
     p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step)")
     p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="problems whose solutions are drawn together in one generator batch (greedy, "
+                        "self-consistency, solution): faster; each draws from its own seed, so a float32 model "
+                        "draws what it draws alone, but a bfloat16 one (the offline default) rounds a padded "
+                        "batch differently, and its records then depend on which problems share a batch")
     p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
     p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
                    help="what to do when a scorer returns NaN/inf")
@@ -110,32 +115,37 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     ensemble = with_user_scorers(ensemble, user_scorers(args.scorer))
 
     def solve(batch):
+        """Records of a batch of problems: greedy and sampled solutions are drawn for the whole batch in one
+        generator call (each problem from its own seeded generator, so its draws are those it gets alone)."""
+        prompts = [format_prompt(problem.question, exemplars) for problem in batch]
+        if args.method == "greedy":
+            outs = lm.sample(prompts, 1, temperature=0.0, stop=STOP, max_new_tokens=sampling.max_new_tokens)
+            for problem, [out] in zip(batch, outs):
+                yield record(problem, out.text, out.tokens, {})
+            return
+        drawn = solution_steps(lm, args.n, sampling, exemplars)
+        if args.method in ("self-consistency", "solution"):
+            drawn.prefetch([p.question for p in batch], [torch.Generator().manual_seed(args.seed) for _ in batch])
         for problem in batch:
-            if args.method == "greedy":
-                out = lm.sample([format_prompt(problem.question, exemplars)], 1, temperature=0.0, stop=STOP,
-                                max_new_tokens=sampling.max_new_tokens)[0][0]
-                text, tokens, extra = out.text, out.tokens, {}
-            elif args.method == "self-consistency":
-                # Each problem draws from its own generator seeded by --seed, as the engine does for the other
-                # methods, so a resumed run or any subset reproduces an uninterrupted run's texts.
-                rng = torch.Generator().manual_seed(args.seed)
-                proposals = solution_steps(lm, args.n, sampling, exemplars)(problem.question, None, rng)
+            if args.method == "self-consistency":
+                proposals = drawn(problem.question, None, torch.Generator().manual_seed(args.seed))
                 vote = majority([extract_flexible(s) for s in proposals.candidates])
                 text = next((s for s in proposals.candidates if extract_flexible(s) == vote), proposals.candidates[0])
-                tokens, extra = proposals.tokens, {"samples": proposals.candidates}
-            else:
-                steps = (solution_steps(lm, args.n, sampling, exemplars) if args.method == "solution"
-                         else line_steps(lm, args.n, sampling, exemplars))
-                result = run_consensus(steps, ensemble, problem.question,
-                                       feedback=TopK(1) if args.method == "solution" else TopK(args.beam),
-                                       budget=Budget(iterations=1 if args.method == "solution" else 24),
-                                       seed=args.seed, trace=trace, item=problem.id)
-                text, tokens = result.best, result.generator_tokens
-                extra = {"stop_reason": result.stop_reason, "seconds": result.seconds}
-            strict, flexible = extract_strict(text), extract_flexible(text)
-            yield {"question": problem.question, "gold": problem.answer, "text": text, "tokens": tokens,
-                   "strict": strict, "flexible": flexible, "correct_strict": is_correct(strict, problem.answer),
-                   "correct": is_correct(flexible, problem.answer), **extra}
+                yield record(problem, text, proposals.tokens, {"samples": proposals.candidates})
+                continue
+            steps = drawn if args.method == "solution" else line_steps(lm, args.n, sampling, exemplars)
+            result = run_consensus(steps, ensemble, problem.question,
+                                   feedback=TopK(1) if args.method == "solution" else TopK(args.beam),
+                                   budget=Budget(iterations=1 if args.method == "solution" else 24),
+                                   seed=args.seed, trace=trace, item=problem.id)
+            yield record(problem, result.best, result.generator_tokens,
+                         {"stop_reason": result.stop_reason, "seconds": result.seconds})
+
+    def record(problem, text: str, tokens: int, extra: dict) -> dict:
+        strict, flexible = extract_strict(text), extract_flexible(text)
+        return {"question": problem.question, "gold": problem.answer, "text": text, "tokens": tokens,
+                "strict": strict, "flexible": flexible, "correct_strict": is_correct(strict, problem.answer),
+                "correct": is_correct(flexible, problem.answer), **extra}
 
     solve.generator = lm.name
     return solve
@@ -147,8 +157,9 @@ def run(args: argparse.Namespace) -> None:
     user = user_scorers(args.scorer)
     if user and args.method in ("greedy", "self-consistency"):
         raise ValueError(f"--scorer needs --method solution or step; --method {args.method} scores nothing")
-    if args.n < 1 or args.beam < 1 or args.workers < 1:
-        raise ValueError(f"--n, --beam and --workers must be at least 1, got {args.n}, {args.beam}, {args.workers}")
+    if args.n < 1 or args.beam < 1 or args.workers < 1 or args.batch < 1:
+        raise ValueError(f"--n, --beam, --batch and --workers must be at least 1, got {args.n}, {args.beam}, "
+                         f"{args.batch}, {args.workers}")
     if args.ray and args.trace:
         raise ValueError("--trace is written by one-process runs only; drop --ray or --trace")
     settings = run_settings(args)
@@ -170,13 +181,15 @@ def run(args: argparse.Namespace) -> None:
         from consensus.distributed.sharded import connect, sharded
 
         connect(args.ray, num_cpus=args.workers)
-        solve, executor, generator = None, sharded(functools.partial(make_solve, args), args.workers), args.model
+        executor = sharded(functools.partial(make_solve, args), args.workers, batch_size=args.batch)
+        solve, generator = None, args.model
     else:
         solve = make_solve(args, trace)
         executor, generator = None, solve.generator
 
     records = run_resumable(problems, lambda p: p.id, solve, results_path, correct=lambda r: r["correct"],
-                            description=f"math/{args.method}", settings=settings, executor=executor)
+                            description=f"math/{args.method}", settings=settings, executor=executor,
+                            batch_size=args.batch)
     if trace is not None:
         trace.close()
     summary = {"accuracy (strict)": str(accuracy([r["correct_strict"] for r in records])),
