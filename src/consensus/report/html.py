@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import mimetypes
 from pathlib import Path
@@ -88,7 +89,6 @@ def data_uri(path: Path, max_side: int | None = None) -> str:
     raw = path.read_bytes()
     if max_side and mime in ("image/png", "image/jpeg"):
         from PIL import Image
-        import io
 
         picture = Image.open(io.BytesIO(raw))
         if max(picture.size) > max_side:

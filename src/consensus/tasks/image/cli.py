@@ -37,6 +37,8 @@ from consensus.tasks.image.data import FASHION_CLASSES
 from consensus.tasks.image.grid import save_grid
 from consensus.zoo.fashion import SCORER_NAMES
 
+THUMBNAILS = 16  # samples whose x̂0 is saved at every step for the report
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -117,5 +119,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {grid}, {out / 'trajectory.png'} and {trace_path}\n{report_hint(out)}")
     return 0
 
-
-THUMBNAILS = 16  # samples whose x̂0 is saved at every step for the report
