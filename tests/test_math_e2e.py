@@ -57,7 +57,7 @@ def test_cli_evaluates_resumes_takes_a_users_scorer_and_writes_the_trace(tmp_pat
     main(args)  # a finished run started again redoes nothing
     assert out.read_text().splitlines() == first
     printed = capsys.readouterr().out
-    assert "accuracy (strict)" in printed and "accuracy (flexible)" in printed
+    assert "accuracy (flexible)" in printed and "consensus - generator alone" in printed and "worked example" in printed
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # A key line each example must print, by subcommand.
 EXPECTED = {
-    "math": "accuracy (flexible):",
+    "math": "accuracy (flexible)",
     "image": "wrote ",
     "vqa": "answer: ",
     "robot": "succeeded after",

@@ -99,7 +99,7 @@ def run_resumable(
     path: str | Path,
     *,
     batch_size: int = 1,
-    correct: Callable[[dict[str, Any]], bool] | None = None,
+    correct: Callable[[dict[str, Any]], bool | dict[str, bool]] | None = None,
     description: str = "eval",
     settings: dict[str, Any] | None = None,
     executor: Callable[[list[T]], Solved] | None = None,
@@ -107,8 +107,8 @@ def run_resumable(
     """Solve every example not yet in ``path`` and append its record; return all records.
 
     ``solve`` takes a batch of examples and yields one record per example, in order; each
-    record gets ``"id": key(example)``. ``correct`` tells whether a record is right; the progress
-    bar shows its running mean. ``settings`` (the run's settings, JSON-able) are stored in every
+    record gets ``"id": key(example)``. ``correct`` tells whether a record is right (or, as a dict, whether
+    each named answer in it is); the progress bar shows the running mean of each. ``settings`` (the run's settings, JSON-able) are stored in every
     record, and a file holding records made with other settings is refused, never mixed.
     ``executor`` replaces the in-process loop: it takes the examples left and yields
     ``(example, record)`` as each is done, in any order (``consensus.distributed.sharded`` spreads
@@ -130,10 +130,18 @@ def run_resumable(
     todo = [e for e, k in zip(examples, keys) if k not in done_ids]
     wanted = set(keys)
     records = [r for r in done if r["id"] in wanted]
-    hits = sum(correct(r) for r in records) if correct else 0
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=description, dynamic_ncols=True)
-    if correct and records:
-        bar.set_postfix(acc=f"{hits / len(records):.3f}")
+    tally: dict[str, int] = {}  # right answers so far, per name that correct() gives
+
+    def count(record: dict[str, Any]) -> None:
+        outcome = correct(record)
+        for name, right in outcome.items() if isinstance(outcome, dict) else [("acc", outcome)]:
+            tally[name] = tally.get(name, 0) + bool(right)
+
+    for record in records if correct else []:
+        count(record)
+    if tally:
+        bar.set_postfix({name: f"{hits / len(records):.3f}" for name, hits in tally.items()})
     if executor is None:
         if solve is None:
             raise ValueError("run_resumable needs a solve function or an executor")
@@ -146,8 +154,8 @@ def run_resumable(
             os.fsync(out.fileno())  # a record reported done survives a crash of the machine too
             records.append(record)
             if correct:
-                hits += correct(record)
-                bar.set_postfix(acc=f"{hits / len(records):.3f}")
+                count(record)
+                bar.set_postfix({name: f"{hits / len(records):.3f}" for name, hits in tally.items()})
             bar.update(1)
     bar.close()
     order = {k: i for i, k in enumerate(keys)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
 from consensus.core.trace import TraceWriter, drop_items
 from consensus.distributed.sharded import add_ray_options
-from consensus.eval.metrics import accuracy, majority
+from consensus.eval.metrics import accuracy, majority, paired_difference
 from consensus.generators.text.steps import Sampling
 from consensus.report.manifest import report_hint, write_manifest
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
@@ -40,6 +41,9 @@ def add_parser(subparsers) -> None:
                         "or step-level ensemble consensus")
     p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step)")
     p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
+    p.add_argument("--baseline", choices=("greedy", "none"), default="greedy",
+                   help="with --method solution or step, also decode greedily on the same problems (the generator "
+                        "alone) and report both side by side")
     p.add_argument("--batch", type=int, default=1,
                    help="problems whose solutions are drawn together in one generator batch (greedy, "
                         "self-consistency, solution): faster; each draws from its own seed, so a float32 model "
@@ -65,8 +69,8 @@ def add_parser(subparsers) -> None:
 
 def run_settings(args: argparse.Namespace) -> dict:
     """What a results file must agree on to be resumed (not --size: a run may grow)."""
-    names = ("source", "seed", "method", "n", "beam", "normalization", "nonfinite", "model", "adapter", "shots",
-             "scorer")
+    names = ("source", "seed", "method", "n", "beam", "baseline", "normalization", "nonfinite", "model", "adapter",
+             "shots", "scorer")
     return {"task": "math", "version": consensus.__version__, **{name: getattr(args, name) for name in names}}
 
 
@@ -118,15 +122,23 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
         """Records of a batch of problems: greedy and sampled solutions are drawn for the whole batch in one
         generator call (each problem from its own seeded generator, so its draws are those it gets alone)."""
         prompts = [format_prompt(problem.question, exemplars) for problem in batch]
+        if args.method == "greedy" or args.baseline == "greedy":
+            start = time.perf_counter()
+            greedy = [out for [out] in lm.sample(prompts, 1, temperature=0.0, stop=STOP,
+                                                  max_new_tokens=sampling.max_new_tokens)]
+            seconds = (time.perf_counter() - start) / len(batch)  # each problem's share of the batch
         if args.method == "greedy":
-            outs = lm.sample(prompts, 1, temperature=0.0, stop=STOP, max_new_tokens=sampling.max_new_tokens)
-            for problem, [out] in zip(batch, outs):
+            for problem, out in zip(batch, greedy):
                 yield record(problem, out.text, out.tokens, {})
             return
+        baseline = {}
         drawn = solution_steps(lm, args.n, sampling, exemplars)
         if args.method in ("self-consistency", "solution"):
             drawn.prefetch([p.question for p in batch], [torch.Generator().manual_seed(args.seed) for _ in batch])
-        for problem in batch:
+        for i, problem in enumerate(batch):
+            if args.baseline == "greedy" and args.method in ("solution", "step"):
+                alone = record(problem, greedy[i].text, greedy[i].tokens, {"seconds": seconds})
+                baseline = {"greedy": {k: alone[k] for k in ("text", "flexible", "correct", "tokens", "seconds")}}
             if args.method == "self-consistency":
                 proposals = drawn(problem.question, None, torch.Generator().manual_seed(args.seed))
                 vote = majority([extract_flexible(s) for s in proposals.candidates])
@@ -139,7 +151,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
                                    budget=Budget(iterations=1 if args.method == "solution" else 24),
                                    seed=args.seed, trace=trace, item=problem.id)
             yield record(problem, result.best, result.generator_tokens,
-                         {"stop_reason": result.stop_reason, "seconds": result.seconds})
+                         {"stop_reason": result.stop_reason, "seconds": result.seconds, **baseline})
 
     def record(problem, text: str, tokens: int, extra: dict) -> dict:
         strict, flexible = extract_strict(text), extract_flexible(text)
@@ -187,7 +199,10 @@ def run(args: argparse.Namespace) -> None:
         solve = make_solve(args, trace)
         executor, generator = None, solve.generator
 
-    records = run_resumable(problems, lambda p: p.id, solve, results_path, correct=lambda r: r["correct"],
+    def correct(r: dict) -> bool | dict[str, bool]:  # the progress bar's running accuracies
+        return {"greedy": r["greedy"]["correct"], args.method: r["correct"]} if "greedy" in r else r["correct"]
+
+    records = run_resumable(problems, lambda p: p.id, solve, results_path, correct=correct,
                             description=f"math/{args.method}", settings=settings, executor=executor,
                             batch_size=args.batch)
     if trace is not None:
@@ -198,9 +213,76 @@ def run(args: argparse.Namespace) -> None:
         summary[f"pass@{args.n}"] = str(accuracy([any(is_correct(extract_flexible(s), r["gold"]) for s in r["samples"])
                                                   for r in records]))
     summary["generator tokens per problem"] = f"{sum(r['tokens'] for r in records) / len(records):.0f}"
-    manifest(summary=summary)
     print(f"{args.source}, {len(records)} problems, method {args.method}, generator {generator or 'default'}")
-    width = max(map(len, summary)) + 1
-    for label, value in summary.items():
-        print(f"  {label + ':':{width}} {value}")
+    if "greedy" in records[0]:
+        summary.update(side_by_side(records, args.method))
+    else:
+        width = max(map(len, summary)) + 1
+        for label, value in summary.items():
+            print(f"  {label + ':':{width}} {value}")
+    manifest(summary=summary)
+    if trace_path is not None and "greedy" in records[0]:
+        print(worked_example(records, trace_path))
     print(f"  results: {results_path}\n{report_hint(folder)}")
+
+
+def side_by_side(records: list[dict], method: str) -> dict[str, str]:
+    """Print the generator alone (greedy) and the consensus on the same problems; return the lines for run.json."""
+    alone, chosen = [r["greedy"] for r in records], records
+    rows = {
+        "accuracy (flexible)": (accuracy([r["correct"] for r in alone]), accuracy([r["correct"] for r in chosen])),
+        "generator tokens per problem": (f"{sum(r['tokens'] for r in alone) / len(alone):.0f}",
+                                         f"{sum(r['tokens'] for r in chosen) / len(chosen):.0f}"),
+        "seconds per problem": (f"{sum(r['seconds'] for r in alone) / len(alone):.2f}",
+                                f"{sum(r['seconds']['total'] for r in chosen) / len(chosen):.2f}"),
+    }
+    columns = ("generator alone (greedy)", f"consensus ({method} level)")
+    print(f"  {'':30}{columns[0]:28}{columns[1]}")
+    for label, (a, b) in rows.items():
+        print(f"  {label:30}{str(a):28}{b}")
+    gain = paired_difference([r["correct"] for r in chosen], [r["correct"] for r in alone])
+    claim = (f"{gain['points']:+.1f} points [{gain['low']:+.1f}, {gain['high']:+.1f}] (95% paired bootstrap), "
+             f"{gain['wins']} problems won, {gain['losses']} lost")
+    print(f"  consensus - generator alone: {claim}")
+    return {**{f"{label}, {column}": str(value) for label, pair in rows.items() for column, value in zip(columns, pair)},
+            "consensus - generator alone": claim}
+
+
+def worked_example(records: list[dict], trace_path: Path, width: int = 44) -> str:
+    """One problem, as the ensemble saw it: preferably one the consensus got right and greedy decoding wrong; its
+    question, the greedy answer, and the candidates of the iteration where they differed most (the latest such),
+    each distinct one once with each scorer's energy."""
+    from consensus.core.trace import read_trace
+
+    pick = next((r for r in records if r["correct"] and not r["greedy"]["correct"]),
+                next((r for r in records if r["flexible"] != r["greedy"]["flexible"]), records[0]))
+    iterations = [t for t in read_trace(trace_path) if t.get("item") == pick["id"] and t.get("energies")]
+    if not iterations:
+        return ""
+    last = max(iterations, key=lambda t: (len(set(t["candidates"])), t["iteration"]))
+    names, totals = list(last["energies"]["per_scorer"]), last["energies"]["total"]
+    best = min(last["survivors"], key=lambda i: float("inf") if totals[i] is None else totals[i])
+    mark = lambda ok: "right" if ok else "wrong"  # noqa: E731
+    lines = [f"worked example ({pick['id']}): {pick['question']}",
+             f"  generator alone: answer {pick['greedy']['flexible']} ({mark(pick['greedy']['correct'])}); "
+             f"consensus: answer {pick['flexible']} ({mark(pick['correct'])}); gold {pick['gold']}",
+             f"  candidates at iteration {last['iteration']}, energy per scorer (lower is better), -> the chosen one:",
+             "     " + f"{'candidate':{width}}" + "".join(f"{name[:12]:>13}" for name in names) + f"{'total':>9}"]
+    order = sorted(range(len(totals)), key=lambda i: (i != best, totals[i] is None, totals[i] or 0.0))
+    copies = {text: last["candidates"].count(text) for text in last["candidates"]}
+    shown = set()
+    for i in order:
+        if last["candidates"][i] in shown:
+            continue
+        shown.add(last["candidates"][i])
+        text = last["candidates"][i].strip().replace("\n", " | ")
+        times = copies[last["candidates"][i]]
+        text = (f"{times}x " if times > 1 else "") + text
+        text = text if len(text) <= width else text[:width - 1] + "…"
+        energies = "".join(f"{_energy(last['energies']['per_scorer'][name][i]):>13}" for name in names)
+        lines.append(f"  {'->' if i == best else '  '} {text:{width}}{energies}{_energy(totals[i]):>9}")
+    return "\n".join(lines)
+
+
+def _energy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
