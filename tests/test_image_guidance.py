@@ -252,3 +252,36 @@ def test_clipped_guidance_and_the_increasing_schedule():
     assert sizes == sorted(sizes)
     with pytest.raises(ValueError, match="clip must be > 0"):
         Guidance(0.5, clip=0.0)
+
+
+class GaussianDataDenoiser(nn.Module):
+    """The exact noise prediction for data N(mu, s^2) per pixel: with x_t = √ᾱ x0 + √(1−ᾱ) ε,
+    E[x0 | x_t] = mu + √ᾱ s² (x_t − √ᾱ mu) / (ᾱ s² + 1 − ᾱ) and ε̂ = (x_t − √ᾱ E[x0 | x_t]) / √(1−ᾱ).
+    A sampler driven by it draws the data's distribution (up to its discretisation), so whatever a sampling
+    option changes in its output is the option's own doing."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, mu: float, s: float, size: int = 4):
+        super().__init__()
+        self.alphas_cumprod, self.mu, self.s = alphas_cumprod, mu, s
+        self.config = type("Config", (), {"sample_size": size, "in_channels": 1})()
+        self.anchor = nn.Parameter(torch.zeros(()))  # where the generator looks for the device and dtype
+
+    def forward(self, x, t):
+        a = self.alphas_cumprod[t].to(x.dtype).reshape(-1, 1, 1, 1)
+        x0 = self.mu + a.sqrt() * self.s**2 * (x - a.sqrt() * self.mu) / (a * self.s**2 + 1 - a)
+        return type("Output", (), {"sample": (x - a.sqrt() * x0) / (1 - a).sqrt()})()
+
+
+def test_recurrence_without_guidance_leaves_the_samplers_mean_unchanged():
+    """Re-noising x_t' to x_t by the forward process and stepping again draws from the same marginal, so with
+    an exact denoiser and no guidance the samples' mean stays the data's; checked against the plain sampler and
+    the data mean, within four standard errors."""
+    ddpm = scheduler("ddpm")
+    generator = DiffusionGenerator(GaussianDataDenoiser(ddpm.alphas_cumprod, mu=0.3, s=0.2), ddpm)
+    ensemble = Ensemble([BrightnessScorer()])
+    draws = {r: generator.generate(2000, ensemble, 0.5, num_inference_steps=10, guidance_scale=0.0, recurrence=r,
+                                   seed=1).images for r in (0, 2)}
+    means = {r: images.mean((1, 2, 3)) for r, images in draws.items()}  # in [0, 1]: the data mean is (0.3 + 1) / 2
+    error = (means[0].var() / 2000 + means[2].var() / 2000).sqrt()
+    assert abs(means[2].mean() - means[0].mean()) < 4 * error
+    assert abs(means[0].mean() - 0.65) < 4 * means[0].std() / 2000**0.5 + 0.01
