@@ -117,12 +117,13 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     if ensemble is not None:
         ensemble.nonfinite = args.nonfinite
     ensemble = with_user_scorers(ensemble, user_scorers(args.scorer))
+    with_baseline = args.baseline == "greedy" and args.method in ("solution", "step")
 
     def solve(batch):
         """Records of a batch of problems: greedy and sampled solutions are drawn for the whole batch in one
         generator call (each problem from its own seeded generator, so its draws are those it gets alone)."""
         prompts = [format_prompt(problem.question, exemplars) for problem in batch]
-        if args.method == "greedy" or args.baseline == "greedy":
+        if args.method == "greedy" or with_baseline:
             start = time.perf_counter()
             greedy = [out for [out] in lm.sample(prompts, 1, temperature=0.0, stop=STOP,
                                                   max_new_tokens=sampling.max_new_tokens)]
@@ -136,7 +137,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
         if args.method in ("self-consistency", "solution"):
             drawn.prefetch([p.question for p in batch], [torch.Generator().manual_seed(args.seed) for _ in batch])
         for i, problem in enumerate(batch):
-            if args.baseline == "greedy" and args.method in ("solution", "step"):
+            if with_baseline:
                 alone = record(problem, greedy[i].text, greedy[i].tokens, {"seconds": seconds})
                 baseline = {"greedy": {k: alone[k] for k in ("text", "flexible", "correct", "tokens", "seconds")}}
             if args.method == "self-consistency":
