@@ -15,7 +15,7 @@ ALLOWED = {
     "zoo": {"core", "generators"},
     "scorers": {"core", "zoo", "generators"},
     "distributed": {"core", "generators"},
-    "report": {"core", "cli"},
+    "report": {"core", "cli", "eval"},
     "tasks": {"core", "zoo", "eval", "generators", "scorers", "cli", "distributed", "report"},
 }
 

@@ -7,10 +7,12 @@ Every expected error is one line on stderr; ``--debug`` shows the traceback inst
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from consensus.core.engine import GeneratorError
@@ -70,13 +72,22 @@ def flags_of(args: argparse.Namespace) -> dict:
     return {name: value for name, value in vars(args).items() if name not in skip}
 
 
-def fresh_run_dir(path: Path, flag: str = "--out") -> Path:
-    """The folder a run writes to: ``path`` when it is new or empty, else the first free ``path-2``,
-    ``path-3``, ..., so a new run never mixes its files with an earlier run's."""
+def run_manifest(args: argparse.Namespace, folder: Path, trace: Path | None, **fields) -> Callable[..., Path]:
+    """``write_manifest`` for this run's folder (``consensus.report.manifest``), bound to the command as typed and to
+    the trace's place in the folder: call it at the start, and again with ``summary=`` at the end."""
+    from consensus.report.manifest import write_manifest
+
+    return functools.partial(write_manifest, folder, command=getattr(args, "command_line", ""),
+                             trace=None if trace is None else os.path.relpath(trace, folder), **fields)
+
+
+def fresh_run_dir(path: Path, flag: str = "--out", resumes: Callable[[Path], bool] = lambda folder: False) -> Path:
+    """The folder a run writes to: ``path`` when it is new or empty (or ``resumes`` says it holds this very run),
+    else the first such of ``path-2``, ``path-3``, ..., so a new run never mixes its files with an earlier run's."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is a file; give a folder")
     candidate, k = path, 1
-    while candidate.exists() and any(candidate.iterdir()):
+    while candidate.exists() and any(candidate.iterdir()) and not resumes(candidate):
         k += 1
         candidate = path.with_name(f"{path.name}-{k}")
     candidate.mkdir(parents=True, exist_ok=True)

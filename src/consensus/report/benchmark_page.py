@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from consensus.report import plots
-from consensus.report.html import data_uri, esc, item_block, key_values, number, page, table, warnings_block
+from consensus.report.html import (data_uri, esc, item_block, key_values, number, page, short, table,
+                                   warnings_block)
 from consensus.report.load import Run, read_jsonl
 from consensus.report.run_page import candidate_table
 
@@ -129,7 +130,7 @@ def benchmark_page(path: Path) -> tuple[str, list[str]]:
     records_path = records_beside(path)
     blocks, templates = [], []
     if records_path is not None:
-        records = read_jsonl(records_path, warnings=warnings)
+        records = read_jsonl(records_path, warnings=warnings)  # a benchmark's own lines: ids are not required
         parts.append(f"<h2>Items ({len(records)}, from <code>{esc(records_path.name)}</code>)</h2>"
                      '<p class="muted">Open an item for its record.</p>')
         run = Run(path.parent, {})
@@ -193,8 +194,7 @@ def _record_line(record: dict[str, Any]) -> list[str]:
     for key in ("question", "goal", "gold", "answer", "method", "success"):
         value = record.get(key)
         if value is not None and not isinstance(value, (dict, list)):
-            text = str(value)
-            spans.append(f"{esc(key)}: {esc(text if len(text) < 90 else text[:89] + '…')}")
+            spans.append(f"{esc(key)}: {esc(short(value, 90))}")
     return spans
 
 

@@ -72,12 +72,13 @@ def table(header: list[str] | None, rows: list[list[str]], row_classes: list[str
 
 
 def key_values(pairs: dict[str, Any]) -> str:
-    rows = [[esc(k), number(v) if isinstance(v, (int, float, bool)) or v is None else esc(_short(v))]
+    rows = [[esc(k), number(v) if isinstance(v, (int, float, bool)) or v is None else esc(short(v))]
             for k, v in pairs.items()]
     return table(None, rows) if rows else ""
 
 
-def _short(value: Any, limit: int = 400) -> str:
+def short(value: Any, limit: int = 400) -> str:
+    """A value as at most ``limit`` characters of text (JSON for anything but a string), cut with an ellipsis."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

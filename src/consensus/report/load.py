@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus.core.trace import validate_record
+from consensus.eval.harness import scan_results
 from consensus.report.manifest import MANIFEST
 
 
@@ -79,18 +80,23 @@ def load_run(path: str | Path) -> Run:
         if not manifest.get("trace") and not manifest.get("results"):
             raise FileNotFoundError(f"{folder} holds no {MANIFEST}, trace.jsonl or results.jsonl; is it a run folder?")
     run = Run(folder, manifest, warnings=warnings)
-    for key, check in (("trace", validate_record), ("results", _has_id)):
+    for key in ("trace", "results"):
         name = manifest.get(key)
         if not name:
             continue
         file = folder / name
-        if file.exists():
-            setattr(run, key, read_jsonl(file, check, warnings))
-        else:
+        if not file.exists():
             warnings.append(f"{name}: not found (the run may have stopped before writing it)")
+        elif key == "trace":
+            run.trace = read_jsonl(file, validate_record, warnings)
+        else:
+            run.results = read_results(file, warnings)
     return run
 
 
-def _has_id(record: dict[str, Any]) -> None:
-    if "id" not in record:
-        raise ValueError("a result record without an 'id'")
+def read_results(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """A results file's records through the harness's reader (``scan_results``: one record per id); each line it
+    rejects adds a warning naming it."""
+    records, rejected = scan_results(path)
+    warnings.extend(f"{path.name} line {r['line']}: {r['why']}; skipped" for r in rejected)
+    return records

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from consensus.report import plots
-from consensus.report.html import data_uri, esc, item_block, key_values, number, page, table, warnings_block
+from consensus.report.html import (data_uri, esc, item_block, key_values, number, page, short, table,
+                                   warnings_block)
 from consensus.report.load import Run
 
 MAX_ROWS = 12  # candidates shown per iteration (best total energies, plus every survivor)
@@ -174,14 +175,9 @@ def _feedback_section(records: list[dict[str, Any]]) -> str:
             example.setdefault(form, did)
     if not acted:
         return ""
-    rows = [[esc(form), number(acted[form]), f"<code>{esc(_short_json(example[form]))}</code>"] for form in acted]
+    rows = [[esc(form), number(acted[form]), f"<code>{esc(short(example[form], 160))}</code>"] for form in acted]
     return ("<h2>What the feedback did</h2>" + table(["form", "iterations it acted in", "first action"], rows)
             + '<p class="muted">Each item\'s iterations below show every action.</p>')
-
-
-def _short_json(value: Any, limit: int = 160) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _item_line(key: str, result: dict[str, Any] | None, records: list[dict[str, Any]], manifest: dict) -> list[str]:
@@ -192,8 +188,7 @@ def _item_line(key: str, result: dict[str, Any] | None, records: list[dict[str, 
             if isinstance(value, bool):
                 spans.append(f'<span class="{"ok" if value else "bad"}">{esc(column)}: {"✓" if value else "✗"}</span>')
             elif value is not None:
-                text = str(value)
-                spans.append(f"{esc(column)}: {esc(text if len(text) < 90 else text[:89] + '…')}")
+                spans.append(f"{esc(column)}: {esc(short(value, 90))}")
     if records:
         spans.append(f'<span class="muted">{len(records)} iteration{"s" * (len(records) != 1)}</span>')
         best = records[-1].get("best_energy")
@@ -206,8 +201,8 @@ def _item_details(run: Run, result: dict[str, Any] | None, records: list[dict[st
     parts = []
     if result is not None:
         long = {k: v for k, v in result.items() if isinstance(v, str) and ("\n" in v or len(v) > 80)}
-        short = {k: v for k, v in result.items() if k not in long}
-        parts.append(key_values(short))
+        scalars = {k: v for k, v in result.items() if k not in long}
+        parts.append(key_values(scalars))
         parts.extend(f"<div><b>{esc(k)}</b><pre>{esc(v)}</pre></div>" for k, v in long.items())
     curves = chosen_energies(records)
     if curves and len(curves["total"]) > 1:  # as numbers: a figure per item would cost a big run minutes to draw
@@ -217,7 +212,7 @@ def _item_details(run: Run, result: dict[str, Any] | None, records: list[dict[st
                      + table(["iteration", *map(esc, curves)], rows) + "</div>")
     pattern = run.manifest.get("candidate_images")
     for record in records:
-        feedback = "; ".join(f"{form}: {_short_json(did, 120)}" for form, did in record["feedback"].items())
+        feedback = "; ".join(f"{form}: {short(did, 120)}" for form, did in record["feedback"].items())
         parts.append(f"<h4>iteration {record['iteration']}"
                      f'{f" · <span class=muted>{esc(feedback)}</span>" if feedback else ""}</h4>')
         parts.append(candidate_table(record, run, pattern))

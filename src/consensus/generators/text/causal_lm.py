@@ -197,7 +197,8 @@ class CausalLMGenerator:
                 generated[row].append(tok)
                 logprobs[row].append(chosen[b])
                 prefixes = self._prefix_tokens(tok)
-                shorter[row].append(dict(zip(prefixes, (logits[b, prefixes] - normaliser[b]).tolist())))
+                shorter[row].append(dict(zip(prefixes, (logits[b, prefixes] - normaliser[b]).tolist()))
+                                    if prefixes else {})
                 if tok in self.eos_ids:
                     ended[row] = "eos"
                     texts[row] = self.tokenizer.decode(generated[row][:-1], skip_special_tokens=True)

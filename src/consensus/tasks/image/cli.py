@@ -12,18 +12,16 @@ sample's x̂0 per step, small), ``trace.jsonl`` (every scorer's energy per denoi
 from __future__ import annotations
 
 import argparse
-import functools
-import os
 import time
 from pathlib import Path
 
 import torch
 
-from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, user_scorers
+from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, run_manifest, user_scorers
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback.guidance import SCHEDULES
 from consensus.core.trace import TraceWriter
-from consensus.report.manifest import report_hint, write_manifest
+from consensus.report.manifest import report_hint
 from consensus.scorers.image.classifier import ClassIndex
 from consensus.tasks.image.experiment import (
     DEFAULT_SCALE,
@@ -81,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     out = fresh_run_dir(args.out)
     trace_path = args.trace or out / "trace.jsonl"
     trace_path.unlink(missing_ok=True)
-    manifest = functools.partial(
-        write_manifest, out, command=getattr(args, "command_line", ""), task="image", title=f"image: {args.num_images} images of {class_name}",
-        settings={**flags_of(args), "class": class_name}, trace=os.path.relpath(trace_path, out),
+    manifest = run_manifest(
+        args, out, trace_path, task="image", title=f"image: {args.num_images} images of {class_name}",
+        settings={**flags_of(args), "class": class_name},
         images=[{"path": "grid.png", "caption": f"{args.num_images} samples of {class_name}"},
                 {"path": "trajectory.png", "caption": "the first sample's x̂0 at each denoising step, left to right"}],
         candidate_images="xhat0/{iteration:02d}-{candidate:02d}.png",

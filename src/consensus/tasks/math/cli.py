@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
+import json
 import time
 from pathlib import Path
 
@@ -12,7 +12,8 @@ import torch
 
 import consensus
 
-from consensus.cli import HelpFormatter, add_scorer_option, user_scorers, with_user_scorers
+from consensus.cli import (HelpFormatter, add_scorer_option, fresh_run_dir, run_manifest, user_scorers,
+                           with_user_scorers)
 from consensus.core.budget import Budget
 from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
@@ -20,7 +21,7 @@ from consensus.core.trace import TraceWriter, drop_items
 from consensus.distributed.sharded import add_ray_options
 from consensus.eval.metrics import accuracy, majority, paired_difference
 from consensus.generators.text.steps import Sampling
-from consensus.report.manifest import report_hint, write_manifest
+from consensus.report.manifest import MANIFEST, report_hint
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
 from consensus.tasks.math.data import FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
 from consensus.tasks.math.prompt import STOP, format_prompt
@@ -79,21 +80,21 @@ def run_folder(out: str | None, settings: dict) -> Path:
     of runs/math, runs/math-2, ... that is empty or holds a run of these settings (which then resumes)."""
     from consensus.eval.harness import check_settings
 
-    if out is not None:
-        folder = Path(out)
-        if folder.suffix == ".jsonl" or folder.is_file():
-            raise ValueError(f"--out {folder} names a file; --out is the run's folder (it holds results.jsonl, "
-                             f"trace.jsonl and run.json), e.g. --out runs/math")
-        check_settings(folder / "results.jsonl", settings)
-        return folder
-    k = 1
-    while True:
-        folder = Path("runs/math" if k == 1 else f"runs/math-{k}")
-        try:
-            check_settings(folder / "results.jsonl", settings)
-            return folder
-        except ValueError:
-            k += 1
+    if out is None:
+        return fresh_run_dir(Path("runs/math"), resumes=lambda folder: _holds_run_of(folder, settings))
+    folder = Path(out)
+    if folder.suffix == ".jsonl" or folder.is_file():
+        raise ValueError(f"--out {folder} names a file; --out is the run's folder (it holds results.jsonl, "
+                         f"trace.jsonl and run.json), e.g. --out runs/math")
+    check_settings(folder / "results.jsonl", settings)
+    return folder
+
+
+def _holds_run_of(folder: Path, settings: dict) -> bool:
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("settings") == settings
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
@@ -181,10 +182,9 @@ def run(args: argparse.Namespace) -> None:
     problems = load_problems(args.source, args.size, args.seed)
     folder.mkdir(parents=True, exist_ok=True)
     trace_path = None if args.ray else Path(args.trace) if args.trace else folder / "trace.jsonl"
-    manifest = functools.partial(write_manifest, folder, command=getattr(args, "command_line", ""), task="math", settings=settings, results="results.jsonl",
-                                 trace=None if trace_path is None else os.path.relpath(trace_path, folder),
-                                 title=f"math: {args.method} on {args.size} {args.source} problems",
-                                 columns=["gold", "flexible", "correct"])
+    manifest = run_manifest(args, folder, trace_path, task="math", settings=settings, results="results.jsonl",
+                            title=f"math: {args.method} on {args.size} {args.source} problems",
+                            columns=["gold", "flexible", "correct"])
     manifest()
     trace = None
     if trace_path is not None:  # the partial lines of an item a killed run left behind go; its rerun writes them again

@@ -9,15 +9,14 @@ was, 1 when the step budget ran out, 2 for a goal or view it does not know, 3 wh
 from __future__ import annotations
 
 import argparse
-import functools
-import os
 import random
 import sys
 import time
 from pathlib import Path
 
-from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, user_scorers, with_user_scorers
-from consensus.report.manifest import report_hint, write_manifest
+from consensus.cli import (HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, run_manifest, user_scorers,
+                           with_user_scorers)
+from consensus.report.manifest import report_hint
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS
 
 DISPLAY_SIZE = 160  # saved images are re-rendered larger than the 64 px the scorers read
@@ -99,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     trace_path = Path(args.trace) if args.trace else out / "trace.jsonl"
     trace_path.unlink(missing_ok=True)
-    manifest = functools.partial(write_manifest, out, command=getattr(args, "command_line", ""), task="robot", title=f"robot: {goal}", settings=flags_of(args),
-                                 trace=os.path.relpath(trace_path, out))
+    manifest = run_manifest(args, out, trace_path, task="robot", title=f"robot: {goal}", settings=flags_of(args))
     manifest()
     with TraceWriter(trace_path) as trace:
         if args.policy == "random":

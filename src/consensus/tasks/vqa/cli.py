@@ -12,15 +12,14 @@ makes its HTML report.
 from __future__ import annotations
 
 import argparse
-import functools
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, user_scorers, with_user_scorers
+from consensus.cli import (HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, run_manifest, user_scorers,
+                           with_user_scorers)
 from consensus.core.trace import TraceWriter
-from consensus.report.manifest import report_hint, write_manifest
+from consensus.report.manifest import report_hint
 from consensus.generators.text.steering import SteeringConfig
 from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
 
@@ -72,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
     trace_path.unlink(missing_ok=True)
     for i, frame in enumerate(frames):
         frame.save(out / f"frame_{i:02d}.png")
-    manifest = functools.partial(
-        write_manifest, out, command=getattr(args, "command_line", ""), task="vqa", title=f"video QA: {args.question}", settings=flags_of(args),
-        trace=os.path.relpath(trace_path, out),
+    manifest = run_manifest(
+        args, out, trace_path, task="vqa", title=f"video QA: {args.question}", settings=flags_of(args),
         images=[{"path": f"frame_{i:02d}.png", "caption": f"frame {i + 1}"} for i in range(len(frames))])
     manifest()
     start = time.perf_counter()
