@@ -26,7 +26,7 @@ import torch
 from consensus.eval.metrics import accuracy
 from consensus.scorers.text.answers import extract_flexible, is_correct
 from consensus.scorers.text.verifier import WEIGHTS, SolutionEncoder, VerifierHead, structural_features
-from consensus.tasks.math.data import gsm_symbolic
+from consensus.tasks.math.data import VERIFIER_TRAINING, gsm_symbolic
 
 _RESULT = re.compile(r"(=\s*[$£€]?)(\d+(?:\.\d+)?)")
 _OPERATION = re.compile(r"(\d+(?:\.\d+)?)\s*([-+*/])\s*[$£€]?(\d+(?:\.\d+)?)\s*=\s*[$£€]?(\d+(?:\.\d+)?)")
@@ -91,7 +91,7 @@ def build_pairs(problems, samples_path, rng):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(WEIGHTS))
-    ap.add_argument("--problems", type=int, default=600)
+    ap.add_argument("--problems", type=int, default=VERIFIER_TRAINING["size"])
     ap.add_argument("--samples", default=None, help="JSON lines of generator samples on train templates")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
@@ -99,7 +99,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
 
-    problems = gsm_symbolic("train", args.problems, seed=args.seed + 2)
+    problems = gsm_symbolic(VERIFIER_TRAINING["split"], args.problems, seed=VERIFIER_TRAINING["seed"] + args.seed)
     pairs = build_pairs(problems, args.samples, rng)
     # Hold out whole templates for validation, so the reported accuracy is on unseen templates.
     templates = sorted({g for *_, g in pairs})

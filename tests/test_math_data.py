@@ -6,6 +6,8 @@ from consensus.tasks.math.prompt import is_complete
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct, normalize_number
 from consensus.scorers.text.arithmetic import check_equations
 from consensus.tasks.math.data import (
+    GENERATOR_TRAINING,
+    VERIFIER_TRAINING,
     DataError,
     chain_sum,
     few_shot_exemplars,
@@ -15,6 +17,7 @@ from consensus.tasks.math.data import (
     load_problems,
     simple_geometry,
     template_split,
+    training_template_problems,
 )
 from consensus.tasks.math.prompt import format_prompt
 
@@ -78,6 +81,18 @@ def test_problems_come_from_their_split_only_and_are_seeded():
     assert all(p.solution.strip().split("\n")[-1].startswith("####") for p in problems)
     train = gsm_symbolic("train", 40, seed=5)
     assert not {p.template for p in train} & test_templates
+
+
+def test_new_problems_of_the_training_templates_leave_out_every_training_question():
+    seen = {p.question for t in (GENERATOR_TRAINING, VERIFIER_TRAINING) for p in gsm_symbolic(**t)}
+    train_templates = {f"gsm_symbolic/{t}" for t in template_split("train")}
+    # Seed 1 is the generator's own training seed: its first 4,000 problems are all seen, so every
+    # problem returned must come from further draws.
+    for seed in (1, 7):
+        problems = training_template_problems(50, seed)
+        assert len(problems) == 50 and not {p.question for p in problems} & seen
+        assert {p.template for p in problems} <= train_templates
+    assert load_problems("gsm_symbolic_train_templates", 50, 7) == training_template_problems(50, 7)
 
 
 def test_chain_sum_solutions_are_right():

@@ -124,6 +124,26 @@ def gsm_symbolic(split: str, size: int, seed: int = 0) -> list[Problem]:
     return problems
 
 
+#: The problems the trained scorers and the generator learnt from: the first ``size`` problems of
+#: ``gsm_symbolic(split, size, seed)``. Evaluation on the training templates leaves them out by question text.
+GENERATOR_TRAINING = {"split": "train", "size": 4000, "seed": 1}  # scripts/train_math_generator.py
+VERIFIER_TRAINING = {"split": "train", "size": 600, "seed": 2}  # scripts/train_math_verifier.py
+
+
+def training_template_problems(size: int, seed: int = 0) -> list[Problem]:
+    """New problems of the templates the generator was trained on: new names and numbers, none whose
+    question is one the generator or the verifier was trained on (the analogue of GSM8K's test split
+    for a generator fine-tuned on its train split; ``gsm_symbolic("test", ...)`` is the harder
+    setting of templates never seen)."""
+    seen = {p.question for training in (GENERATOR_TRAINING, VERIFIER_TRAINING) for p in gsm_symbolic(**training)}
+    drawn = size
+    while True:  # seen problems are replaced by further draws of the seed (draws are a prefix of longer ones)
+        problems = [p for p in gsm_symbolic("train", drawn, seed) if p.question not in seen]
+        if len(problems) >= size:
+            return problems[:size]
+        drawn *= 2
+
+
 def chain_sum(size: int, seed: int = 0, terms: int = 2, digits: int = 1) -> list[Problem]:
     """reasoning-gym's chain_sum (a +/- b ...), as word-problem-style questions with worked solutions."""
     if size < 1:
@@ -226,19 +246,22 @@ MAX_SIZE = 100_000
 
 
 def load_problems(source: str, size: int, seed: int = 0, split: str = "test") -> list[Problem]:
-    """A problem set by name: ``gsm_symbolic`` (by template split), a few-shot family (``chain_sum``,
+    """A problem set by name: ``gsm_symbolic`` (by template split), ``gsm_symbolic_train_templates``
+    (new problems of the training templates), a few-shot family (``chain_sum``,
     ``leg_counting``, ``simple_geometry``), ``gsm8k`` (the hub) or a GSM8K .jsonl path; ``size`` 0
     means all of a GSM8K file."""
     if not 0 <= size <= MAX_SIZE:
         raise DataError(f"--size must be between 0 (all of a file) and {MAX_SIZE:,}, got {size:,}")
-    if size == 0 and (source == "gsm_symbolic" or source in FEW_SHOT_FAMILIES):
+    if size == 0 and (source.startswith("gsm_symbolic") or source in FEW_SHOT_FAMILIES):
         raise DataError(f"--size 0 means all problems of a file; {source} is generated: give a size >= 1")
     if source == "gsm_symbolic":
         return gsm_symbolic(split, size, seed)
+    if source == "gsm_symbolic_train_templates":
+        return training_template_problems(size, seed)
     if source in FEW_SHOT_FAMILIES:
         return FEW_SHOT_FAMILIES[source](size, seed)
     if source == "gsm8k" or source.endswith(".jsonl"):
         problems = load_gsm8k_hub(split) if source == "gsm8k" else load_gsm8k_jsonl(source)
         return problems[:size] if size else problems
-    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, {', '.join(FEW_SHOT_FAMILIES)}, "
+    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, gsm_symbolic_train_templates, {', '.join(FEW_SHOT_FAMILIES)}, "
                     "gsm8k (hub) or a GSM8K .jsonl path")
