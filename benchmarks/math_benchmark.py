@@ -6,15 +6,20 @@ pass@N; and ensemble consensus at step level with N proposals per step. Results 
 line per problem in benchmarks/results/math-<family>.jsonl (a killed run resumes where it
 stopped); the summary goes to math-<family>.json and .md and is printed.
 
-With ``--dev N`` it also fits the ensemble's weights (``consensus.core.weighting``) on N development
-problems disjoint from the evaluation ones (gsm_symbolic: the training templates; chain_sum:
-two-digit terms, as every one-digit question is already an evaluation problem; the word-problem
-families leg_counting and simple_geometry: other draws, none equal to a question asked), sampled and
-scored the same way and kept in math-<family>-dev.jsonl, and reports the ensemble with those
-weights beside the equal-weight one: at solution level (chosen from the stored energies) and at
-step level (run again, in math-<family>-fitted-step.jsonl).
+Families: ``gsm_symbolic_train_templates`` (new problems of the templates the generator was trained
+on, none a training question: the analogue of GSM8K's test split, where the paper's generator
+lived), ``gsm_symbolic`` (templates it never saw), and the few-shot families on the base model.
 
-    python benchmarks/math_benchmark.py --family gsm_symbolic --problems 200
+With ``--dev N`` it also weighs the ensemble (``consensus.core.weighting``) from N development
+problems disjoint from the evaluation ones (gsm_symbolic: new problems of the training templates;
+chain_sum: two-digit terms, as every one-digit question is already an evaluation problem; the
+word-problem families leg_counting and simple_geometry: other draws, none equal to a question
+asked), sampled and scored the same way and kept in math-<family>-dev.jsonl: dev-fitted weights
+from their labels, and unlabelled weights from their energies alone. It reports the ensemble with
+each beside the equal-weight one: at solution level (chosen from the stored energies) and, for the
+weightings of ``--step-weightings``, at step level (run again, in math-<family>-<kind>-step.jsonl).
+
+    python benchmarks/math_benchmark.py --family gsm_symbolic_train_templates --problems 200 --dev 100 --sample-batch
     python benchmarks/math_benchmark.py --family chain_sum --problems 200 --max-new-tokens 48 --dev 100
 """
 
@@ -31,19 +36,28 @@ from pathlib import Path
 import torch
 
 from consensus.core.ensemble import Ensemble
-from consensus.core.weighting import DevSet, fit_weights
+from consensus.core.weighting import DevSet, fit_unlabelled_weights, fit_weights
 from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, is_correct
-from consensus.tasks.math.data import FEW_SHOT_FAMILIES, chain_sum, few_shot_exemplars, gsm_symbolic
+from consensus.tasks.math.data import (
+    FEW_SHOT_FAMILIES,
+    chain_sum,
+    few_shot_exemplars,
+    gsm_symbolic,
+    training_template_problems,
+)
 from consensus.tasks.math.experiment import Experiment, build_ensemble
 from consensus.tasks.math.generator import load_math_generator
 from consensus.tasks.math.report import Fitted, markdown, summarize
 from consensus.zoo.gemma import load_gemma
 
 FAMILIES = {
-    # the paper's setting: a fine-tuned generator, zero-shot, on templates it was not trained on
+    # the paper's setting: a generator fine-tuned on GSM8K's train split, tested on its test split
+    "gsm_symbolic_train_templates": "gsm_symbolic, new problems of the training templates; Gemma 3 270M + GSM LoRA "
+                                    "(zero-shot)",
+    # harder: templates the generator never saw
     "gsm_symbolic": "gsm_symbolic held-out templates; Gemma 3 270M + GSM LoRA (zero-shot)",
     # an easier family where the base model alone has headroom (pass@N well above greedy)
     "chain_sum": "chain_sum, 2 one-digit terms; Gemma 3 270M base, 4-shot",
@@ -53,28 +67,27 @@ FAMILIES = {
 }
 
 
-def with_fitted_step_level(experiment: Experiment, fitted: Fitted, problems: list, records: list[dict], seed: int,
-                           path: Path, settings: dict) -> list[dict]:
-    """Step-level consensus again, with the dev-fitted weights (resumable, in its own file); each
-    record gets it as ``step_level_fitted``."""
+def with_weighted_step_level(experiment: Experiment, fitted: Fitted, problems: list, records: list[dict], seed: int,
+                             path: Path, settings: dict) -> list[dict]:
+    """Step-level consensus again, with weights from the development problems (resumable, in its own file);
+    each record gets it under ``fitted.step_key``."""
     ensemble = Ensemble(experiment.ensemble.scorers, fitted.weights, normalization=fitted.normalization)
-    fitted_experiment = dataclasses.replace(experiment, ensemble=ensemble)
+    weighted = dataclasses.replace(experiment, ensemble=ensemble)
     steps = run_resumable(problems, lambda p: p.id,
-                          lambda batch: ({**fitted_experiment.step_level(p, seed), "weights": fitted.weights}
-                                         for p in batch), path, description="step level, fitted weights",
-                          settings=settings)
+                          lambda batch: ({**weighted.step_level(p, seed), "weights": fitted.weights} for p in batch),
+                          path, description=f"step level, {fitted.kind} weights", settings=settings)
     stale = [s["id"] for s in steps if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
                                                for a, b in zip(s["weights"], fitted.weights))]
     if stale:
         raise SystemExit(f"{path} holds runs with other weights (e.g. {stale[0]}): the development set changed. "
                          "Delete the file and run again.")
     by_id = {s["id"]: s for s in steps}
-    return [{**r, "step_level_fitted": by_id[r["id"]]} for r in records]
+    return [{**r, fitted.step_key: by_id[r["id"]]} for r in records]
 
 
 def build_experiment(args: argparse.Namespace, exemplars: list) -> Experiment:
     """The generator (Gemma + GSM LoRA for gsm_symbolic, base Gemma few-shot otherwise) and the four scorers."""
-    lm = load_math_generator() if args.family == "gsm_symbolic" else load_gemma()
+    lm = load_math_generator() if args.family.startswith("gsm_symbolic") else load_gemma()
     return Experiment(lm, build_ensemble(lm, exemplars), n=args.n, beam=args.beam, exemplars=exemplars,
                       sampling=Sampling(max_new_tokens=args.max_new_tokens))
 
@@ -84,6 +97,9 @@ def make_solve(args: argparse.Namespace, exemplars: list, experiment: Experiment
     experiment = experiment or build_experiment(args, exemplars)
 
     def solve(batch):
+        if args.sample_batch:
+            yield from experiment.solve_batch(batch, seed=args.seed)
+            return
         greedy = experiment.greedy(batch)
         for problem, g in zip(batch, greedy):
             yield experiment.solve(problem, g, seed=args.seed)
@@ -99,6 +115,11 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=8, help="problems per greedy batch")
+    ap.add_argument("--sample-batch", action="store_true",
+                    help="draw the N samples of a whole batch of problems in one generator call (faster; in bfloat16 "
+                         "the draws then depend on the batch, so a results file keeps to one choice)")
+    ap.add_argument("--step-weightings", default="dev-fitted,unlabelled",
+                    help="with --dev: the weightings that also get a step-level run (comma-separated; '' for none)")
     ap.add_argument("--max-new-tokens", type=int, default=200, help="per solution (gold gsm solutions stay under 200)")
     ap.add_argument("--dev", type=int, default=0, help="development problems to fit the ensemble's weights on (0: none)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -107,10 +128,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    if args.family == "gsm_symbolic":
+    if args.family.startswith("gsm_symbolic"):
         exemplars = []
-        problems = gsm_symbolic("test", args.problems, seed=args.seed)
-        dev_problems = gsm_symbolic("train", args.dev, seed=args.seed + 2) if args.dev else []  # LoRA trained on seed 1
+        problems = (gsm_symbolic("test", args.problems, seed=args.seed) if args.family == "gsm_symbolic"
+                    else training_template_problems(args.problems, seed=args.seed))
+        # New problems of the training templates, none a training question (of the generator or the verifier, whose
+        # development-loss problems are seed 3) nor an evaluation one.
+        asked = {p.question for p in problems}
+        dev_problems = [p for p in training_template_problems(args.dev + 20, seed=args.seed + 4)
+                        if p.question not in asked][:args.dev] if args.dev else []
     else:
         make = FEW_SHOT_FAMILIES[args.family]
         exemplars = few_shot_exemplars(args.family, 4, seed=777)
@@ -126,7 +152,7 @@ def main() -> None:
             dev_problems = dev_problems[:args.dev]
     # What the results files must agree on to be resumed (not --problems: a run may grow).
     settings = {"family": args.family, "n": args.n, "beam": args.beam, "seed": args.seed,
-                "max_new_tokens": args.max_new_tokens}
+                "max_new_tokens": args.max_new_tokens, **({"sample_batch": args.batch} if args.sample_batch else {})}
     experiment = build_experiment(args, exemplars)
     lm = experiment.lm
     solve, executor = make_solve(args, exemplars, experiment), None
@@ -136,22 +162,26 @@ def main() -> None:
 
     out = Path(args.results)
     start = time.time()
-    fitted = None
+    weightings = []
     if dev_problems:
         dev = run_resumable(dev_problems, lambda p: p.id, lambda batch: (experiment.score_samples(p, args.seed)[0]
                                                                          for p in batch),
                             out / f"math-{args.family}-dev.jsonl", description=f"{args.family} dev", settings=settings)
         names, normalization = experiment.ensemble.names, experiment.ensemble.normalization
         sets = [DevSet(r["energies"], [is_correct(extract_flexible(s), r["gold"]) for s in r["samples"]]) for r in dev]
-        fitted = Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev))
+        weightings = [Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev)),
+                      Fitted(names, fit_unlabelled_weights([r["energies"] for r in dev], names, normalization),
+                             normalization, len(dev), kind="unlabelled")]
     records = run_resumable(problems, lambda p: p.id, solve, out / f"math-{args.family}.jsonl",
                             batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, step level)",
                             correct=lambda r: is_correct(extract_flexible(r["step_level"]["text"]), r["gold"]),
                             executor=executor, settings=settings)
-    if fitted is not None:
-        records = with_fitted_step_level(experiment, fitted, problems, records, args.seed,
-                                         out / f"math-{args.family}-fitted-step.jsonl", settings)
-    summary = summarize(records, fitted)
+    for fitted in weightings:
+        if fitted.kind in args.step_weightings.split(","):
+            records = with_weighted_step_level(experiment, fitted, problems, records, args.seed,
+                                               out / f"math-{args.family}-{fitted.step_key.split('_')[-1]}-step.jsonl",
+                                               settings)
+    summary = summarize(records, weightings)
     summary.update({"family": FAMILIES[args.family], "n": args.n, "beam": args.beam, "seed": args.seed,
                     "max_new_tokens": args.max_new_tokens,
                     "generator": lm.name, "ensemble": repr(experiment.ensemble),

@@ -1,5 +1,7 @@
 from consensus.core.weighting import select_with_weights
-from consensus.tasks.math.report import FITTED_SOLUTION, FITTED_STEP, Fitted, markdown, summarize
+from consensus.tasks.math.report import Fitted, markdown, summarize
+
+FITTED_SOLUTION, FITTED_STEP = "ensemble solution level, dev-fitted weights", "ensemble step level, dev-fitted weights"
 
 NAMES = ["ArithmeticVerifier", "LMLikelihood"]
 
@@ -27,16 +29,16 @@ def test_every_method_gets_a_row_and_the_claims_are_paired():
     flexible = {m: row["flexible"]["correct"] for m, row in summary["methods"].items()}
     assert flexible["best-of-3: ArithmeticVerifier"] == 2 and flexible["best-of-3: LMLikelihood"] == 0
     assert flexible["pass@3 (ceiling)"] == 2 and flexible["greedy"] == 0
-    assert FITTED_SOLUTION not in flexible and summary["dev_fitted_weights"] is None
+    assert FITTED_SOLUTION not in flexible and summary["weights"] == {}
 
 
 def test_dev_fitted_weights_choose_from_the_stored_energies():
     fitted = Fitted(NAMES, [1.9, 0.1], "zscore", dev_problems=50)
-    summary = summarize(RECORDS, fitted)
+    summary = summarize(RECORDS, [fitted])
     assert summary["methods"]["ensemble, solution level"]["flexible"]["correct"] == 0
     assert summary["methods"][FITTED_SOLUTION]["flexible"]["correct"] == 2
     assert summary["methods"][FITTED_SOLUTION]["tokens_per_problem"] == 15
-    assert summary["dev_fitted_weights"] == {"ArithmeticVerifier": 1.9, "LMLikelihood": 0.1, "dev_problems": 50}
+    assert summary["weights"] == {"dev-fitted": {"ArithmeticVerifier": 1.9, "LMLikelihood": 0.1, "dev_problems": 50}}
     table = markdown(summary, "toy")
     assert "| ensemble solution level, dev-fitted weights | 100.0" in table and "ArithmeticVerifier 1.90" in table
 
@@ -44,7 +46,22 @@ def test_dev_fitted_weights_choose_from_the_stored_energies():
 def test_a_step_level_run_with_the_fitted_weights_gets_its_row():
     steps = {"text": "#### 3", "tokens": 11, "seconds": {"total": 2.0, "loop": 0.01}}
     records = [{**RECORDS[0], "step_level_fitted": steps}, {**RECORDS[1], "step_level_fitted": {**steps, "text": "#### 1"}}]
-    summary = summarize(records, Fitted(NAMES, [1.9, 0.1], "zscore", dev_problems=50))
+    summary = summarize(records, [Fitted(NAMES, [1.9, 0.1], "zscore", dev_problems=50)])
     assert summary["methods"][FITTED_STEP]["flexible"]["correct"] == 1
     assert summary["methods"][FITTED_STEP]["tokens_per_problem"] == 11
     assert any(claim.startswith(FITTED_STEP) for claim in summary["claims (flexible extraction)"])
+
+
+def test_each_weighting_gets_its_own_rows_and_step_level_run():
+    fitted = Fitted(NAMES, [1.9, 0.1], "zscore", dev_problems=50)
+    unlabelled = Fitted(NAMES, [0.2, 1.8], "zscore", dev_problems=50, kind="unlabelled")
+    steps = {"text": "#### 3", "tokens": 13, "seconds": {"total": 2.0, "loop": 0.01}}
+    records = [{**r, "step_level_unlabelled": steps} for r in RECORDS]
+    summary = summarize(records, [fitted, unlabelled])
+    correct = {m: row["flexible"]["correct"] for m, row in summary["methods"].items()}
+    assert correct["ensemble solution level, dev-fitted weights"] == 2
+    assert correct["ensemble solution level, unlabelled weights"] == 0
+    assert correct["ensemble step level, unlabelled weights"] == 1 and FITTED_STEP not in correct
+    assert summary["methods"]["ensemble step level, unlabelled weights"]["tokens_per_problem"] == 13
+    assert "Unlabelled weights (from 50 development problems disjoint from these, their energies alone" in \
+        markdown(summary, "toy")

@@ -1,3 +1,4 @@
+import math
 import random
 
 import pytest
@@ -5,7 +6,7 @@ import torch
 from test_ensemble import Fixed
 
 from consensus import Ensemble
-from consensus.core.weighting import DevSet, fit_weights, select_with_weights
+from consensus.core.weighting import DevSet, fit_unlabelled_weights, fit_weights, select_with_weights
 
 NAMES = ["expert", "noise", "contrarian"]
 
@@ -66,3 +67,51 @@ def test_non_finite_development_energies_are_named():
     sets = [DevSet({"expert": [0.0, None], "noise": [0.0, 1.0], "contrarian": [float("inf"), 1.0]}, [True, False])]
     with pytest.raises(ValueError, match=r"\['expert', 'contrarian'\]"):
         fit_weights(sets, NAMES)
+
+
+def crowd(problems: int, strengths: dict[str, float], seed: int = 0) -> list[DevSet]:
+    """8 candidates per problem, two right; each scorer sees rightness with its own strength and its own noise."""
+    rng = random.Random(seed)
+    sets = []
+    for _ in range(problems):
+        right = [True, True] + [False] * 6
+        rng.shuffle(right)
+        sets.append(DevSet({n: [-(k if r else 0.0) + rng.gauss(0, 1) for r in right] for n, k in strengths.items()},
+                           right))
+    return sets
+
+
+def test_unlabelled_weights_recover_the_reliable_scorer_from_agreement_alone():
+    strengths = {"good": 2.5, "noisy": 0.5, "noisier": 0.3}
+    names = list(strengths)
+    for seed in (5, 6, 7):  # the noisy pair agree little with each other, which makes the estimate vary
+        weights = fit_unlabelled_weights([s.energies for s in crowd(300, strengths, seed)], names)
+        assert weights[0] > 1.5 * max(weights[1:])
+    dev = crowd(300, strengths)
+    weights = fit_unlabelled_weights([s.energies for s in dev], names)  # labels never seen
+    assert sum(weights) == pytest.approx(3) and weights[0] > 3 * max(weights[1:]) and min(weights) >= 0
+    test = crowd(400, strengths, seed=1)
+
+    def accuracy_of(w):
+        return sum(s.right[select_with_weights(s.energies, names, w)] for s in test) / len(test)
+
+    fitted = fit_weights(dev, names)
+    assert accuracy_of(weights) > accuracy_of([1.0, 1.0, 1.0]) + 0.05
+    assert accuracy_of(weights) > accuracy_of(fitted) - 0.03  # about what labels would give
+
+
+def test_unlabelled_weights_give_a_scorer_against_the_crowd_no_say():
+    sets = crowd(300, {"a": 1.5, "b": 1.0, "c": 1.0}, seed=3)
+    rng = random.Random(4)
+    for s in sets:  # a fourth scorer that prefers the wrong candidates
+        s.energies["contrarian"] = [(2.0 if r else 0.0) + rng.gauss(0, 1) for r in s.right]
+    weights = fit_unlabelled_weights([s.energies for s in sets], ["a", "b", "c", "contrarian"])
+    assert weights[3] == 0 and weights[0] > weights[1] > 0
+
+
+def test_unlabelled_weights_refuse_what_cannot_identify_them():
+    sets = crowd(20, {"a": 1.0, "b": 1.0})
+    with pytest.raises(ValueError, match="at least three"):
+        fit_unlabelled_weights([s.energies for s in sets], ["a", "b"])
+    with pytest.raises(ValueError, match="finite energies"):
+        fit_unlabelled_weights([{"a": [math.nan, 1.0], "b": [0.0, 1.0], "c": [1.0, 0.0]}], ["a", "b", "c"])

@@ -1,4 +1,6 @@
-"""Ensemble weights fitted on development examples, never on the examples they are used on.
+"""Ensemble weights: fitted on labelled development examples (``fit_weights``), or estimated from
+how the scorers agree on unlabelled ones (``fit_unlabelled_weights``); never on the examples they
+are used on.
 
 Equal weights give every expert the same say; when one expert is much better than the others
 (an arithmetic verifier on one-step sums), the others outvote it. Given development problems
@@ -79,6 +81,67 @@ def fit_weights(problems: Sequence[DevSet], names: Sequence[str], normalization:
 
     optimizer.step(loss)
     w = torch.nn.functional.softplus(theta.detach())
+    return (w * len(names) / w.sum()).tolist()
+
+
+def fit_unlabelled_weights(problems: Sequence[Mapping[str, Sequence[float]]], names: Sequence[str],
+                           normalization: Normalization = "zscore") -> list[float]:
+    """Weights for the scorers ``names`` from their energies alone: no labels (the "wisdom of crowds").
+
+    Each problem's energies are normalised across its candidates as the ensemble does, so each
+    scorer's e_n has mean 0 and variance 1 within a problem. Model (a one-factor model, the
+    continuous analogue of Dawid–Skene's conditionally independent annotators): a latent
+    rightness y of the candidate drives every scorer,
+
+        e_n = −a_n (y − ȳ) + ε_n,   ε_n independent across scorers given y, variance σ_n².
+
+    Then for two different scorers Cov(e_n, e_m) = r_n r_m with r_n = a_n·sd(y), the correlation of
+    scorer n with the latent rightness: the off-diagonal of the scorers' covariance is rank one, and
+    its factor is each scorer's reliability. r is found by principal-axis factoring (the diagonal,
+    which holds each scorer's own noise, is replaced by r_n² and the leading eigenvector taken,
+    until it settles). Given r, the best linear rule for y under this model (Fisher's discriminant
+    with independent noise, σ_n² = 1 − r_n² since Var e_n = 1) weighs scorer n by
+
+        w_n ∝ a_n / σ_n² ∝ r_n / (1 − r_n²):
+
+    a reliable scorer gets a weight that grows without bound as its noise vanishes, a scorer unrelated
+    to the others gets none. The factor's sign is the one most scorers agree with (the crowd is
+    right more often than not); a scorer that disagrees with it (r_n < 0) gets weight 0 rather than
+    a negative one, which would flip its "lower is better". Scorers that err together (two views of
+    one model's beliefs) break the independence assumption and are over-trusted together; needs at
+    least three scorers, as a rank-one factor of two is not identified. Weights are rescaled to mean 1.
+    """
+    if len(names) < 3:
+        raise ValueError(f"unlabelled weights need at least three scorers to tell reliability apart, got {len(names)}")
+    rows = []
+    for energies in problems:
+        raw = {n: torch.tensor([math.nan if e is None else e for e in energies[n]], dtype=torch.float64) for n in names}
+        if any(not torch.isfinite(e).all() for e in raw.values()) or len(raw[names[0]]) < 2:
+            continue  # a candidate some scorer could not score, or nothing to compare: no evidence of agreement
+        rows.append(torch.stack([normalize(raw[n], normalization) for n in names], dim=1))
+    if not rows:
+        raise ValueError("no problem has two or more candidates with finite energies from every scorer; "
+                         "unlabelled weights need such problems")
+    e = torch.cat(rows)  # [candidates, scorers], centred within each problem by the normalisation
+    e = e - e.mean(0)
+    covariance = e.T @ e / len(e)
+    r = torch.sqrt(torch.clamp(covariance.diagonal(), min=0))
+    for _ in range(200):
+        reduced = covariance.clone()
+        reduced.diagonal().copy_(r * r)
+        values, vectors = torch.linalg.eigh(reduced)
+        new = vectors[:, -1] * torch.sqrt(torch.clamp(values[-1], min=0))
+        new = new if new.sum() >= 0 else -new
+        settled = torch.allclose(new, r, atol=1e-10)
+        r = new
+        if settled:
+            break
+    sd = torch.sqrt(covariance.diagonal())
+    reliability = torch.clamp(r / torch.where(sd > 0, sd, 1.0), 0.0, 0.99)  # a correlation, below 1 to keep w finite
+    w = reliability / (1 - reliability ** 2)
+    if w.sum() <= 0:
+        raise ValueError("the scorers do not agree with one another on these problems, so agreement says nothing "
+                         "about which to trust; use equal or dev-fitted weights")
     return (w * len(names) / w.sum()).tolist()
 
 

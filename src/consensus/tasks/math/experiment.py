@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
@@ -66,8 +67,16 @@ class Experiment:
         seconds = (time.perf_counter() - start) / len(problems)  # batched: each problem's share
         return [{"text": o[0].text, "tokens": o[0].tokens, "seconds": seconds} for o in outs]
 
-    def solve(self, problem: Problem, greedy: dict, seed: int) -> dict:
-        scored, solution = self.score_samples(problem, seed)
+    def solve_batch(self, problems: Sequence[Problem], seed: int) -> list[dict]:
+        """``solve`` for several problems, their greedy and sampled solutions drawn in one generator batch each
+        (every problem from its own seeded generator; in bfloat16 a batch's draws still depend on its rows)."""
+        greedy = self.greedy(problems)
+        drawn = solution_steps(self.lm, self.n, self.sampling, self.exemplars)
+        drawn.prefetch([p.question for p in problems], [torch.Generator().manual_seed(seed) for _ in problems])
+        return [self.solve(p, g, seed, drawn) for p, g in zip(problems, greedy)]
+
+    def solve(self, problem: Problem, greedy: dict, seed: int, drawn: SolutionSteps | None = None) -> dict:
+        scored, solution = self.score_samples(problem, seed, drawn)
         return {
             **scored,
             "greedy": greedy,
@@ -84,9 +93,10 @@ class Experiment:
         return {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
                 "stop_reason": step.stop_reason, "seconds": step.seconds}
 
-    def score_samples(self, problem: Problem, seed: int) -> tuple[dict, ConsensusResult]:
+    def score_samples(self, problem: Problem, seed: int,
+                      drawn: SolutionSteps | None = None) -> tuple[dict, ConsensusResult]:
         """N sampled solutions and every scorer's energies of them (the ensemble's total too), with the
-        solution-level consensus run that drew and scored them."""
+        solution-level consensus run that drew and scored them (from ``drawn`` when they were prefetched)."""
         per_scorer: dict[str, list[float]] = {}
         samples: list[str] = []
 
@@ -96,7 +106,7 @@ class Experiment:
             per_scorer["ensemble"] = record["energies"].total.tolist()
 
         solution = run_consensus(
-            solution_steps(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
+            drawn or solution_steps(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
             budget=Budget(iterations=1), seed=seed, callback=keep,
         )
         scored = {"question": problem.question, "gold": problem.answer, "template": problem.template,

@@ -23,24 +23,35 @@ def _argmin(values: Sequence[float | None]) -> int:
     return min(finite)[1] if finite else 0
 
 
-FITTED_SOLUTION = "ensemble solution level, dev-fitted weights"
-FITTED_STEP = "ensemble step level, dev-fitted weights"
-
-
 @dataclass(frozen=True)
 class Fitted:
-    """Ensemble weights fitted on development problems (``consensus.core.weighting.fit_weights``)."""
+    """Ensemble weights from development problems: ``kind`` "dev-fitted" (``fit_weights``, from their
+    labels) or "unlabelled" (``fit_unlabelled_weights``, from their energies alone)."""
 
     names: list[str]
     weights: list[float]
     normalization: Normalization
     dev_problems: int
+    kind: str = "dev-fitted"
+
+    @property
+    def solution_method(self) -> str:
+        return f"ensemble solution level, {self.kind} weights"
+
+    @property
+    def step_method(self) -> str:
+        return f"ensemble step level, {self.kind} weights"
+
+    @property
+    def step_key(self) -> str:
+        """The record field of the step-level run with these weights."""
+        return "step_level_" + ("fitted" if self.kind == "dev-fitted" else self.kind)
 
 
-def method_outcomes(record: dict[str, Any], extraction: str, fitted: Fitted | None = None) -> dict[str, bool]:
-    """Whether each method answered this problem right, under one answer extraction. With ``fitted``
-    weights, also the solution-level ensemble that uses them (chosen from the stored energies) and,
-    when the record has its ``step_level_fitted`` run, the step-level one."""
+def method_outcomes(record: dict[str, Any], extraction: str, weightings: Sequence[Fitted] = ()) -> dict[str, bool]:
+    """Whether each method answered this problem right, under one answer extraction. For each of the
+    ``weightings``, also the solution-level ensemble that uses them (chosen from the stored energies) and,
+    when the record has its step-level run, the step-level one."""
     extract = EXTRACTORS[extraction]
 
     def right(text: str | None) -> bool:
@@ -57,16 +68,16 @@ def method_outcomes(record: dict[str, Any], extraction: str, fitted: Fitted | No
             outcomes[f"best-of-{len(samples)}: {name}"] = right(samples[_argmin(energies)])
     outcomes["ensemble, solution level"] = right(record["solution_level"]["text"])
     outcomes["ensemble, step level"] = right(record["step_level"]["text"])
-    if fitted is not None:
-        outcomes[FITTED_SOLUTION] = right(samples[select_with_weights(record["energies"], fitted.names,
-                                                                      fitted.weights, fitted.normalization)])
-        if "step_level_fitted" in record:
-            outcomes[FITTED_STEP] = right(record["step_level_fitted"]["text"])
+    for fitted in weightings:
+        outcomes[fitted.solution_method] = right(samples[select_with_weights(record["energies"], fitted.names,
+                                                                             fitted.weights, fitted.normalization)])
+        if fitted.step_key in record:
+            outcomes[fitted.step_method] = right(record[fitted.step_key]["text"])
     outcomes[f"pass@{len(samples)} (ceiling)"] = any(right(s) for s in samples)
     return outcomes
 
 
-def method_cost(record: dict[str, Any], method: str) -> tuple[int, float]:
+def method_cost(record: dict[str, Any], method: str, weightings: Sequence[Fitted] = ()) -> tuple[int, float]:
     """(generator tokens, wall seconds) that a method spent on this problem."""
     sol = record["solution_level"]["seconds"]
     sampling = sol["generator"] + sol["loop"]
@@ -79,23 +90,27 @@ def method_cost(record: dict[str, Any], method: str) -> tuple[int, float]:
         return record["sample_tokens"], sampling + sol["AnswerAgreement"]
     if method.startswith("best-of-"):
         return record["sample_tokens"], sampling + sol[method.split(": ", 1)[1]]
-    if method in ("ensemble, solution level", FITTED_SOLUTION) or method.startswith("pass@"):
+    if method == "ensemble, solution level" or method.startswith("pass@") or \
+            method in {fitted.solution_method for fitted in weightings}:
         return record["sample_tokens"], sol["total"]
-    if method in ("ensemble, step level", FITTED_STEP):
-        step = record["step_level" if method == "ensemble, step level" else "step_level_fitted"]
-        return step["tokens"], step["seconds"]["total"]
+    if method == "ensemble, step level":
+        return record["step_level"]["tokens"], record["step_level"]["seconds"]["total"]
+    for fitted in weightings:
+        if method == fitted.step_method:
+            step = record[fitted.step_key]
+            return step["tokens"], step["seconds"]["total"]
     raise KeyError(method)
 
 
-def summarize(records: Sequence[dict[str, Any]], fitted: Fitted | None = None) -> dict[str, Any]:
+def summarize(records: Sequence[dict[str, Any]], weightings: Sequence[Fitted] = ()) -> dict[str, Any]:
     if not records:
         raise ValueError("no records to summarise")
     table, outcomes = {}, {}
     for extraction in EXTRACTORS:
-        per_problem = [method_outcomes(r, extraction, fitted) for r in records]
+        per_problem = [method_outcomes(r, extraction, weightings) for r in records]
         outcomes[extraction] = {m: [o[m] for o in per_problem] for m in per_problem[0]}
     for method in outcomes["strict"]:
-        costs = [method_cost(r, method) for r in records]
+        costs = [method_cost(r, method, weightings) for r in records]
         table[method] = {
             "strict": accuracy(outcomes["strict"][method]).__dict__,
             "flexible": accuracy(outcomes["flexible"][method]).__dict__,
@@ -113,15 +128,14 @@ def summarize(records: Sequence[dict[str, Any]], fitted: Fitted | None = None) -
         f"ensemble solution level - best single scorer ({best_single})":
             paired_difference(flex["ensemble, solution level"], flex[best_single]),
     }
-    for method in (FITTED_SOLUTION, FITTED_STEP):
+    for method in [m for fitted in weightings for m in (fitted.solution_method, fitted.step_method)]:
         if method in flex:
             claims[f"{method} - best single scorer ({best_single})"] = paired_difference(flex[method], flex[best_single])
     return {
         "problems": len(records),
         "methods": table,
         "claims (flexible extraction)": claims,
-        "dev_fitted_weights": None if fitted is None else {**dict(zip(fitted.names, fitted.weights)),
-                                                           "dev_problems": fitted.dev_problems},
+        "weights": {f.kind: {**dict(zip(f.names, f.weights)), "dev_problems": f.dev_problems} for f in weightings},
         "loop_overhead_fraction": loop / total if total else 0.0,
     }
 
@@ -140,11 +154,12 @@ def markdown(summary: dict[str, Any], title: str) -> str:
     lines += ["", "| claim (flexible) | points | 95% paired bootstrap | wins / losses |", "| --- | --- | --- | --- |"]
     for claim, d in summary["claims (flexible extraction)"].items():
         lines.append(f"| {claim} | {d['points']:+.1f} | [{d['low']:+.1f}, {d['high']:+.1f}] | {d['wins']} / {d['losses']} |")
-    if summary.get("dev_fitted_weights"):
-        fitted = dict(summary["dev_fitted_weights"])
-        dev = fitted.pop("dev_problems")
-        lines += ["", f"Dev-fitted weights (from {dev} development problems, disjoint from these; "
-                  "`consensus.core.weighting`): " + ", ".join(f"{n} {w:.2f}" for n, w in fitted.items()) + "."]
+    for kind, weights in summary.get("weights", {}).items():
+        weights = dict(weights)
+        dev = weights.pop("dev_problems")
+        how = "their energies alone, labels unused" if kind == "unlabelled" else "their labels"
+        lines += ["", f"{kind.capitalize()} weights (from {dev} development problems disjoint from these, {how}; "
+                  "`consensus.core.weighting`): " + ", ".join(f"{n} {w:.2f}" for n, w in weights.items()) + "."]
     lines += ["", (f"Loop overhead (wall time outside the generator and the scorers): "
                    f"{100 * summary['loop_overhead_fraction']:.2f}% of the consensus runs' time.")]
     return "\n".join(lines) + "\n"
