@@ -18,8 +18,11 @@ asked), sampled and scored the same way and kept in math-<family>-dev.jsonl: dev
 from their labels, and unlabelled weights from their energies alone. It reports the ensemble with
 each beside the equal-weight one: at solution level (chosen from the stored energies) and, for the
 weightings of ``--step-weightings``, at step level (run again, in math-<family>-<kind>-step.jsonl).
+``--more-samples`` draws N more samples per problem for self-consistency at twice the budget, the
+baseline that step-level consensus should match with half the generator tokens.
 
-    python benchmarks/math_benchmark.py --family gsm_symbolic_train_templates --problems 200 --dev 100 --sample-batch
+    python benchmarks/math_benchmark.py --family gsm_symbolic_train_templates --problems 200 --dev 100 --sample-batch \
+        --more-samples
     python benchmarks/math_benchmark.py --family chain_sum --problems 200 --max-new-tokens 48 --dev 100
 """
 
@@ -118,6 +121,9 @@ def main() -> None:
     ap.add_argument("--sample-batch", action="store_true",
                     help="draw the N samples of a whole batch of problems in one generator call (faster; in bfloat16 "
                          "the draws then depend on the batch, so a results file keeps to one choice)")
+    ap.add_argument("--more-samples", action="store_true",
+                    help="also draw N more samples per problem (another seed), for self-consistency at twice the "
+                         "budget (math-<family>-more.jsonl)")
     ap.add_argument("--step-weightings", default="dev-fitted,unlabelled",
                     help="with --dev: the weightings that also get a step-level run (comma-separated; '' for none)")
     ap.add_argument("--max-new-tokens", type=int, default=200, help="per solution (gold gsm solutions stay under 200)")
@@ -164,9 +170,12 @@ def main() -> None:
     start = time.time()
     weightings = []
     if dev_problems:
-        dev = run_resumable(dev_problems, lambda p: p.id, lambda batch: (experiment.score_samples(p, args.seed)[0]
-                                                                         for p in batch),
-                            out / f"math-{args.family}-dev.jsonl", description=f"{args.family} dev", settings=settings)
+        def score(batch):
+            drawn = experiment.prefetched(batch, args.seed) if args.sample_batch else None
+            return (experiment.score_samples(p, args.seed, drawn)[0] for p in batch)
+
+        dev = run_resumable(dev_problems, lambda p: p.id, score, out / f"math-{args.family}-dev.jsonl",
+                            batch_size=args.batch, description=f"{args.family} dev", settings=settings)
         names, normalization = experiment.ensemble.names, experiment.ensemble.normalization
         sets = [DevSet(r["energies"], [is_correct(extract_flexible(s), r["gold"]) for s in r["samples"]]) for r in dev]
         weightings = [Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev)),
@@ -176,6 +185,12 @@ def main() -> None:
                             batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, step level)",
                             correct=lambda r: is_correct(extract_flexible(r["step_level"]["text"]), r["gold"]),
                             executor=executor, settings=settings)
+    if args.more_samples:
+        more = run_resumable(problems, lambda p: p.id, lambda batch: experiment.samples(batch, args.seed + 1),
+                             out / f"math-{args.family}-more.jsonl", batch_size=args.batch,
+                             description=f"{args.n} more samples", settings=settings)
+        by_id = {m["id"]: m for m in more}
+        records = [{**r, "more_samples": by_id[r["id"]]} for r in records]
     for fitted in weightings:
         if fitted.kind in args.step_weightings.split(","):
             records = with_weighted_step_level(experiment, fitted, problems, records, args.seed,

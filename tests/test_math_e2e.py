@@ -97,3 +97,21 @@ def test_problems_drawn_in_one_batch_get_the_records_they_get_alone(method, tiny
     records = [[{k: v for k, v in r.items() if k not in ("seconds", "settings")}
                 for r in read_results(tmp_path / run / "results.jsonl")] for run in ("alone", "batched")]
     assert records[0] == records[1]
+
+
+def test_batched_experiment_records_every_method_and_alone_matches_the_one_problem_path(gemma):
+    from consensus.generators.text.steps import Sampling
+    from consensus.tasks.math.experiment import Experiment
+
+    experiment = Experiment(gemma, build_ensemble(gemma), n=2, beam=1, sampling=Sampling(max_new_tokens=24), max_steps=2)
+    problems = chain_sum(2, seed=3)
+    records = experiment.solve_batch(problems, seed=0)
+    assert [r["question"] for r in records] == [p.question for p in problems]
+    for r in records:
+        assert len(r["samples"]) == 2 and set(r["energies"]) == {*experiment.ensemble.names, "ensemble"}
+        assert r["solution_level"]["text"] in r["samples"] and r["step_level"]["tokens"] > 0
+    [alone] = experiment.solve_batch(problems[:1], seed=0)
+    one = experiment.solve(problems[0], experiment.greedy(problems[:1])[0], seed=0)
+    assert alone["samples"] == one["samples"] and alone["energies"] == one["energies"]
+    more = experiment.samples(problems, seed=1)
+    assert [len(m["samples"]) for m in more] == [2, 2] and all(m["tokens"] > 0 for m in more)

@@ -65,3 +65,13 @@ def test_each_weighting_gets_its_own_rows_and_step_level_run():
     assert summary["methods"]["ensemble step level, unlabelled weights"]["tokens_per_problem"] == 13
     assert "Unlabelled weights (from 50 development problems disjoint from these, their energies alone" in \
         markdown(summary, "toy")
+
+
+def test_self_consistency_at_twice_the_samples_gets_its_row_cost_and_claim():
+    more = {"samples": ["#### 3", "#### 3", "#### 9"], "tokens": 15, "seconds": 0.5}
+    records = [{**RECORDS[0], "more_samples": more}, {**RECORDS[1], "more_samples": {**more, "samples": ["#### 1"] * 3}}]
+    summary = summarize(records)
+    row = summary["methods"]["self-consistency (maj@6)"]
+    assert row["flexible"]["correct"] == 1 and row["tokens_per_problem"] == 30
+    assert summary["methods"]["self-consistency (maj@3)"]["tokens_per_problem"] == 15
+    assert "ensemble step level - self-consistency (maj@6)" in summary["claims (flexible extraction)"]

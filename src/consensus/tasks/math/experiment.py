@@ -71,9 +71,27 @@ class Experiment:
         """``solve`` for several problems, their greedy and sampled solutions drawn in one generator batch each
         (every problem from its own seeded generator; in bfloat16 a batch's draws still depend on its rows)."""
         greedy = self.greedy(problems)
+        drawn = self.prefetched(problems, seed)
+        return [self.solve(p, g, seed, drawn) for p, g in zip(problems, greedy)]
+
+    def prefetched(self, problems: Sequence[Problem], seed: int) -> SolutionSteps:
+        """Solution steps holding the N sampled solutions of every problem, drawn in one generator call."""
         drawn = solution_steps(self.lm, self.n, self.sampling, self.exemplars)
         drawn.prefetch([p.question for p in problems], [torch.Generator().manual_seed(seed) for _ in problems])
-        return [self.solve(p, g, seed, drawn) for p, g in zip(problems, greedy)]
+        return drawn
+
+    def samples(self, problems: Sequence[Problem], seed: int) -> list[dict]:
+        """N more sampled solutions per problem, drawn for the batch in one generator call (with another seed
+        than ``solve``'s, they double its samples for a self-consistency baseline at twice the budget)."""
+        start = time.perf_counter()
+        drawn = self.prefetched(problems, seed)
+        seconds = (time.perf_counter() - start) / len(problems)  # batched: each problem's share
+        out = []
+        for p in problems:
+            proposals = drawn(p.question, None, torch.Generator().manual_seed(seed))
+            out.append({"samples": [str(c) for c in proposals.candidates], "tokens": proposals.tokens,
+                        "seconds": seconds})
+        return out
 
     def solve(self, problem: Problem, greedy: dict, seed: int, drawn: SolutionSteps | None = None) -> dict:
         scored, solution = self.score_samples(problem, seed, drawn)

@@ -63,6 +63,10 @@ def method_outcomes(record: dict[str, Any], extraction: str, weightings: Sequenc
         "single sample": right(samples[0]),
         f"self-consistency (maj@{len(samples)})": is_correct(majority([extract(s) for s in samples]), record["gold"]),
     }
+    if "more_samples" in record:  # self-consistency at twice the budget
+        doubled = samples + record["more_samples"]["samples"]
+        outcomes[f"self-consistency (maj@{len(doubled)})"] = is_correct(majority([extract(s) for s in doubled]),
+                                                                        record["gold"])
     for name, energies in record["energies"].items():
         if name != "ensemble":
             outcomes[f"best-of-{len(samples)}: {name}"] = right(samples[_argmin(energies)])
@@ -87,7 +91,10 @@ def method_cost(record: dict[str, Any], method: str, weightings: Sequence[Fitted
         n = len(record["samples"])
         return record["sample_tokens"] // n, sampling / n
     if method.startswith("self-consistency"):
-        return record["sample_tokens"], sampling + sol["AnswerAgreement"]
+        if method == f"self-consistency (maj@{len(record['samples'])})":
+            return record["sample_tokens"], sampling + sol["AnswerAgreement"]
+        more = record["more_samples"]
+        return record["sample_tokens"] + more["tokens"], sampling + more["seconds"] + sol["AnswerAgreement"]
     if method.startswith("best-of-"):
         return record["sample_tokens"], sampling + sol[method.split(": ", 1)[1]]
     if method == "ensemble, solution level" or method.startswith("pass@") or \
@@ -117,7 +124,7 @@ def summarize(records: Sequence[dict[str, Any]], weightings: Sequence[Fitted] = 
             "tokens_per_problem": sum(c[0] for c in costs) / len(records),
             "seconds_per_problem": sum(c[1] for c in costs) / len(records),
         }
-    flex = outcomes["flexible"]
+    flex, n = outcomes["flexible"], len(records[0]["samples"])
     singles = [m for m in flex if m.startswith("best-of-")]
     best_single = max(singles, key=lambda m: sum(flex[m]))
     loop = sum(r["solution_level"]["seconds"]["loop"] + r["step_level"]["seconds"]["loop"] for r in records)
@@ -128,6 +135,9 @@ def summarize(records: Sequence[dict[str, Any]], weightings: Sequence[Fitted] = 
         f"ensemble solution level - best single scorer ({best_single})":
             paired_difference(flex["ensemble, solution level"], flex[best_single]),
     }
+    doubled = [m for m in flex if m.startswith("self-consistency") and m != f"self-consistency (maj@{n})"]
+    for method in doubled:  # step level against self-consistency with twice its samples
+        claims[f"ensemble step level - {method}"] = paired_difference(flex["ensemble, step level"], flex[method])
     for method in [m for fitted in weightings for m in (fitted.solution_method, fitted.step_method)]:
         if method in flex:
             claims[f"{method} - best single scorer ({best_single})"] = paired_difference(flex[method], flex[best_single])
