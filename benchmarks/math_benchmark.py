@@ -101,11 +101,11 @@ def make_solve(args: argparse.Namespace, exemplars: list, experiment: Experiment
 
     def solve(batch):
         if args.sample_batch:
-            yield from experiment.solve_batch(batch, seed=args.seed)
+            yield from experiment.solve_batch(batch, seed=args.seed, step_level=args.step_level)
             return
         greedy = experiment.greedy(batch)
         for problem, g in zip(batch, greedy):
-            yield experiment.solve(problem, g, seed=args.seed)
+            yield experiment.solve(problem, g, seed=args.seed, step_level=args.step_level)
 
     return solve
 
@@ -121,6 +121,8 @@ def main() -> None:
     ap.add_argument("--sample-batch", action="store_true",
                     help="draw the N samples of a whole batch of problems in one generator call (faster; in bfloat16 "
                          "the draws then depend on the batch, so a results file keeps to one choice)")
+    ap.add_argument("--no-step-level", dest="step_level", action="store_false",
+                    help="leave out step-level consensus, the costliest method (its rows are then missing)")
     ap.add_argument("--more-samples", action="store_true",
                     help="also draw N more samples per problem (another seed), for self-consistency at twice the "
                          "budget (math-<family>-more.jsonl)")
@@ -158,7 +160,8 @@ def main() -> None:
             dev_problems = dev_problems[:args.dev]
     # What the results files must agree on to be resumed (not --problems: a run may grow).
     settings = {"family": args.family, "n": args.n, "beam": args.beam, "seed": args.seed,
-                "max_new_tokens": args.max_new_tokens, **({"sample_batch": args.batch} if args.sample_batch else {})}
+                "max_new_tokens": args.max_new_tokens, **({"sample_batch": args.batch} if args.sample_batch else {}),
+                **({} if args.step_level else {"step_level": False})}
     experiment = build_experiment(args, exemplars)
     lm = experiment.lm
     solve, executor = make_solve(args, exemplars, experiment), None
@@ -181,9 +184,10 @@ def main() -> None:
         weightings = [Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev)),
                       Fitted(names, fit_unlabelled_weights([r["energies"] for r in dev], names, normalization),
                              normalization, len(dev), kind="unlabelled")]
+    level = "step" if args.step_level else "solution"
     records = run_resumable(problems, lambda p: p.id, solve, out / f"math-{args.family}.jsonl",
-                            batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, step level)",
-                            correct=lambda r: is_correct(extract_flexible(r["step_level"]["text"]), r["gold"]),
+                            batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, {level} level)",
+                            correct=lambda r: is_correct(extract_flexible(r[f"{level}_level"]["text"]), r["gold"]),
                             executor=executor, settings=settings)
     if args.more_samples:
         more = run_resumable(problems, lambda p: p.id, lambda batch: experiment.samples(batch, args.seed + 1),
@@ -192,7 +196,7 @@ def main() -> None:
         by_id = {m["id"]: m for m in more}
         records = [{**r, "more_samples": by_id[r["id"]]} for r in records]
     for fitted in weightings:
-        if fitted.kind in args.step_weightings.split(","):
+        if args.step_level and fitted.kind in args.step_weightings.split(","):
             records = with_weighted_step_level(experiment, fitted, problems, records, args.seed,
                                                out / f"math-{args.family}-{fitted.step_key.split('_')[-1]}-step.jsonl",
                                                settings)

@@ -75,3 +75,10 @@ def test_self_consistency_at_twice_the_samples_gets_its_row_cost_and_claim():
     assert row["flexible"]["correct"] == 1 and row["tokens_per_problem"] == 30
     assert summary["methods"]["self-consistency (maj@3)"]["tokens_per_problem"] == 15
     assert "ensemble step level - self-consistency (maj@6)" in summary["claims (flexible extraction)"]
+
+
+def test_records_without_the_step_level_run_leave_its_rows_and_claims_out():
+    records = [{k: v for k, v in r.items() if k != "step_level"} for r in RECORDS]
+    summary = summarize(records)
+    assert "ensemble, step level" not in summary["methods"] and "ensemble, solution level" in summary["methods"]
+    assert not any("step level" in claim for claim in summary["claims (flexible extraction)"])

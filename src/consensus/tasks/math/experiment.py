@@ -67,12 +67,12 @@ class Experiment:
         seconds = (time.perf_counter() - start) / len(problems)  # batched: each problem's share
         return [{"text": o[0].text, "tokens": o[0].tokens, "seconds": seconds} for o in outs]
 
-    def solve_batch(self, problems: Sequence[Problem], seed: int) -> list[dict]:
+    def solve_batch(self, problems: Sequence[Problem], seed: int, step_level: bool = True) -> list[dict]:
         """``solve`` for several problems, their greedy and sampled solutions drawn in one generator batch each
         (every problem from its own seeded generator; in bfloat16 a batch's draws still depend on its rows)."""
         greedy = self.greedy(problems)
         drawn = self.prefetched(problems, seed)
-        return [self.solve(p, g, seed, drawn) for p, g in zip(problems, greedy)]
+        return [self.solve(p, g, seed, drawn, step_level) for p, g in zip(problems, greedy)]
 
     def prefetched(self, problems: Sequence[Problem], seed: int) -> SolutionSteps:
         """Solution steps holding the N sampled solutions of every problem, drawn in one generator call."""
@@ -93,13 +93,15 @@ class Experiment:
                         "seconds": seconds})
         return out
 
-    def solve(self, problem: Problem, greedy: dict, seed: int, drawn: SolutionSteps | None = None) -> dict:
+    def solve(self, problem: Problem, greedy: dict, seed: int, drawn: SolutionSteps | None = None,
+              step_level: bool = True) -> dict:
+        """Every method on one problem; ``step_level=False`` leaves out the step-level search (the costliest)."""
         scored, solution = self.score_samples(problem, seed, drawn)
         return {
             **scored,
             "greedy": greedy,
             "solution_level": {"text": solution.best, "seconds": solution.seconds},
-            "step_level": self.step_level(problem, seed),
+            **({"step_level": self.step_level(problem, seed)} if step_level else {}),
         }
 
     def step_level(self, problem: Problem, seed: int) -> dict:

@@ -18,6 +18,6 @@ def load_math_generator(model: str | None = None, adapter: str | Path | None = N
     if model is None:
         if not (ADAPTER / "adapter_config.json").exists():
             raise FileNotFoundError(f"the GSM adapter is missing from {ADAPTER}; train it with "
-                                    "python scripts/train_math_lora.py")
+                                    "python scripts/train_math_generator.py")
         return load_gemma(dtype=dtype, adapter=adapter or ADAPTER)
     return CausalLMGenerator.from_pretrained(model, dtype=dtype, adapter=None if adapter is None else str(adapter))

@@ -71,7 +71,8 @@ def method_outcomes(record: dict[str, Any], extraction: str, weightings: Sequenc
         if name != "ensemble":
             outcomes[f"best-of-{len(samples)}: {name}"] = right(samples[_argmin(energies)])
     outcomes["ensemble, solution level"] = right(record["solution_level"]["text"])
-    outcomes["ensemble, step level"] = right(record["step_level"]["text"])
+    if "step_level" in record:
+        outcomes["ensemble, step level"] = right(record["step_level"]["text"])
     for fitted in weightings:
         outcomes[fitted.solution_method] = right(samples[select_with_weights(record["energies"], fitted.names,
                                                                              fitted.weights, fitted.normalization)])
@@ -127,17 +128,17 @@ def summarize(records: Sequence[dict[str, Any]], weightings: Sequence[Fitted] = 
     flex, n = outcomes["flexible"], len(records[0]["samples"])
     singles = [m for m in flex if m.startswith("best-of-")]
     best_single = max(singles, key=lambda m: sum(flex[m]))
-    loop = sum(r["solution_level"]["seconds"]["loop"] + r["step_level"]["seconds"]["loop"] for r in records)
-    total = sum(r["solution_level"]["seconds"]["total"] + r["step_level"]["seconds"]["total"] for r in records)
-    claims = {
-        "ensemble solution level - greedy": paired_difference(flex["ensemble, solution level"], flex["greedy"]),
-        "ensemble step level - greedy": paired_difference(flex["ensemble, step level"], flex["greedy"]),
-        f"ensemble solution level - best single scorer ({best_single})":
-            paired_difference(flex["ensemble, solution level"], flex[best_single]),
-    }
+    runs = [r[level]["seconds"] for r in records for level in ("solution_level", "step_level") if level in r]
+    loop, total = sum(s["loop"] for s in runs), sum(s["total"] for s in runs)
+    claims = {"ensemble solution level - greedy": paired_difference(flex["ensemble, solution level"], flex["greedy"])}
+    step = "ensemble, step level"
+    if step in flex:
+        claims["ensemble step level - greedy"] = paired_difference(flex[step], flex["greedy"])
+    claims[f"ensemble solution level - best single scorer ({best_single})"] = \
+        paired_difference(flex["ensemble, solution level"], flex[best_single])
     doubled = [m for m in flex if m.startswith("self-consistency") and m != f"self-consistency (maj@{n})"]
-    for method in doubled:  # step level against self-consistency with twice its samples
-        claims[f"ensemble step level - {method}"] = paired_difference(flex["ensemble, step level"], flex[method])
+    for method in doubled if step in flex else ():  # step level against self-consistency with twice its samples
+        claims[f"ensemble step level - {method}"] = paired_difference(flex[step], flex[method])
     for method in [m for fitted in weightings for m in (fitted.solution_method, fitted.step_method)]:
         if method in flex:
             claims[f"{method} - best single scorer ({best_single})"] = paired_difference(flex[method], flex[best_single])
