@@ -110,6 +110,7 @@ def test_batched_experiment_records_every_method_and_alone_matches_the_one_probl
     for r in records:
         assert len(r["samples"]) == 2 and set(r["energies"]) == {*experiment.ensemble.names, "ensemble"}
         assert r["solution_level"]["text"] in r["samples"] and r["step_level"]["tokens"] > 0
+        assert r["solution_level"]["seconds"]["generator"] > 0  # each problem is charged its share of the batch
     [alone] = experiment.solve_batch(problems[:1], seed=0)
     one = experiment.solve(problems[0], experiment.greedy(problems[:1])[0], seed=0)
     assert alone["samples"] == one["samples"] and alone["energies"] == one["energies"]
