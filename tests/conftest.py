@@ -48,6 +48,14 @@ def gemma():
 
 
 @pytest.fixture(scope="session")
+def base_gemma():
+    """The real offline Gemma 3 270M without an adapter: the LM of the video-QA task."""
+    from consensus.zoo.gemma import load_gemma
+
+    return load_gemma()
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray cluster, started by the tests (about 5 s), shut down at the end. It declares 4 logical CPUs on
     this 2-core machine so that actors of earlier tests (a cached remote scorer) never starve later ones."""

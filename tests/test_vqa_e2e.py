@@ -26,9 +26,9 @@ def colour_questions():
     return [(e, e.frames(4)) for e in picked]
 
 
-def test_steering_answers_what_the_lm_alone_cannot_see(gemma, ensemble, colour_questions):
-    alone = VideoQA(gemma, ensemble, SteeringConfig(feedback="none", max_new_tokens=4))
-    steered = VideoQA(gemma, ensemble, replace(VQA_DEFAULTS, feedback="rescore"))
+def test_steering_answers_what_the_lm_alone_cannot_see(base_gemma, ensemble, colour_questions):
+    alone = VideoQA(base_gemma, ensemble, SteeringConfig(feedback="none", max_new_tokens=4))
+    steered = VideoQA(base_gemma, ensemble, replace(VQA_DEFAULTS, feedback="rescore"))
     right_alone = right_steered = 0
     for example, frames in colour_questions:
         a, s = alone.answer(frames, example.question), steered.answer(frames, example.question)
@@ -39,9 +39,10 @@ def test_steering_answers_what_the_lm_alone_cannot_see(gemma, ensemble, colour_q
     assert right_steered >= 3 and right_steered > right_alone
 
 
-def test_gradient_feedback_on_the_real_lm(gemma, ensemble, colour_questions):
+def test_gradient_feedback_on_the_real_lm(base_gemma, ensemble, colour_questions):
     example, frames = colour_questions[0]
-    qa = VideoQA(gemma, ensemble, replace(VQA_DEFAULTS, steps=2, max_new_tokens=3))
+    # One token, the colour: with more, the base LM goes on past its answer ("red and red").
+    qa = VideoQA(base_gemma, ensemble, replace(VQA_DEFAULTS, steps=2, max_new_tokens=1))
     answer = qa.answer(frames, example.question)
     assert answer.steps and len(answer.steps[0].candidates) == VQA_DEFAULTS.top_k
     assert is_correct(answer.text, example.answer)
@@ -78,15 +79,15 @@ def test_cli_bad_input_gets_a_clear_error(tmp_path, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
-def test_a_question_with_no_frames_is_refused(gemma, ensemble):
+def test_a_question_with_no_frames_is_refused(base_gemma, ensemble):
     from consensus.scorers.frames.condition import VideoQuestion
 
     with pytest.raises(ValueError, match="no frames"):
         VideoQuestion((), "what color is the shape?")
     with pytest.raises(ValueError, match="no frames"):
-        VideoQA(gemma, ensemble).answer([], "what color is the shape?")
+        VideoQA(base_gemma, ensemble).answer([], "what color is the shape?")
 
 
-def test_feedback_without_scorers_is_refused(gemma):
+def test_feedback_without_scorers_is_refused(base_gemma):
     with pytest.raises(ValueError, match="needs an ensemble"):
-        VideoQA(gemma, None, SteeringConfig(feedback="rescore"))
+        VideoQA(base_gemma, None, SteeringConfig(feedback="rescore"))
