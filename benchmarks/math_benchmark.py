@@ -140,8 +140,8 @@ def main() -> None:
         exemplars = []
         problems = (gsm_symbolic("test", args.problems, seed=args.seed) if args.family == "gsm_symbolic"
                     else training_template_problems(args.problems, seed=args.seed))
-        # New problems of the training templates, none a training question (of the generator or the verifier, whose
-        # development-loss problems are seed 3) nor an evaluation one.
+        # Development problems: new problems of the training templates (another seed than the generator's
+        # development loss, seed 3), none an evaluation question.
         asked = {p.question for p in problems}
         dev_problems = [p for p in training_template_problems(args.dev + 20, seed=args.seed + 4)
                         if p.question not in asked][:args.dev] if args.dev else []

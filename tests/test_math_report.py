@@ -50,6 +50,7 @@ def test_a_step_level_run_with_the_fitted_weights_gets_its_row():
     assert summary["methods"][FITTED_STEP]["flexible"]["correct"] == 1
     assert summary["methods"][FITTED_STEP]["tokens_per_problem"] == 11
     assert any(claim.startswith(FITTED_STEP) for claim in summary["claims (flexible extraction)"])
+    assert summary["claims (flexible extraction)"][f"{FITTED_STEP} - greedy"]["points"] == 50.0
 
 
 def test_each_weighting_gets_its_own_rows_and_step_level_run():

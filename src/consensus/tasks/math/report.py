@@ -141,6 +141,7 @@ def summarize(records: Sequence[dict[str, Any]], weightings: Sequence[Fitted] = 
         claims[f"ensemble step level - {method}"] = paired_difference(flex[step], flex[method])
     for method in [m for fitted in weightings for m in (fitted.solution_method, fitted.step_method)]:
         if method in flex:
+            claims[f"{method} - greedy"] = paired_difference(flex[method], flex["greedy"])
             claims[f"{method} - best single scorer ({best_single})"] = paired_difference(flex[method], flex[best_single])
     return {
         "problems": len(records),
