@@ -33,7 +33,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("math", help="solve math word problems with ensemble consensus",
                               description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--source", default="gsm_symbolic",
-                   help="gsm_symbolic (held-out templates), chain_sum (a ± b), leg_counting (animals' legs), "
+                   help="gsm_symbolic (held-out templates), gsm_symbolic_train_templates (new problems of the "
+                        "generator's training templates), chain_sum (a ± b), leg_counting (animals' legs), "
                         "simple_geometry (a polygon's missing angle), or a GSM8K .jsonl file")
     p.add_argument("--size", type=int, default=20, help="number of problems")
     p.add_argument("--seed", type=int, default=0)

@@ -263,5 +263,5 @@ def load_problems(source: str, size: int, seed: int = 0, split: str = "test") ->
     if source == "gsm8k" or source.endswith(".jsonl"):
         problems = load_gsm8k_hub(split) if source == "gsm8k" else load_gsm8k_jsonl(source)
         return problems[:size] if size else problems
-    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, gsm_symbolic_train_templates, {', '.join(FEW_SHOT_FAMILIES)}, "
-                    "gsm8k (hub) or a GSM8K .jsonl path")
+    raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, gsm_symbolic_train_templates, "
+                    f"{', '.join(FEW_SHOT_FAMILIES)}, gsm8k (hub) or a GSM8K .jsonl path")
