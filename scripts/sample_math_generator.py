@@ -16,9 +16,8 @@ import argparse
 import torch
 
 from consensus.eval.harness import run_resumable
-from consensus.generators.text.steps import Sampling
 from consensus.tasks.math.data import VERIFIER_TRAINING, gsm_symbolic
-from consensus.tasks.math.experiment import solution_steps
+from consensus.tasks.math.experiment import draw_samples
 from consensus.tasks.math.generator import load_math_generator
 
 
@@ -40,12 +39,8 @@ def main() -> None:
     problems = gsm_symbolic(VERIFIER_TRAINING["split"], args.problems, seed=VERIFIER_TRAINING["seed"])
 
     def draw(batch):
-        steps = solution_steps(lm, args.n, Sampling())
-        steps.prefetch([p.question for p in batch], [torch.Generator().manual_seed(args.seed) for _ in batch])
-        for p in batch:
-            proposals = steps(p.question, None, torch.Generator().manual_seed(args.seed))
-            yield {"question": p.question, "gold": p.answer, "template": p.template,
-                   "samples": [str(s) for s in proposals.candidates]}
+        for p, drawn in zip(batch, draw_samples(lm, batch, args.n, args.seed)):
+            yield {"question": p.question, "gold": p.answer, "template": p.template, "samples": drawn["samples"]}
 
     run_resumable(problems, lambda p: p.id, draw, args.out, batch_size=args.batch, description="generator samples",
                   settings={"n": args.n, "seed": args.seed, "generator": lm.name})

@@ -50,6 +50,21 @@ def build_ensemble(lm: CausalLMGenerator, exemplars: Sequence[Problem] = (),
     return Ensemble(scorers, normalization=normalization)
 
 
+def draw_samples(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: int, sampling: Sampling = Sampling(),
+                 exemplars: Sequence[Problem] = ()) -> list[dict]:
+    """N sampled solutions per problem, drawn for the batch in one generator call, each problem from its own
+    seeded generator: ``{"samples", "tokens", "seconds"}`` per problem (seconds: its share of the batch)."""
+    drawn = solution_steps(lm, n, sampling, exemplars)
+    start = time.perf_counter()
+    drawn.prefetch([p.question for p in problems], [torch.Generator().manual_seed(seed) for _ in problems])
+    seconds = (time.perf_counter() - start) / len(problems)
+    out = []
+    for p in problems:
+        proposals = drawn(p.question, None, torch.Generator().manual_seed(seed))
+        out.append({"samples": [str(c) for c in proposals.candidates], "tokens": proposals.tokens, "seconds": seconds})
+    return out
+
+
 @dataclass
 class Experiment:
     lm: CausalLMGenerator
@@ -88,17 +103,9 @@ class Experiment:
         return drawn
 
     def samples(self, problems: Sequence[Problem], seed: int) -> list[dict]:
-        """N more sampled solutions per problem, drawn for the batch in one generator call (with another seed
-        than ``solve``'s, they double its samples for a self-consistency baseline at twice the budget)."""
-        start = time.perf_counter()
-        drawn = self.prefetched(problems, seed)
-        seconds = (time.perf_counter() - start) / len(problems)  # batched: each problem's share
-        out = []
-        for p in problems:
-            proposals = drawn(p.question, None, torch.Generator().manual_seed(seed))
-            out.append({"samples": [str(c) for c in proposals.candidates], "tokens": proposals.tokens,
-                        "seconds": seconds})
-        return out
+        """N more sampled solutions per problem (with another seed than ``solve``'s, they double its samples for a
+        self-consistency baseline at twice the budget)."""
+        return draw_samples(self.lm, problems, self.n, seed, self.sampling, self.exemplars)
 
     def solve(self, problem: Problem, greedy: dict, seed: int, drawn: SolutionSteps | None = None,
               step_level: bool = True) -> dict:
