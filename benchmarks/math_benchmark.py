@@ -19,10 +19,13 @@ from their labels, and unlabelled weights from their energies alone. It reports 
 each beside the equal-weight one: at solution level (chosen from the stored energies) and, for the
 weightings of ``--step-weightings``, at step level (run again, in math-<family>-<kind>-step.jsonl).
 ``--more-samples`` draws N more samples per problem for self-consistency at twice the budget, the
-baseline that step-level consensus should match with half the generator tokens.
+baseline that step-level consensus should match with half the generator tokens. ``--step-verifier`` adds the
+step verifier to the four experts; the files made from its scores are named math-<family>-step-verifier*.
 
     python benchmarks/math_benchmark.py --family gsm_symbolic_train_templates --problems 200 --dev 100 --sample-batch \
         --more-samples
+    python benchmarks/math_benchmark.py --family gsm_symbolic_train_templates --problems 200 --dev 100 --sample-batch \
+        --more-samples --step-verifier
     python benchmarks/math_benchmark.py --family chain_sum --problems 200 --max-new-tokens 48 --dev 100
 """
 
@@ -91,7 +94,7 @@ def with_weighted_step_level(experiment: Experiment, fitted: Fitted, problems: l
 def build_experiment(args: argparse.Namespace, exemplars: list) -> Experiment:
     """The generator (Gemma + GSM LoRA for gsm_symbolic, base Gemma few-shot otherwise) and the math experts."""
     lm = load_math_generator() if args.family.startswith("gsm_symbolic") else load_gemma()
-    return Experiment(lm, build_ensemble(lm, exemplars), n=args.n, beam=args.beam, exemplars=exemplars,
+    return Experiment(lm, build_ensemble(lm, exemplars, step_verifier=args.step_verifier), n=args.n, beam=args.beam, exemplars=exemplars,
                       sampling=Sampling(max_new_tokens=args.max_new_tokens))
 
 
@@ -128,6 +131,7 @@ def main() -> None:
                          "budget (math-<family>-more.jsonl)")
     ap.add_argument("--step-weightings", default="dev-fitted,unlabelled",
                     help="with --dev: the weightings that also get a step-level run (comma-separated; '' for none)")
+    ap.add_argument("--step-verifier", action="store_true", help="a fifth expert: the step verifier")
     ap.add_argument("--max-new-tokens", type=int, default=200, help="per solution (gold gsm solutions stay under 200)")
     ap.add_argument("--dev", type=int, default=0, help="development problems to fit the ensemble's weights on (0: none)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -172,6 +176,7 @@ def main() -> None:
         executor = sharded(functools.partial(make_solve, args, exemplars), args.workers, batch_size=args.batch)
 
     out = Path(args.results)
+    name = f"math-{args.family}" + ("-step-verifier" if args.step_verifier else "")
     start = time.time()
     weightings = []
     if dev_problems:
@@ -179,7 +184,7 @@ def main() -> None:
             drawn = experiment.prefetched(batch, args.seed) if args.sample_batch else None
             return (experiment.score_samples(p, args.seed, drawn)[0] for p in batch)
 
-        dev = run_resumable(dev_problems, lambda p: p.id, score, out / f"math-{args.family}-dev.jsonl",
+        dev = run_resumable(dev_problems, lambda p: p.id, score, out / f"{name}-dev.jsonl",
                             batch_size=args.batch, description=f"{args.family} dev", settings=settings)
         names, normalization = experiment.ensemble.names, experiment.ensemble.normalization
         sets = [DevSet(r["energies"], [is_correct(extract_flexible(s), r["gold"]) for s in r["samples"]]) for r in dev]
@@ -187,7 +192,7 @@ def main() -> None:
                       Fitted(names, fit_unlabelled_weights([r["energies"] for r in dev], names, normalization),
                              normalization, len(dev), kind="unlabelled")]
     level = "step" if args.step_level else "solution"
-    records = run_resumable(problems, lambda p: p.id, solve, out / f"math-{args.family}.jsonl",
+    records = run_resumable(problems, lambda p: p.id, solve, out / f"{name}.jsonl",
                             batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, {level} level)",
                             correct=lambda r: is_correct(extract_flexible(r[f"{level}_level"]["text"]), r["gold"]),
                             executor=executor, settings=settings)
@@ -200,16 +205,16 @@ def main() -> None:
     for fitted in weightings:
         if args.step_level and fitted.kind in args.step_weightings.split(","):
             records = with_weighted_step_level(experiment, fitted, problems, records, args.seed,
-                                               out / f"math-{args.family}-{fitted.step_key.split('_')[-1]}-step.jsonl",
+                                               out / f"{name}-{fitted.step_key.split('_')[-1]}-step.jsonl",
                                                settings)
     summary = summarize(records, weightings)
     summary.update({"family": FAMILIES[args.family], "n": args.n, "beam": args.beam, "seed": args.seed,
                     "max_new_tokens": args.max_new_tokens,
                     "generator": lm.name, "ensemble": repr(experiment.ensemble),
                     "threads": args.threads, "wall_seconds_this_run": time.time() - start})
-    (out / f"math-{args.family}.json").write_text(json.dumps(summary, indent=1))
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=1))
     table = markdown(summary, FAMILIES[args.family])
-    (out / f"math-{args.family}.md").write_text(table)
+    (out / f"{name}.md").write_text(table)
     print(table)
 
 

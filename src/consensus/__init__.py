@@ -31,4 +31,4 @@ __all__ = [
     "read_trace",
     "run_consensus",
 ]
-__version__ = "0.2.0"
+__version__ = "0.1.0"

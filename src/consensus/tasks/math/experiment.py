@@ -39,16 +39,17 @@ def line_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(), exemp
 
 
 def build_ensemble(lm: CausalLMGenerator, exemplars: Sequence[Problem] = (),
-                   normalization: Normalization = "zscore") -> Ensemble:
-    """The five math experts, equally weighted, z-scored across each candidate set. The two trained verifiers
-    share one sentence encoder (and its embeddings of the candidates)."""
+                   normalization: Normalization = "zscore", step_verifier: bool = False) -> Ensemble:
+    """The four math experts, equally weighted, z-scored across each candidate set; ``step_verifier`` adds a
+    fifth, the process verifier, sharing the outcome verifier's sentence encoder (and its embeddings of the
+    candidates). It is not a default: measured, it adds nothing the four do not (README, math results)."""
     encoder = SolutionEncoder()
     scorers = [
         ArithmeticVerifier(),
         LMLikelihood(lm, prompt=lambda q: format_prompt(q, exemplars)),
         AnswerAgreement(),
         TrainedVerifier(encoder=encoder),
-        StepVerifier(encoder=encoder),
+        *([StepVerifier(encoder=encoder)] if step_verifier else []),
     ]
     return Ensemble(scorers, normalization=normalization)
 
