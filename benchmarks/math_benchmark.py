@@ -94,7 +94,8 @@ def with_weighted_step_level(experiment: Experiment, fitted: Fitted, problems: l
 def build_experiment(args: argparse.Namespace, exemplars: list) -> Experiment:
     """The generator (Gemma + GSM LoRA for gsm_symbolic, base Gemma few-shot otherwise) and the math experts."""
     lm = load_math_generator() if args.family.startswith("gsm_symbolic") else load_gemma()
-    return Experiment(lm, build_ensemble(lm, exemplars, step_verifier=args.step_verifier), n=args.n, beam=args.beam, exemplars=exemplars,
+    return Experiment(lm, build_ensemble(lm, exemplars, step_verifier=args.step_verifier), n=args.n, beam=args.beam,
+                      exemplars=exemplars,
                       sampling=Sampling(max_new_tokens=args.max_new_tokens))
 
 
