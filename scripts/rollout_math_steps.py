@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from consensus.eval.harness import run_resumable
+from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, is_correct
 from consensus.tasks.math.data import VERIFIER_TRAINING, gsm_symbolic
 from consensus.tasks.math.generator import load_math_generator
@@ -52,9 +53,9 @@ def rollout_values(lm, question: str, gold: str, prefixes: list[str], rollouts: 
     in one generator call."""
     if not prefixes:
         return []
-    prompt = format_prompt(question)
-    outs = lm.sample([prompt + p for p in prefixes], rollouts, max_new_tokens=256, temperature=temperature,
-                     top_p=0.95, top_k=64, stop=STOP, generator=generator)
+    prompt, s = format_prompt(question), Sampling(temperature=temperature)
+    outs = lm.sample([prompt + p for p in prefixes], rollouts, max_new_tokens=s.max_new_tokens,
+                     temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, stop=STOP, generator=generator)
     return [sum(is_correct(extract_flexible(p + c.text), gold) for c in continuations) / rollouts
             for p, continuations in zip(prefixes, outs)]
 
@@ -66,7 +67,7 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=None, help="the first N problems of --samples (default: all)")
     ap.add_argument("--solutions", type=int, default=4, help="samples per problem whose prefixes are labelled")
     ap.add_argument("--rollouts", type=int, default=4, help="continuations per partial solution")
-    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--temperature", type=float, default=Sampling.temperature)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from consensus.eval.metrics import accuracy
+from consensus.eval.metrics import accuracy, ranking_auc
 from consensus.scorers.text.answers import extract_flexible, is_correct
 from consensus.scorers.text.verifier import WEIGHTS, SolutionEncoder, VerifierHead, structural_features
 from consensus.tasks.math.data import VERIFIER_TRAINING, gsm_symbolic
@@ -79,16 +79,6 @@ def perturbations(solution: str, question: str, rng: random.Random) -> list[str]
         new = rng.choice([n for n in q_numbers if n != old])
         out.append(re.sub(rf"\b{old}\b", new, "\n".join(body), count=1) + "\n" + answer_line)
     return [p for p in out if p.strip() != solution.strip()]
-
-
-def ranking_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
-    """P(a positive scores above a negative), ties counting half: how well the verifier ranks, which is all
-    that selection uses (accuracy at one threshold says little when most partial solutions are wrong)."""
-    pos, neg = scores[positive], scores[~positive]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    above = (pos[:, None] > neg[None, :]).double().mean() + 0.5 * (pos[:, None] == neg[None, :]).double().mean()
-    return above.item()
 
 
 def build_pairs(problems, samples_path, rollouts_path, rng):
@@ -151,11 +141,11 @@ def main() -> None:
 
     head = fit(~is_val, args.epochs)
     with torch.no_grad():
-        predictions = head(q[is_val], s[is_val], structural[is_val]) > 0
+        logits = head(q[is_val], s[is_val], structural[is_val])
     # A soft (rollout) label counts as right when more than half the continuations reached the answer.
-    val = accuracy((predictions == (labels[is_val] > 0.5)).tolist())
-    with torch.no_grad():
-        auc = ranking_auc(head(q[is_val], s[is_val], structural[is_val]), labels[is_val] > 0.5)
+    right = labels[is_val] > 0.5
+    val = accuracy(((logits > 0) == right).tolist())
+    auc = ranking_auc(logits, right)
     print(f"validation on {len(val_templates)} held-out train templates: accuracy {val}, AUC {auc:.3f}")
     head = fit(torch.ones_like(is_val), args.epochs)  # final head: all training templates
     out = Path(args.out)

@@ -1,6 +1,6 @@
 import pytest
 
-from consensus.eval.metrics import accuracy, majority, pass_at_k
+from consensus.eval.metrics import accuracy, majority, pass_at_k, ranking_auc
 
 
 def test_wilson_interval_contains_the_estimate_and_stays_in_unit_range():
@@ -22,3 +22,12 @@ def test_pass_at_k_is_unbiased():
     assert pass_at_k([False] * 5, 2) == 0.0
     with pytest.raises(ValueError):
         pass_at_k([True], 2)
+
+
+def test_ranking_auc_is_the_share_of_positive_negative_pairs_ordered_right():
+    import torch
+
+    positive = torch.tensor([True, True, False, False])
+    assert ranking_auc(torch.tensor([3.0, 2.0, 1.0, 0.0]), positive) == 1.0
+    assert ranking_auc(torch.tensor([0.0, 1.0, 2.0, 3.0]), positive) == 0.0
+    assert ranking_auc(torch.tensor([1.0, 0.0, 1.0, -1.0]), positive) == pytest.approx(0.625)  # one tie counts half

@@ -1,7 +1,7 @@
 """The one metrics module of every task.
 
 - Accuracy with its Wilson interval, paired differences between methods (paired bootstrap, exact
-  sign test), and the sample-set metrics pass@k and maj@k.
+  sign test), the sample-set metrics pass@k and maj@k, and a classifier's ranking AUC.
 - Sample quality in a held-out feature space: FID, KID, Inception-style score, written once in
   float64 (for Fashion-MNIST the feature network and the classifier are evaluation-only models of
   the zoo, which no guidance scorer shares data with, in the role Inception-v3 plays for ImageNet).
@@ -77,6 +77,16 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool], resamples: int = 10_
     means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
     return {"points": 100 * sum(diffs) / n, "low": 100 * means[int(0.025 * resamples)],
             "high": 100 * means[int(0.975 * resamples) - 1], "wins": diffs.count(1), "losses": diffs.count(-1)}
+
+
+def ranking_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """P(a positive scores above a negative), ties counting half: how well a verifier ranks, which is all that
+    selection uses (accuracy at one threshold says little when most candidates are wrong)."""
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    above = (pos[:, None] > neg[None, :]).double().mean() + 0.5 * (pos[:, None] == neg[None, :]).double().mean()
+    return above.item()
 
 
 def sign_test(wins: int, losses: int) -> float:

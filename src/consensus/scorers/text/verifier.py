@@ -91,8 +91,10 @@ class SolutionEncoder:
         # Each distinct text is encoded once: the N candidates of a problem share one question, and two
         # verifiers on one encoder score the same candidates (the last call's embeddings are kept for that).
         unique = list(dict.fromkeys([*questions, *solutions]))
-        new = [t for t in unique if t not in self._last]
-        embedded = {**{t: self._last[t] for t in unique if t in self._last}, **dict(zip(new, self(new) if new else []))}
+        embedded = {t: self._last[t] for t in unique if t in self._last}
+        new = [t for t in unique if t not in embedded]
+        if new:
+            embedded.update(zip(new, self(new)))
         self._last = embedded
         q = torch.stack([embedded[t] for t in questions])
         s = torch.stack([embedded[t] for t in solutions])

@@ -54,13 +54,21 @@ def build_ensemble(lm: CausalLMGenerator, exemplars: Sequence[Problem] = (),
     return Ensemble(scorers, normalization=normalization)
 
 
+def prefetched(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: int, sampling: Sampling = Sampling(),
+               exemplars: Sequence[Problem] = ()) -> SolutionSteps:
+    """Solution steps holding the N sampled solutions of every problem, drawn in one generator call, each problem
+    from its own generator seeded as its engine run would seed it."""
+    drawn = solution_steps(lm, n, sampling, exemplars)
+    drawn.prefetch([p.question for p in problems], [torch.Generator().manual_seed(seed) for _ in problems])
+    return drawn
+
+
 def draw_samples(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: int, sampling: Sampling = Sampling(),
                  exemplars: Sequence[Problem] = ()) -> list[dict]:
     """N sampled solutions per problem, drawn for the batch in one generator call, each problem from its own
     seeded generator: ``{"samples", "tokens", "seconds"}`` per problem (seconds: its share of the batch)."""
-    drawn = solution_steps(lm, n, sampling, exemplars)
     start = time.perf_counter()
-    drawn.prefetch([p.question for p in problems], [torch.Generator().manual_seed(seed) for _ in problems])
+    drawn = prefetched(lm, problems, n, seed, sampling, exemplars)
     seconds = (time.perf_counter() - start) / len(problems)
     out = []
     for p in problems:
@@ -102,9 +110,7 @@ class Experiment:
 
     def prefetched(self, problems: Sequence[Problem], seed: int) -> SolutionSteps:
         """Solution steps holding the N sampled solutions of every problem, drawn in one generator call."""
-        drawn = solution_steps(self.lm, self.n, self.sampling, self.exemplars)
-        drawn.prefetch([p.question for p in problems], [torch.Generator().manual_seed(seed) for _ in problems])
-        return drawn
+        return prefetched(self.lm, problems, self.n, seed, self.sampling, self.exemplars)
 
     def samples(self, problems: Sequence[Problem], seed: int) -> list[dict]:
         """N more sampled solutions per problem (with another seed than ``solve``'s, they double its samples for a
