@@ -13,6 +13,10 @@ tokens before nucleus filtering changes nothing a top-p of <1 would not already 
 Every sampled text carries its tokens and their log-probabilities (``SampledText``): the model computed
 them to sample, so a likelihood of the same model (``continuation_logprobs``) reads them instead of running
 a second forward pass over every candidate.
+
+What the model read stays for prompts that extend it (``PrefixCache``, 512 MiB by default): the rows of
+a call keep their keys and values when they end, so step-level consensus, which prompts with the partial
+solutions the previous step sampled, prefills only the tokens after them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import torch
 
+from consensus.generators.text.prefix_cache import PrefixCache
 from consensus.generators.text.protocol import Completion, SampledText
 
 
@@ -60,7 +65,7 @@ class CausalLMGenerator:
     ``CausalLMGenerator.from_pretrained("gpt2")``. The model is put in eval mode and never updated.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, name: str | None = None):
+    def __init__(self, model: Any, tokenizer: Any, name: str | None = None, prefix_cache_bytes: int = 512 * 2**20):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
@@ -69,6 +74,8 @@ class CausalLMGenerator:
         self.eos_ids = self._eos_ids()
         self.seconds = 0.0  # wall time spent inside this generator, for overhead accounting
         self._prefixes: dict[int, list[int]] = {}  # token -> the tokens spelling a proper prefix of it
+        # Keys and values of what the model read, for prompts that extend it (0 bytes: none kept)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes else None
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         if head is not None:
             # transformers slices the hidden states for `logits_to_keep` (a non-contiguous view),
@@ -78,9 +85,11 @@ class CausalLMGenerator:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: str | torch.dtype = "float32", device: str = "cpu",
-                        adapter: str | None = None, **kwargs: Any) -> CausalLMGenerator:
+                        adapter: str | None = None, prefix_cache_bytes: int = 512 * 2**20,
+                        **kwargs: Any) -> CausalLMGenerator:
         """Load any hub or local causal LM; ``adapter`` is an optional PEFT (LoRA) adapter directory,
-        merged into the weights so generation runs at the base model's speed."""
+        merged into the weights so generation runs at the base model's speed. ``prefix_cache_bytes`` bounds the
+        keys and values kept for later prompts (0: keep none)."""
         transformers = _import_transformers()
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **kwargs)
@@ -95,7 +104,7 @@ class CausalLMGenerator:
 
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         name = name_or_path if adapter is None else f"{name_or_path} + {Path(adapter).name}"
-        return cls(model.to(device), tokenizer, name=name)
+        return cls(model.to(device), tokenizer, name=name, prefix_cache_bytes=prefix_cache_bytes)
 
     @property
     def context(self) -> int | None:
@@ -150,21 +159,21 @@ class CausalLMGenerator:
         if temperature < 0 or not 0 < top_p <= 1 or top_k < 1:
             raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, top_k >= 1; got {temperature}, {top_p}, {top_k}")
         start = time.perf_counter()
-        transformers = _import_transformers()
-        enc = self.encode(prompts)
-        mask = enc["attention_mask"]
+        ids = [self.tokenizer(p)["input_ids"] for p in prompts]
+        lengths = [len(x) for x in ids]
         # Each row's budget of new tokens: a continuation also ends ("length") where the model's context does,
         # counted from its own prompt (not the padded width), so a prompt gets the same tokens in any batch.
         budget = [max_new_tokens] * len(prompts)
         if self.context is not None:
-            lengths = mask.sum(1).tolist()
             if max(lengths) >= self.context:
                 raise ValueError(f"a prompt is {max(lengths)} tokens, the whole {self.context}-token "
                                  f"context of {self.name}; shorten it or use a model with a longer context")
             budget = [min(max_new_tokens, self.context - length) for length in lengths]
             max_new_tokens = max(budget)
-        cache = transformers.DynamicCache(config=self.model.config)
-        out = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=_positions(mask),
+        cache, mask = self._cache_of_kept_prefixes(ids)
+        rest, rest_mask = self._left_padded([x[w:] for x, w in zip(ids, mask.sum(1).tolist())])
+        mask = torch.cat([mask, rest_mask], dim=1)
+        out = self.model(input_ids=rest, attention_mask=mask, position_ids=_positions(mask)[:, -rest.shape[1]:],
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
         rows = len(prompts) * n
         if n > 1:
@@ -211,6 +220,10 @@ class CausalLMGenerator:
                 texts[row] = text
                 if len(generated[row]) < budget[row // n]:
                     keep.append(b)
+            ended_rows = set(range(len(active))) - set(keep)
+            for b in sorted(ended_rows):  # its keys and values: the prompt and all it drew but the last token
+                row = int(active[b])
+                self._keep_prefix(cache, b, mask[b], ids[row // n] + generated[row][:-1])
             if not keep:
                 break
             if len(keep) < len(active):
@@ -231,6 +244,63 @@ class CausalLMGenerator:
             flat.append(Completion(sampled(texts[r]), len(generated[r]), ended[r], with_stop))
         self.seconds += time.perf_counter() - start
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def _left_padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask, left-padded so every row's last token sits in the last column."""
+        width = max(len(x) for x in sequences)
+        ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, x in enumerate(sequences):
+            if x:
+                ids[row, width - len(x):], mask[row, width - len(x):] = torch.tensor(x), 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _cache_of_kept_prefixes(self, ids: Sequence[Sequence[int]]) -> tuple[Any, torch.Tensor]:
+        """A cache holding the kept keys and values of every row's first tokens, and its attention mask (width 0
+        when none are kept).
+
+        Every row then prefills the same number S of last tokens (the most any row lacks), so a row's kept part
+        and its prefilled part are adjacent: the columns of a row's real tokens are contiguous, as in a plain
+        left-padded batch, and a sliding-window layer, which masks by column, sees what it would see without
+        the cache."""
+        cache = _import_transformers().DynamicCache(config=self.model.config)
+        kept = [self.prefix_cache.longest_prefix(x) for x in ids] if self._can_keep(cache) else []
+        prefill = max((len(x) - length for x, (length, _) in zip(ids, kept)), default=0)
+        used = [max(0, len(x) - prefill) for x in ids] if kept else [0] * len(ids)
+        width = max(used)
+        mask = torch.zeros((len(ids), width), dtype=torch.long, device=self.device)
+        if width == 0:
+            return cache, mask
+        self.prefix_cache.reused_tokens += sum(used)
+        like = next(layers for _, layers in kept if layers is not None)
+        for i, layer in enumerate(cache.layers):
+            heads, _, dim = like[i][0].shape
+            keys = like[i][0].new_zeros((len(ids), heads, width, dim))
+            values = like[i][1].new_zeros((len(ids), heads, width, dim))
+            for row, ((_, layers), length) in enumerate(zip(kept, used)):
+                if length:
+                    keys[row, :, width - length:] = layers[i][0][:, :length]
+                    values[row, :, width - length:] = layers[i][1][:, :length]
+            layer.update(keys, values)
+        for row, length in enumerate(used):
+            mask[row, width - length:] = 1
+        return cache, mask
+
+    def _can_keep(self, cache: Any) -> bool:
+        """Prefixes are kept for caches of plain per-token keys and values (not recurrent or indexed layers)."""
+        transformers = _import_transformers()
+        plain = (transformers.cache_utils.DynamicLayer, transformers.cache_utils.DynamicSlidingWindowLayer)
+        return self.prefix_cache is not None and all(type(layer) in plain for layer in cache.layers)
+
+    def _keep_prefix(self, cache: Any, row: int, mask: torch.Tensor, ids: list[int]) -> None:
+        """Keep batch row ``row``'s keys and values (its unmasked columns) for ``ids``; not when a sliding-window
+        layer has already dropped the row's first columns."""
+        if not self._can_keep(cache) or any(layer.keys.shape[-2] != len(mask) for layer in cache.layers):
+            return
+        real = mask.bool()
+        if int(real.sum()) != len(ids):
+            return
+        self.prefix_cache.add(ids, [(layer.keys[row][:, real], layer.values[row][:, real]) for layer in cache.layers])
 
     def _sampled(self, text: str, ids: list[int], logprobs: list[float], shorter: list[dict[int, float]],
                  context: str) -> str:
