@@ -74,14 +74,15 @@ FAMILIES = {
 
 
 def with_weighted_step_level(experiment: Experiment, fitted: Fitted, problems: list, records: list[dict], seed: int,
-                             path: Path, settings: dict) -> list[dict]:
+                             path: Path, settings: dict, batch_size: int) -> list[dict]:
     """Step-level consensus again, with weights from the development problems (resumable, in its own file);
     each record gets it under ``fitted.step_key``."""
     ensemble = Ensemble(experiment.ensemble.scorers, fitted.weights, normalization=fitted.normalization)
     weighted = dataclasses.replace(experiment, ensemble=ensemble)
     steps = run_resumable(problems, lambda p: p.id,
-                          lambda batch: ({**weighted.step_level(p, seed), "weights": fitted.weights} for p in batch),
-                          path, description=f"step level, {fitted.kind} weights", settings=settings)
+                          lambda batch: ({**s, "weights": fitted.weights} for s in weighted.step_levels(batch, seed)),
+                          path, batch_size=batch_size, description=f"step level, {fitted.kind} weights",
+                          settings=settings)
     stale = [s["id"] for s in steps if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
                                                for a, b in zip(s["weights"], fitted.weights))]
     if stale:
@@ -207,7 +208,7 @@ def main() -> None:
         if args.step_level and fitted.kind in args.step_weightings.split(","):
             records = with_weighted_step_level(experiment, fitted, problems, records, args.seed,
                                                out / f"{name}-{fitted.step_key.split('_')[-1]}-step.jsonl",
-                                               settings)
+                                               settings, args.batch)
     summary = summarize(records, weightings)
     summary.update({"family": FAMILIES[args.family], "n": args.n, "beam": args.beam, "seed": args.seed,
                     "max_new_tokens": args.max_new_tokens,

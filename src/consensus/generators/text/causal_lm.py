@@ -146,14 +146,18 @@ class CausalLMGenerator:
 
         Returns one list of ``n`` completions per prompt. Prompts are prefilled once each
         (batched, left-padded) and their caches repeated ``n`` times. ``generator`` may be one per
-        prompt: each prompt's rows then draw from their own, as they would in a call of their own, so
-        several items batched together get the draws each gets alone.
+        prompt: the rows of the prompts given one generator draw from it together, as they would in a call
+        of their own, so several items batched together get the draws each gets alone.
         """
         if not prompts:
             raise ValueError("sample() needs at least one prompt")
         per_prompt = isinstance(generator, (list, tuple))
         if per_prompt and len(generator) != len(prompts):
             raise ValueError(f"give one generator per prompt: {len(generator)} generators, {len(prompts)} prompts")
+        if per_prompt:  # the rows of the prompts that share a generator draw together, as in a call of their own
+            generators = list({id(g): g for g in generator}.values())
+            index = {id(g): i for i, g in enumerate(generators)}
+            row_generator = torch.tensor([index[id(g)] for g in generator], device=self.device).repeat_interleave(n)
         if n < 1 or max_new_tokens < 1:
             raise ValueError(f"n and max_new_tokens must be >= 1, got n={n}, max_new_tokens={max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1 or top_k < 1:
@@ -192,11 +196,11 @@ class CausalLMGenerator:
         active = torch.arange(rows, device=self.device)  # original row of each batch row
         for _ in range(max_new_tokens):
             if per_prompt:
-                owner = active // n
+                owner = row_generator[active]
                 next_tokens = torch.empty(len(active), dtype=torch.long, device=self.device)
                 for i in owner.unique().tolist():
                     its_rows = (owner == i).nonzero()[:, 0]
-                    next_tokens[its_rows] = _draw(logits[its_rows], temperature, top_p, top_k, generator[i])
+                    next_tokens[its_rows] = _draw(logits[its_rows], temperature, top_p, top_k, generators[i])
             else:
                 next_tokens = _draw(logits, temperature, top_p, top_k, generator)
             normaliser = logits.logsumexp(-1)  # log-probability = logit - logsumexp, read for a few tokens only

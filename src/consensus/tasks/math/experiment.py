@@ -4,11 +4,13 @@
 sampled solutions scored by every scorer (which gives self-consistency, best-of-N by each
 single scorer, ensemble consensus at solution level and pass@N from the same N samples);
 and ensemble consensus at step level. It returns a JSON-able record; the methods' accuracies
-are computed from such records by ``consensus.tasks.math.report``.
+are computed from such records by ``consensus.tasks.math.report``. ``solve_batch`` does the same for several
+problems, with their generator calls batched across them.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.ensemble import Ensemble, Normalization
 from consensus.core.feedback import TopK
 from consensus.generators import CausalLMGenerator, TextGenerator
+from consensus.generators.text.lockstep import in_lockstep
 from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
 from consensus.scorers.text.verifier import SolutionEncoder, StepVerifier, TrainedVerifier
@@ -96,16 +99,20 @@ class Experiment:
 
     def solve_batch(self, problems: Sequence[Problem], seed: int, step_level: bool = True) -> list[dict]:
         """``solve`` for several problems, their greedy and sampled solutions drawn in one generator batch each
-        (every problem from its own seeded generator; in bfloat16 a batch's draws still depend on its rows)."""
+        (every problem from its own seeded generator; in bfloat16 a batch's draws still depend on its rows), and
+        their step-level runs in lockstep."""
         greedy = self.greedy(problems)
         start = time.perf_counter()
         drawn = self.prefetched(problems, seed)
         share = (time.perf_counter() - start) / len(problems)
-        records = [self.solve(p, g, seed, drawn, step_level) for p, g in zip(problems, greedy)]
+        records = [self.solve(p, g, seed, drawn, step_level=False) for p, g in zip(problems, greedy)]
         for r in records:  # the batched draw happened before each run: charge each problem its share
             seconds = r["solution_level"]["seconds"]
             seconds["generator"] += share
             seconds["total"] += share
+        if step_level:
+            for r, step in zip(records, self.step_levels(problems, seed)):
+                r["step_level"] = step
         return records
 
     def prefetched(self, problems: Sequence[Problem], seed: int) -> SolutionSteps:
@@ -128,14 +135,24 @@ class Experiment:
             **({"step_level": self.step_level(problem, seed)} if step_level else {}),
         }
 
-    def step_level(self, problem: Problem, seed: int) -> dict:
+    def step_level(self, problem: Problem, seed: int, lm: TextGenerator | None = None) -> dict:
         """Step-level consensus: N proposed next steps, the best ``beam`` partial solutions kept, until an answer."""
         step = run_consensus(
-            line_steps(self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
+            line_steps(lm or self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
             feedback=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed,
         )
         return {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
                 "stop_reason": step.stop_reason, "seconds": step.seconds}
+
+    def step_levels(self, problems: Sequence[Problem], seed: int) -> list[dict]:
+        """``step_level`` of every problem, the runs in lockstep (each step's generator calls in one batch). The
+        runs overlap in time, so each one's seconds are scaled to its share of the wall time."""
+        start = time.perf_counter()
+        steps = in_lockstep(self.lm, [functools.partial(self.step_level, p, seed) for p in problems])
+        share = (time.perf_counter() - start) / sum(s["seconds"]["total"] for s in steps)
+        for s in steps:
+            s["seconds"] = {k: v * share for k, v in s["seconds"].items()}
+        return steps
 
     def score_samples(self, problem: Problem, seed: int,
                       drawn: SolutionSteps | None = None) -> tuple[dict, ConsensusResult]:

@@ -1,0 +1,53 @@
+"""Items' consensus runs in lockstep: each step's generator calls merged into one batch, and every run getting what
+it gets alone (float32 tiny LM), errors included."""
+
+import pytest
+import torch
+
+from consensus.core.budget import Budget
+from consensus.core.engine import run_consensus
+from consensus.core.ensemble import Ensemble
+from consensus.core.feedback import TopK
+from consensus.generators.text.lockstep import in_lockstep
+from consensus.generators.text.steps import LineSteps, Sampling
+from consensus.scorers.text import LMLikelihood
+
+QUESTIONS = ["What is 2 + 3?", "hello", "What is 12 + 30 + 1?", "The answer is 12."]
+
+
+def step_level(lm, ensemble, question: str, n: int = 4):
+    steps = LineSteps(lm, n, lambda q: f"Question: {q}\nAnswer:\n", lambda text: "####" in text,
+                      Sampling(max_new_tokens=24), max_step_tokens=6)
+    result = run_consensus(steps, ensemble, question, feedback=TopK(2), budget=Budget(iterations=4), seed=5)
+    return str(result.best), result.generator_tokens, result.iterations
+
+
+def test_runs_in_lockstep_get_what_each_gets_alone_in_fewer_generator_calls(tiny_lm):
+    ensemble = Ensemble([LMLikelihood(tiny_lm)])
+    alone = [step_level(tiny_lm, ensemble, q) for q in QUESTIONS]
+    calls = []
+    original = tiny_lm.sample
+    tiny_lm.sample = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    try:
+        together = in_lockstep(tiny_lm, [lambda view, q=q: step_level(view, ensemble, q) for q in QUESTIONS])
+    finally:
+        del tiny_lm.sample
+    assert together == alone
+    # one merged call per step and number of rows per parent (1 or 2 growing parents), not one per item and step
+    assert len(calls) <= 2 * max(iterations for _, _, iterations in alone)
+
+
+def test_a_failing_run_raises_after_the_others_end(tiny_lm):
+    finished = []
+
+    def good(view):
+        out = view.sample(["hello"], 2, max_new_tokens=3, temperature=1.0, generator=torch.Generator().manual_seed(0))
+        finished.append(len(out[0]))
+        return out
+
+    def bad(view):
+        view.sample(["hello"], 2, max_new_tokens=0)  # refused by the generator
+
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        in_lockstep(tiny_lm, [good, bad, good])
+    assert finished == [2, 2]
