@@ -8,7 +8,7 @@ from consensus.core.budget import Budget
 from consensus.core.engine import run_consensus
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback import TopK
-from consensus.generators.text.lockstep import in_lockstep
+from consensus.generators.text.lockstep import consensus_in_lockstep, in_lockstep
 from consensus.generators.text.steps import LineSteps, Sampling
 from consensus.scorers.text import LMLikelihood
 
@@ -51,3 +51,19 @@ def test_a_failing_run_raises_after_the_others_end(tiny_lm):
     with pytest.raises(ValueError, match="max_new_tokens"):
         in_lockstep(tiny_lm, [good, bad, good])
     assert finished == [2, 2]
+
+
+def test_engine_runs_in_lockstep_share_the_wall_time(tiny_lm):
+    import time
+
+    ensemble = Ensemble([LMLikelihood(tiny_lm)])
+    steps = lambda view: LineSteps(view, 4, lambda q: f"Question: {q}\nAnswer:\n", lambda t: "####" in t,  # noqa: E731
+                                   Sampling(max_new_tokens=24), max_step_tokens=6)
+    start = time.perf_counter()
+    runs = consensus_in_lockstep(tiny_lm, [lambda view, q=q: run_consensus(steps(view), ensemble, q, feedback=TopK(2),
+                                                                           budget=Budget(iterations=3), seed=1)
+                                           for q in QUESTIONS])
+    wall = time.perf_counter() - start
+    totals = [r.seconds["total"] for r in runs]
+    assert all(t > 0 for t in totals) and sum(totals) <= wall
+    assert all(r.seconds["generator"] <= r.seconds["total"] for r in runs)

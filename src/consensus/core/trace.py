@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,10 +101,13 @@ class TraceWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()  # runs in lockstep write from their own threads
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(_jsonable(record), ensure_ascii=False) + "\n")
-        self._file.flush()
+        line = json.dumps(_jsonable(record), ensure_ascii=False) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
 
     def close(self) -> None:
         self._file.close()

@@ -9,16 +9,23 @@ into one ``sample`` call turns K small batches into one large one, with the engi
 ``sample`` waits until every unfinished run has made its call (or finished), then the last one to
 arrive samples for all: calls with the same options are merged, in the runs' order, each run's rows
 drawing from its own random generator, so a run draws what it draws alone (in float32; bfloat16 rounds
-a batch by its shape, so a merged batch can draw otherwise). Scorers run in the runs' own threads.
+a batch by its shape, so a merged batch can draw otherwise).
+
+The runs take turns: one at a time holds the baton and runs its own code (its scorers, its feedback), and
+hands it on when it waits for the merged call. So no model or tokenizer is ever called from two threads
+at once (a fast tokenizer's padding settings are shared state), and the runs do not compete for the cores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from consensus.core.engine import ConsensusResult
 from consensus.generators.text.protocol import Completion, TextGenerator
 
 T = TypeVar("T")
@@ -41,17 +48,22 @@ class _Meeting:
         self.lm, self.unfinished = lm, runs
         self.waiting: dict[int, _Call] = {}
         self.changed = threading.Condition()
+        self.baton = threading.Lock()  # held by the one run that is running
 
     def sample(self, run: int, prompts: Sequence[str], n: int, generator: Any, options: dict[str, Any]) -> list:
         generators = list(generator) if isinstance(generator, (list, tuple)) else [generator] * len(prompts)
         if len(generators) != len(prompts):
             raise ValueError(f"give one generator per prompt: {len(generators)} generators, {len(prompts)} prompts")
         call = _Call(list(prompts), n, options, generators)
-        with self.changed:
-            self.waiting[run] = call
-            self._sample_if_all_wait()
-            while call.result is None and call.error is None:
-                self.changed.wait()
+        self.baton.release()
+        try:
+            with self.changed:
+                self.waiting[run] = call
+                self._sample_if_all_wait()
+                while call.result is None and call.error is None:
+                    self.changed.wait()
+        finally:
+            self.baton.acquire()
         if call.error is not None:
             raise call.error
         return call.result
@@ -102,12 +114,14 @@ def in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator], T]])
     errors: list[BaseException | None] = [None] * len(runs)
 
     def work(i: int) -> None:
+        meeting.baton.acquire()
         try:
             results[i] = runs[i](_RunView(meeting, i))
         except BaseException as error:  # noqa: BLE001 - re-raised below, in the caller's thread
             errors[i] = error
         finally:
             meeting.finished()
+            meeting.baton.release()
 
     threads = [threading.Thread(target=work, args=(i,), name=f"lockstep-{i}", daemon=True) for i in range(len(runs))]
     for thread in threads:
@@ -118,3 +132,13 @@ def in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator], T]])
         if error is not None:
             raise error
     return results
+
+
+def consensus_in_lockstep(lm: TextGenerator,
+                          runs: Sequence[Callable[[TextGenerator], ConsensusResult]]) -> list[ConsensusResult]:
+    """``in_lockstep`` for engine runs. The runs overlap in time, so each one's seconds (every entry) are scaled
+    to its share of the wall time: their totals sum to the wall time of the whole."""
+    start = time.perf_counter()
+    results = in_lockstep(lm, runs)
+    share = (time.perf_counter() - start) / max(sum(r.seconds.get("total", 0.0) for r in results), 1e-9)
+    return [dataclasses.replace(r, seconds={k: v * share for k, v in r.seconds.items()}) for r in results]

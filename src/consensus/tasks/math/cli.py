@@ -15,11 +15,12 @@ import consensus
 from consensus.cli import (HelpFormatter, add_scorer_option, fresh_run_dir, run_manifest, user_scorers,
                            with_user_scorers)
 from consensus.core.budget import Budget
-from consensus.core.engine import run_consensus
+from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.feedback import TopK
 from consensus.core.trace import TraceWriter, drop_items
 from consensus.distributed.sharded import add_ray_options
 from consensus.eval.metrics import accuracy, majority, paired_difference
+from consensus.generators.text.lockstep import consensus_in_lockstep
 from consensus.generators.text.steps import Sampling
 from consensus.report.manifest import MANIFEST, report_hint
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
@@ -138,6 +139,8 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
         drawn = solution_steps(lm, args.n, sampling, exemplars)
         if args.method in ("self-consistency", "solution"):
             drawn.prefetch([p.question for p in batch], [torch.Generator().manual_seed(args.seed) for _ in batch])
+        else:  # step level: the problems' runs in lockstep, each step's generator calls in one batch
+            stepped = consensus_in_lockstep(lm, [functools.partial(step_level, problem) for problem in batch])
         for i, problem in enumerate(batch):
             if with_baseline:
                 alone = record(problem, greedy[i].text, greedy[i].tokens, {"seconds": seconds})
@@ -148,13 +151,16 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
                 text = next((s for s in proposals.candidates if extract_flexible(s) == vote), proposals.candidates[0])
                 yield record(problem, text, proposals.tokens, {"samples": proposals.candidates})
                 continue
-            steps = drawn if args.method == "solution" else line_steps(lm, args.n, sampling, exemplars)
-            result = run_consensus(steps, ensemble, problem.question,
-                                   feedback=TopK(1) if args.method == "solution" else TopK(args.beam),
-                                   budget=Budget(iterations=1 if args.method == "solution" else 24),
-                                   seed=args.seed, trace=trace, item=problem.id)
+            result = stepped[i] if args.method == "step" else run_consensus(
+                drawn, ensemble, problem.question, feedback=TopK(1), budget=Budget(iterations=1), seed=args.seed,
+                trace=trace, item=problem.id)
             yield record(problem, result.best, result.generator_tokens,
                          {"stop_reason": result.stop_reason, "seconds": result.seconds, **baseline})
+
+    def step_level(problem, view) -> ConsensusResult:
+        return run_consensus(line_steps(view, args.n, sampling, exemplars), ensemble, problem.question,
+                             feedback=TopK(args.beam), budget=Budget(iterations=24), seed=args.seed, trace=trace,
+                             item=problem.id)
 
     def record(problem, text: str, tokens: int, extra: dict) -> dict:
         strict, flexible = extract_strict(text), extract_flexible(text)

@@ -22,7 +22,7 @@ from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.ensemble import Ensemble, Normalization
 from consensus.core.feedback import TopK
 from consensus.generators import CausalLMGenerator, TextGenerator
-from consensus.generators.text.lockstep import in_lockstep
+from consensus.generators.text.lockstep import consensus_in_lockstep
 from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
 from consensus.scorers.text.verifier import SolutionEncoder, StepVerifier, TrainedVerifier
@@ -135,24 +135,23 @@ class Experiment:
             **({"step_level": self.step_level(problem, seed)} if step_level else {}),
         }
 
-    def step_level(self, problem: Problem, seed: int, lm: TextGenerator | None = None) -> dict:
+    def step_level(self, problem: Problem, seed: int) -> dict:
         """Step-level consensus: N proposed next steps, the best ``beam`` partial solutions kept, until an answer."""
-        step = run_consensus(
-            line_steps(lm or self.lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
-            feedback=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed,
-        )
-        return {"text": step.best, "tokens": step.generator_tokens, "iterations": step.iterations,
-                "stop_reason": step.stop_reason, "seconds": step.seconds}
+        return self._step_record(self._step_run(problem, seed, self.lm))
 
     def step_levels(self, problems: Sequence[Problem], seed: int) -> list[dict]:
-        """``step_level`` of every problem, the runs in lockstep (each step's generator calls in one batch). The
-        runs overlap in time, so each one's seconds are scaled to its share of the wall time."""
-        start = time.perf_counter()
-        steps = in_lockstep(self.lm, [functools.partial(self.step_level, p, seed) for p in problems])
-        share = (time.perf_counter() - start) / sum(s["seconds"]["total"] for s in steps)
-        for s in steps:
-            s["seconds"] = {k: v * share for k, v in s["seconds"].items()}
-        return steps
+        """``step_level`` of every problem, the runs in lockstep (each step's generator calls in one batch)."""
+        runs = consensus_in_lockstep(self.lm, [functools.partial(self._step_run, p, seed) for p in problems])
+        return [self._step_record(run) for run in runs]
+
+    def _step_run(self, problem: Problem, seed: int, lm: TextGenerator) -> ConsensusResult:
+        return run_consensus(line_steps(lm, self.n, self.sampling, self.exemplars), self.ensemble, problem.question,
+                             feedback=TopK(self.beam), budget=Budget(iterations=self.max_steps), seed=seed)
+
+    @staticmethod
+    def _step_record(run: ConsensusResult) -> dict:
+        return {"text": run.best, "tokens": run.generator_tokens, "iterations": run.iterations,
+                "stop_reason": run.stop_reason, "seconds": run.seconds}
 
     def score_samples(self, problem: Problem, seed: int,
                       drawn: SolutionSteps | None = None) -> tuple[dict, ConsensusResult]:
