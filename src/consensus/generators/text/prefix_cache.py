@@ -10,6 +10,10 @@ Reuse is exact: in a causal LM the keys and values of token t depend only on tok
 0..t, and the sampler gives every row positions that skip its padding. Memory is bounded: entries are
 evicted least recently used first once their total size passes ``max_bytes``, and an entry that is a
 prefix of a newer one is dropped, since the newer one holds it.
+
+In bfloat16 the reused keys and values carry the rounding of the batch that computed them, so draws can
+depend on what was kept before. A harness that must reproduce any subset of its items (a resumed run)
+empties the cache at each batch of items (``forget_kept_prefixes``).
 """
 
 from __future__ import annotations
@@ -78,6 +82,13 @@ class PrefixCache:
         while self.bytes > self.max_bytes:
             _, (_, _, old_size) = self._entries.popitem(last=False)
             self.bytes -= old_size
+
+
+def forget_kept_prefixes(lm: object) -> None:
+    """Empty ``lm``'s kept prefixes, if it keeps any: what it draws next depends on nothing it computed before."""
+    cache = getattr(lm, "prefix_cache", None)
+    if cache is not None:
+        cache.clear()
 
 
 def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:

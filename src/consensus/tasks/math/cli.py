@@ -21,6 +21,7 @@ from consensus.core.trace import TraceWriter, drop_items
 from consensus.distributed.sharded import add_ray_options
 from consensus.eval.metrics import accuracy, majority, paired_difference
 from consensus.generators.text.lockstep import consensus_in_lockstep
+from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import Sampling
 from consensus.report.manifest import MANIFEST, report_hint
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
@@ -124,7 +125,9 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
 
     def solve(batch):
         """Records of a batch of problems: greedy and sampled solutions are drawn for the whole batch in one
-        generator call (each problem from its own seeded generator, so its draws are those it gets alone)."""
+        generator call (each problem from its own seeded generator, so its draws are those it gets alone), from no
+        kept prefixes (so a resumed run draws what an uninterrupted one drew)."""
+        forget_kept_prefixes(lm)
         prompts = [format_prompt(problem.question, exemplars) for problem in batch]
         if args.method == "greedy" or with_baseline:
             start = time.perf_counter()

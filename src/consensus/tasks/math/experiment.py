@@ -23,6 +23,7 @@ from consensus.core.ensemble import Ensemble, Normalization
 from consensus.core.feedback import TopK
 from consensus.generators import CausalLMGenerator, TextGenerator
 from consensus.generators.text.lockstep import consensus_in_lockstep
+from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
 from consensus.scorers.text.verifier import SolutionEncoder, StepVerifier, TrainedVerifier
@@ -100,7 +101,8 @@ class Experiment:
     def solve_batch(self, problems: Sequence[Problem], seed: int, step_level: bool = True) -> list[dict]:
         """``solve`` for several problems, their greedy and sampled solutions drawn in one generator batch each
         (every problem from its own seeded generator; in bfloat16 a batch's draws still depend on its rows), and
-        their step-level runs in lockstep."""
+        their step-level runs in lockstep. The batch starts with no kept prefixes, so its records depend on it alone."""
+        forget_kept_prefixes(self.lm)
         greedy = self.greedy(problems)
         start = time.perf_counter()
         drawn = self.prefetched(problems, seed)
@@ -140,7 +142,9 @@ class Experiment:
         return self._step_record(self._step_run(problem, seed, self.lm))
 
     def step_levels(self, problems: Sequence[Problem], seed: int) -> list[dict]:
-        """``step_level`` of every problem, the runs in lockstep (each step's generator calls in one batch)."""
+        """``step_level`` of every problem, the runs in lockstep (each step's generator calls in one batch), from no
+        kept prefixes."""
+        forget_kept_prefixes(self.lm)
         runs = consensus_in_lockstep(self.lm, [functools.partial(self._step_run, p, seed) for p in problems])
         return [self._step_record(run) for run in runs]
 
