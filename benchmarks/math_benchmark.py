@@ -73,16 +73,24 @@ FAMILIES = {
 }
 
 
+def groups(batch: list, together: bool) -> list[list]:
+    """The batch as one group of problems run together (--sample-batch), or one group per problem."""
+    return [batch] if together else [[p] for p in batch]
+
+
 def with_weighted_step_level(experiment: Experiment, fitted: Fitted, problems: list, records: list[dict], seed: int,
-                             path: Path, settings: dict, batch_size: int) -> list[dict]:
+                             path: Path, settings: dict, batch_size: int, together: bool) -> list[dict]:
     """Step-level consensus again, with weights from the development problems (resumable, in its own file);
     each record gets it under ``fitted.step_key``."""
     ensemble = Ensemble(experiment.ensemble.scorers, fitted.weights, normalization=fitted.normalization)
     weighted = dataclasses.replace(experiment, ensemble=ensemble)
-    steps = run_resumable(problems, lambda p: p.id,
-                          lambda batch: ({**s, "weights": fitted.weights} for s in weighted.step_levels(batch, seed)),
-                          path, batch_size=batch_size, description=f"step level, {fitted.kind} weights",
-                          settings=settings)
+
+    def solve(batch):
+        for group in groups(batch, together):
+            yield from ({**s, "weights": fitted.weights} for s in weighted.step_levels(group, seed))
+
+    steps = run_resumable(problems, lambda p: p.id, solve, path, batch_size=batch_size,
+                          description=f"step level, {fitted.kind} weights", settings=settings)
     stale = [s["id"] for s in steps if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
                                                for a, b in zip(s["weights"], fitted.weights))]
     if stale:
@@ -105,12 +113,8 @@ def make_solve(args: argparse.Namespace, exemplars: list, experiment: Experiment
     experiment = experiment or build_experiment(args, exemplars)
 
     def solve(batch):
-        if args.sample_batch:
-            yield from experiment.solve_batch(batch, seed=args.seed, step_level=args.step_level)
-            return
-        greedy = experiment.greedy(batch)
-        for problem, g in zip(batch, greedy):
-            yield experiment.solve(problem, g, seed=args.seed, step_level=args.step_level)
+        for group in groups(batch, args.sample_batch):
+            yield from experiment.solve_batch(group, seed=args.seed, step_level=args.step_level)
 
     return solve
 
@@ -122,10 +126,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--beam", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=8, help="problems per greedy batch")
+    ap.add_argument("--batch", type=int, default=8, help="problems per batch (the results file grows by batches)")
     ap.add_argument("--sample-batch", action="store_true",
-                    help="draw the N samples of a whole batch of problems in one generator call (faster; in bfloat16 "
-                         "the draws then depend on the batch, so a results file keeps to one choice)")
+                    help="run a batch's problems together: their greedy and sampled solutions drawn in one generator "
+                         "call each, their step-level runs in lockstep (faster; in bfloat16 the draws then depend on "
+                         "the batch, so a results file keeps to one choice)")
     ap.add_argument("--no-step-level", dest="step_level", action="store_false",
                     help="leave out step-level consensus, the costliest method (its rows are then missing)")
     ap.add_argument("--more-samples", action="store_true",
@@ -183,8 +188,8 @@ def main() -> None:
     weightings = []
     if dev_problems:
         def score(batch):
-            drawn = experiment.prefetched(batch, args.seed) if args.sample_batch else None
-            return (experiment.score_samples(p, args.seed, drawn)[0] for p in batch)
+            for group in groups(batch, args.sample_batch):
+                yield from (scored for scored, _ in experiment.score_samples(group, args.seed))
 
         dev = run_resumable(dev_problems, lambda p: p.id, score, out / f"{name}-dev.jsonl",
                             batch_size=args.batch, description=f"{args.family} dev", settings=settings)
@@ -208,7 +213,7 @@ def main() -> None:
         if args.step_level and fitted.kind in args.step_weightings.split(","):
             records = with_weighted_step_level(experiment, fitted, problems, records, args.seed,
                                                out / f"{name}-{fitted.step_key.split('_')[-1]}-step.jsonl",
-                                               settings, args.batch)
+                                               settings, args.batch, args.sample_batch)
     summary = summarize(records, weightings)
     summary.update({"family": FAMILIES[args.family], "n": args.n, "beam": args.beam, "seed": args.seed,
                     "max_new_tokens": args.max_new_tokens,

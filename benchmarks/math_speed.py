@@ -1,10 +1,16 @@
-"""Seconds per math problem when the likelihood scorer reads the log-probabilities the generator computed
-while sampling (new) against its own second forward pass over every candidate (old), in one process.
+"""Seconds per math problem on three paths, in one process:
 
-Both paths run the same engine, generator, scorers, seeds and problems; the old one only hands the scorers
+- old: what the loop did before the performance work: the likelihood scorer runs its own forward pass over
+  every candidate, and every generator call prefills its whole prompt;
+- carried: the likelihood scorer reads the log-probabilities the generator computed while sampling;
+- new: carried, and the generator keeps the keys and values of what it read (``PrefixCache``), so a step
+  prefills only the tokens after the partial solutions it sampled the step before.
+
+All three run the same engine, generator, scorers, seeds and problems; the old one only hands the scorers
 plain strings (``ScoredAfresh``), which is what every candidate was before the generator carried its
-log-probabilities. Interleaved: every repeat runs each (N, level) on both paths back to back, in alternating
-order, so the machine's drift hits both. chain_sum (Gemma 3 270M base, 4-shot, max 48 new tokens) and
+log-probabilities, and the old and carried ones run without the prefix cache (each (N, level) group of the new
+one starts with an empty cache). Interleaved: every repeat runs each (N, level) on the paths back to back, in a
+rotating order, so the machine's drift hits all. chain_sum (Gemma 3 270M base, 4-shot, max 48 new tokens) and
 gsm_symbolic (Gemma + the GSM LoRA, zero-shot, max 256), N = 4, 8, 16, 32, solution level (best of N) and
 step level (N proposals per line, beam 2). Measurements go one JSON line each to
 benchmarks/results/math-speed.jsonl (a killed run resumes where it stopped); the summary to
@@ -12,8 +18,9 @@ math-speed.json and .md.
 
     python benchmarks/math_speed.py [--repeats 3] [--problems chain_sum=4,gsm_symbolic=1] [--twenty]
 
-``--twenty`` also times 20 gsm_symbolic problems at solution level, N = 8, before, with
-the log-probabilities carried, and with them carried and 4 problems drawn per generator call.
+``--twenty`` also times 20 gsm_symbolic problems at N = 8, at solution and at step level, one at a time on the old
+path against the new path with the problems batched: at solution level 4 problems' samples drawn in one generator
+call, at step level 8 problems' runs in lockstep (one generator call per step for all of them).
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import torch
 from consensus.core.budget import Budget
 from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
+from consensus.generators.text.lockstep import consensus_in_lockstep
+from consensus.generators.text.prefix_cache import PrefixCache
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible
 from consensus.tasks.math.data import few_shot_exemplars, load_problems
@@ -40,6 +49,7 @@ from consensus.zoo.gemma import load_gemma
 RESULTS = Path(__file__).resolve().parent / "results"
 NS = (4, 8, 16, 32)
 LEVELS = ("solution", "step")
+PATHS = ("old", "carried", "new")
 MAX_NEW_TOKENS = {"chain_sum": 48, "gsm_symbolic": 256}
 
 
@@ -71,29 +81,35 @@ def measure(lm, ensemble, exemplars, problem, source: str, n: int, level: str, p
             "tokens": result.generator_tokens}
 
 
-def twenty_problems(lm, ensemble, problems, batch: int, seed: int) -> dict:
-    """20 gsm_symbolic problems at solution level, N = 8, timed three ways on the same problems:
-    before (each problem alone, every candidate scored afresh), with the log-probabilities carried, and with
-    them carried and ``batch`` problems drawn in one generator call."""
+def twenty_problems(lm, ensemble, problems, seed: int) -> dict:
+    """20 gsm_symbolic problems at N = 8, solution and step level: one at a time on the old path (no prefix cache,
+    every candidate scored afresh), and on the new path batched (solution level: 4 problems' samples per generator
+    call; step level: 8 problems' runs in lockstep)."""
     sampling = Sampling(max_new_tokens=MAX_NEW_TOKENS["gsm_symbolic"])
     out = {}
-    for way in ("before", "carried", f"carried, batches of {batch}"):
-        start, answers = time.perf_counter(), []
-        for i in range(0, len(problems), batch if way.startswith("carried,") else 1):
-            group = problems[i:i + (batch if way.startswith("carried,") else 1)]
-            steps = solution_steps(lm, 8, sampling)
-            if way.startswith("carried,"):
-                steps.prefetch([p.question for p in group], [torch.Generator().manual_seed(seed) for _ in group])
-            for problem in group:
-                result = run_consensus(ScoredAfresh(steps) if way == "before" else steps, ensemble, problem.question,
-                                       feedback=TopK(1), budget=Budget(iterations=1), seed=seed)
-                answers.append(extract_flexible(result.best))
-        out[way] = {"seconds": time.perf_counter() - start, "answers": answers}
-        print(way, f"{out[way]['seconds']:.1f}s", flush=True)
-    before = out["before"]
-    for way in list(out)[1:]:
-        out[way]["ratio"] = out[way]["seconds"] / before["seconds"]
-        out[way]["same_answers"] = sum(a == b for a, b in zip(out[way]["answers"], before["answers"]))
+    for level, batch in (("solution", 4), ("step", 8)):
+        steps = solution_steps if level == "solution" else line_steps
+        feedback, budget = (TopK(1), Budget(iterations=1)) if level == "solution" else (TopK(2), Budget(iterations=24))
+        for way in ("before", "now"):
+            lm.prefix_cache = PrefixCache() if way == "now" else None
+            start, answers = time.perf_counter(), []
+            for i in range(0, len(problems), batch if way == "now" else 1):
+                group = problems[i:i + (batch if way == "now" else 1)]
+                if way == "now":
+                    results = consensus_in_lockstep(lm, [
+                        lambda view, p=p: run_consensus(steps(view, 8, sampling), ensemble, p.question,
+                                                        feedback=feedback, budget=budget, seed=seed)
+                        for p in group])
+                else:
+                    results = [run_consensus(ScoredAfresh(steps(lm, 8, sampling)), ensemble, p.question,
+                                             feedback=feedback, budget=budget, seed=seed) for p in group]
+                answers += [extract_flexible(r.best) for r in results]
+            out[f"{level} level, {way}"] = {"seconds": time.perf_counter() - start, "answers": answers,
+                                            "batch": batch if way == "now" else 1}
+            print(level, way, f"{out[f'{level} level, {way}']['seconds']:.1f}s", flush=True)
+        before, now = out[f"{level} level, before"], out[f"{level} level, now"]
+        now["ratio"] = now["seconds"] / before["seconds"]
+        now["same_answers"] = sum(a == b for a, b in zip(now["answers"], before["answers"]))
     return out
 
 
@@ -103,7 +119,7 @@ def summarize(lines: list[dict]) -> dict:
     for source, level, n in keys:
         cell = [r for r in lines if (r["source"], r["level"], r["n"]) == (source, level, n)]
         row = {}
-        for path in ("old", "new"):
+        for path in PATHS:
             mine = [r for r in cell if r["path"] == path]
             per_repeat = {}
             for r in mine:  # seconds per problem in each repeat, then the median over repeats
@@ -113,12 +129,12 @@ def summarize(lines: list[dict]) -> dict:
             generator = sum(r["seconds"]["generator"] for r in mine)
             row[f"{path}_likelihood_share"] = sum(r["seconds"].get("LMLikelihood", 0.0) for r in mine) / generator
         row["ratio"] = row["new_s"] / row["old_s"]
+        row["carried_ratio"] = row["carried_s"] / row["old_s"]
         pairs = {}
         for r in cell:
             pairs.setdefault((r["repeat"], r["problem"]), {})[r["path"]] = r
-        same = [p["old"]["answer"] == p["new"]["answer"] for p in pairs.values() if len(p) == 2]
+        same = [p["old"]["answer"] == p["new"]["answer"] for p in pairs.values() if "old" in p and "new" in p]
         row["same_answers"] = f"{sum(same)}/{len(same)}"
-        row["same_texts"] = sum(p["old"]["text"] == p["new"]["text"] for p in pairs.values() if len(p) == 2)
         rows[f"{source} {level} N={n}"] = row
     return rows
 
@@ -128,8 +144,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--problems", default="chain_sum=4,gsm_symbolic=1", help="problems per source")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--twenty", action="store_true", help="also time 20 gsm_symbolic problems three ways")
+    parser.add_argument("--twenty", action="store_true", help="also time 20 gsm_symbolic problems, before and now")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     counts = {k: int(v) for k, v in (part.split("=") for part in args.problems.split(","))}
     log = RESULTS / "math-speed.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -137,22 +155,26 @@ def main() -> None:
     for source, count in counts.items():
         problems = load_problems(source, count, args.seed)
         if all((source, r, n, level, path, p.id) in seen for r in range(args.repeats) for n in NS for level in LEVELS
-               for path in ("old", "new") for p in problems):
+               for path in PATHS for p in problems):
             continue
         lm, exemplars = setup(source)
         ensemble = build_ensemble(lm, exemplars)
         for repeat in range(args.repeats):
             for n in NS:
                 for level in LEVELS:
-                    order = ("old", "new") if (repeat + NS.index(n)) % 2 == 0 else ("new", "old")
-                    for path in order:
+                    turn = (repeat + NS.index(n) + LEVELS.index(level)) % len(PATHS)
+                    for path in PATHS[turn:] + PATHS[:turn]:
+                        lm.prefix_cache = PrefixCache() if path == "new" else None
                         for problem in problems:
                             key = (source, repeat, n, level, path, problem.id)
                             if key in seen:
                                 continue
                             line = {"source": source, "repeat": repeat, "n": n, "level": level, "path": path,
                                     "problem": problem.id,
-                                    **measure(lm, ensemble, exemplars, problem, source, n, level, path, args.seed)}
+                                    **measure(lm, ensemble, exemplars, problem, source, n, level, path, args.seed),
+                                    "reused_tokens": lm.prefix_cache.reused_tokens if lm.prefix_cache else 0}
+                            if lm.prefix_cache:
+                                lm.prefix_cache.reused_tokens = 0
                             with log.open("a") as f:
                                 f.write(json.dumps(line) + "\n")
                             done.append(line)
@@ -161,24 +183,28 @@ def main() -> None:
     twenty_path = RESULTS / "math-speed-20.json"
     if args.twenty and not twenty_path.exists():
         lm, _ = setup("gsm_symbolic")
-        twenty = twenty_problems(lm, build_ensemble(lm), load_problems("gsm_symbolic", 20, args.seed), 4, args.seed)
+        twenty = twenty_problems(lm, build_ensemble(lm), load_problems("gsm_symbolic", 20, args.seed), args.seed)
         twenty_path.write_text(json.dumps(twenty, indent=1) + "\n")
     twenty = json.loads(twenty_path.read_text()) if twenty_path.exists() else None
     (RESULTS / "math-speed.json").write_text(json.dumps({"repeats": args.repeats, "problems": counts, "rows": rows,
-                                                         "twenty_problems": twenty}, indent=1) + "\n")
-    lines = ["# Math: the likelihood scorer reading the generator's log-probabilities", "",
+                                                         "twenty_problems": twenty, "threads": args.threads},
+                                                        indent=1) + "\n")
+    lines = ["# Math: seconds per problem, old path against carried log-probabilities and kept prefixes", "",
              f"`python benchmarks/math_speed.py` ({args.repeats} interleaved repeats; problems per source "
-             f"{counts}; seconds per problem, median over repeats; the likelihood's share is of generator time).", "",
-             "| setting | old s/problem | new s/problem | new / old | likelihood / generator, old | new | "
-             "tokens, old | new | same answers |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"{counts}; {args.threads} threads; seconds per problem, median over repeats; the likelihood's share is "
+             "of generator time; same answers: new against old).", "",
+             "| setting | old s/problem | carried | new | carried / old | new / old | likelihood / generator, old "
+             "| new | tokens, old | new | same answers |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['old_s']:.2f} | {r['new_s']:.2f} | {r['ratio']:.2f} | "
+        lines.append(f"| {name} | {r['old_s']:.2f} | {r['carried_s']:.2f} | {r['new_s']:.2f} | "
+                     f"{r['carried_ratio']:.2f} | {r['ratio']:.2f} | "
                      f"{100 * r['old_likelihood_share']:.0f}% | {100 * r['new_likelihood_share']:.1f}% | "
                      f"{r['old_tokens']:.0f} | {r['new_tokens']:.0f} | {r['same_answers']} |")
     if twenty is not None:
-        lines += ["", "20 gsm_symbolic problems at solution level, N = 8 (the README's main command when this was "
-                  "measured), one pass each way:", "",
+        lines += ["", "20 gsm_symbolic problems at N = 8, one pass each way: before, one problem at a time on the old "
+                  "path; now, on the new path with the problems batched (solution level: 4 problems' samples per "
+                  "generator call; step level: 8 problems' runs in lockstep):", "",
                   "| way | seconds | / before | same answers as before |", "| --- | ---: | ---: | ---: |"]
         for way, r in twenty.items():
             lines.append(f"| {way} | {r['seconds']:.0f} | {r.get('ratio', 1.0):.2f} | "

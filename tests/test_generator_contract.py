@@ -113,17 +113,6 @@ def test_one_generator_per_prompt_draws_what_each_prompt_draws_alone(tiny_lm):
         lm.sample(PROMPTS, 1, generator=[torch.Generator()])
 
 
-def test_prefetched_solutions_are_the_ones_each_item_draws_alone(tiny_lm):
-    from consensus.generators.text.steps import Sampling, SolutionSteps
-
-    steps = SolutionSteps(tiny_lm, 3, lambda q: f"Question: {q}\nAnswer:\n", Sampling(max_new_tokens=6))
-    questions = ["What is 2 + 3?", "hi", "What is 12 + 30 + 1?"]
-    alone = [steps(q, None, torch.Generator().manual_seed(7)).candidates for q in questions]
-    steps.prefetch(questions, [torch.Generator().manual_seed(7) for _ in questions])
-    assert [steps(q, None, torch.Generator().manual_seed(99)).candidates for q in questions] == alone
-    assert not steps._drawn, "each prefetched draw is handed out once"
-
-
 def test_join_keeps_the_logprobs_of_an_extension_sampled_after_its_parent(tiny_lm):
     from consensus.generators.text.protocol import SampledText, join
 

@@ -9,7 +9,7 @@ from consensus.core.engine import run_consensus
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback import TopK
 from consensus.generators.text.lockstep import consensus_in_lockstep, in_lockstep
-from consensus.generators.text.steps import LineSteps, Sampling
+from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
 from consensus.scorers.text import LMLikelihood
 
 QUESTIONS = ["What is 2 + 3?", "hello", "What is 12 + 30 + 1?", "The answer is 12."]
@@ -35,6 +35,14 @@ def test_runs_in_lockstep_get_what_each_gets_alone_in_fewer_generator_calls(tiny
     assert together == alone
     # one merged call per step and number of rows per parent (1 or 2 growing parents), not one per item and step
     assert len(calls) <= 2 * max(iterations for _, _, iterations in alone)
+
+
+def test_solutions_drawn_in_lockstep_are_the_ones_each_item_draws_alone(tiny_lm):
+    steps = lambda lm: SolutionSteps(lm, 3, lambda q: f"Question: {q}\nAnswer:\n", Sampling(max_new_tokens=6))  # noqa: E731
+    alone = [steps(tiny_lm)(q, None, torch.Generator().manual_seed(7)).candidates for q in QUESTIONS]
+    together = in_lockstep(tiny_lm, [lambda view, q=q: steps(view)(q, None, torch.Generator().manual_seed(7)).candidates
+                                     for q in QUESTIONS])
+    assert together == alone
 
 
 def test_a_failing_run_raises_after_the_others_end(tiny_lm):

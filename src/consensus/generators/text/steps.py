@@ -35,36 +35,20 @@ class Sampling:
 
 @dataclass
 class SolutionSteps:
-    """N full continuations of ``prompt(condition)`` per call, sharing one prefill of the prompt.
-
-    ``prefetch`` draws several items' solutions in one batch (one generator call for items x N rows); each
-    item's call then returns its own, the draws it gets alone from the same seed.
-    """
+    """N full continuations of ``prompt(condition)`` per call, sharing one prefill of the prompt."""
 
     lm: TextGenerator
     n: int
     prompt: Callable[[Any], str]
     sampling: Sampling = field(default_factory=Sampling)
     stop: Sequence[str] = ()
-    _drawn: dict[Any, Proposals] = field(default_factory=dict, repr=False)
 
     def __call__(self, condition: Any, population: Sequence[str] | None, generator: torch.Generator) -> Proposals:
-        if condition in self._drawn:
-            return self._drawn.pop(condition)
-        return self._draw([condition], generator)[0]
-
-    def prefetch(self, conditions: Sequence[Any], generators: Sequence[torch.Generator]) -> None:
-        """Draw the solutions of every condition (hashable, distinct) in one batch, each from its own generator
-        (seeded as its engine run would seed it)."""
-        self._drawn.update(zip(conditions, self._draw(conditions, list(generators))))
-
-    def _draw(self, conditions: Sequence[Any], generator: torch.Generator | list[torch.Generator]) -> list[Proposals]:
         s = self.sampling
-        batches = self.lm.sample([self.prompt(c) for c in conditions], self.n, max_new_tokens=s.max_new_tokens,
-                                 temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, stop=self.stop,
-                                 generator=generator)
-        return [Proposals([c.text for c in completions], tokens=sum(c.tokens for c in completions))
-                for completions in batches]
+        [completions] = self.lm.sample([self.prompt(condition)], self.n, max_new_tokens=s.max_new_tokens,
+                                       temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, stop=self.stop,
+                                       generator=generator)
+        return Proposals([c.text for c in completions], tokens=sum(c.tokens for c in completions))
 
 
 @dataclass

@@ -8,8 +8,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 import consensus
 
 from consensus.cli import (HelpFormatter, add_scorer_option, fresh_run_dir, run_manifest, user_scorers,
@@ -49,10 +47,11 @@ def add_parser(subparsers) -> None:
                    help="with --method solution or step, also decode greedily on the same problems (the generator "
                         "alone) and report both side by side")
     p.add_argument("--batch", type=int, default=1,
-                   help="problems whose solutions are drawn together in one generator batch (greedy, "
-                        "self-consistency, solution): faster; each draws from its own seed, so a float32 model "
-                        "draws what it draws alone, but a bfloat16 one (the offline default) rounds a padded "
-                        "batch differently, and its records then depend on which problems share a batch")
+                   help="problems solved together, their generator calls merged into one batch (every method; "
+                        "step level runs them in lockstep, one generator call per step): faster; each draws from its "
+                        "own seed, so a float32 model draws what it draws alone, but a bfloat16 one (the offline "
+                        "default) rounds a padded batch differently, and its records then depend on which problems "
+                        "share a batch")
     p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
     p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
                    help="what to do when a scorer returns NaN/inf")
@@ -103,7 +102,7 @@ def _holds_run_of(folder: Path, settings: dict) -> bool:
 def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     """Load the generator and the scorers once; return ``solve(problems) -> records`` (in a sharded run,
     each worker calls this once). ``solve.generator`` names the generator."""
-    from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
+    from consensus.tasks.math.experiment import build_ensemble, draw_samples, line_steps, solution_steps
     from consensus.tasks.math.generator import load_math_generator
     from consensus.zoo.gemma import load_gemma
 
@@ -124,9 +123,10 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     with_baseline = args.baseline == "greedy" and args.method in ("solution", "step")
 
     def solve(batch):
-        """Records of a batch of problems: greedy and sampled solutions are drawn for the whole batch in one
-        generator call (each problem from its own seeded generator, so its draws are those it gets alone), from no
-        kept prefixes (so a resumed run draws what an uninterrupted one drew)."""
+        """Records of a batch of problems: their greedy solutions drawn in one generator call, their consensus runs
+        in lockstep (each step's generator calls in one batch), each problem from its own seeded generator (so in
+        float32 its draws are those it gets alone), from no kept prefixes (so a resumed run draws what an
+        uninterrupted one drew)."""
         forget_kept_prefixes(lm)
         prompts = [format_prompt(problem.question, exemplars) for problem in batch]
         if args.method == "greedy" or with_baseline:
@@ -139,30 +139,30 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
                 yield record(problem, out.text, out.tokens, {})
             return
         baseline = {}
-        drawn = solution_steps(lm, args.n, sampling, exemplars)
-        if args.method in ("self-consistency", "solution"):
-            drawn.prefetch([p.question for p in batch], [torch.Generator().manual_seed(args.seed) for _ in batch])
-        else:  # step level: the problems' runs in lockstep, each step's generator calls in one batch
-            stepped = consensus_in_lockstep(lm, [functools.partial(step_level, problem) for problem in batch])
+        if args.method == "self-consistency":
+            drawn = draw_samples(lm, batch, args.n, args.seed, sampling, exemplars)
+        else:  # the problems' consensus runs in lockstep: each step's generator calls in one batch
+            runs = consensus_in_lockstep(lm, [functools.partial(consensus_run, problem) for problem in batch])
         for i, problem in enumerate(batch):
             if with_baseline:
                 alone = record(problem, greedy[i].text, greedy[i].tokens, {"seconds": seconds})
                 baseline = {"greedy": {k: alone[k] for k in ("text", "flexible", "correct", "tokens", "seconds")}}
             if args.method == "self-consistency":
-                proposals = drawn(problem.question, None, torch.Generator().manual_seed(args.seed))
-                vote = majority([extract_flexible(s) for s in proposals.candidates])
-                text = next((s for s in proposals.candidates if extract_flexible(s) == vote), proposals.candidates[0])
-                yield record(problem, text, proposals.tokens, {"samples": proposals.candidates})
+                samples = drawn[i]["samples"]
+                vote = majority([extract_flexible(s) for s in samples])
+                text = next((s for s in samples if extract_flexible(s) == vote), samples[0])
+                yield record(problem, text, drawn[i]["tokens"], {"samples": samples})
                 continue
-            result = stepped[i] if args.method == "step" else run_consensus(
-                drawn, ensemble, problem.question, feedback=TopK(1), budget=Budget(iterations=1), seed=args.seed,
-                trace=trace, item=problem.id)
+            result = runs[i]
             yield record(problem, result.best, result.generator_tokens,
                          {"stop_reason": result.stop_reason, "seconds": result.seconds, **baseline})
 
-    def step_level(problem, view) -> ConsensusResult:
-        return run_consensus(line_steps(view, args.n, sampling, exemplars), ensemble, problem.question,
-                             feedback=TopK(args.beam), budget=Budget(iterations=24), seed=args.seed, trace=trace,
+    def consensus_run(problem, view) -> ConsensusResult:
+        """Solution level (best of N, one iteration) or step level (a beam of partial solutions, a line a step)."""
+        solution = args.method == "solution"
+        steps = (solution_steps if solution else line_steps)(view, args.n, sampling, exemplars)
+        return run_consensus(steps, ensemble, problem.question, feedback=TopK(1 if solution else args.beam),
+                             budget=Budget(iterations=1 if solution else 24), seed=args.seed, trace=trace,
                              item=problem.id)
 
     def record(problem, text: str, tokens: int, extra: dict) -> dict:
