@@ -154,14 +154,14 @@ class CausalLMGenerator:
         per_prompt = isinstance(generator, (list, tuple))
         if per_prompt and len(generator) != len(prompts):
             raise ValueError(f"give one generator per prompt: {len(generator)} generators, {len(prompts)} prompts")
-        if per_prompt:  # the rows of the prompts that share a generator draw together, as in a call of their own
-            generators = list({id(g): g for g in generator}.values())
-            index = {id(g): i for i, g in enumerate(generators)}
-            row_generator = torch.tensor([index[id(g)] for g in generator], device=self.device).repeat_interleave(n)
         if n < 1 or max_new_tokens < 1:
             raise ValueError(f"n and max_new_tokens must be >= 1, got n={n}, max_new_tokens={max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1 or top_k < 1:
             raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, top_k >= 1; got {temperature}, {top_p}, {top_k}")
+        if per_prompt:  # the rows of the prompts that share a generator draw together, as in a call of their own
+            generators = list({id(g): g for g in generator}.values())
+            index = {id(g): i for i, g in enumerate(generators)}
+            row_generator = torch.tensor([index[id(g)] for g in generator], device=self.device).repeat_interleave(n)
         start = time.perf_counter()
         ids = [self.tokenizer(p)["input_ids"] for p in prompts]
         lengths = [len(x) for x in ids]
@@ -224,8 +224,7 @@ class CausalLMGenerator:
                 texts[row] = text
                 if len(generated[row]) < budget[row // n]:
                     keep.append(b)
-            ended_rows = set(range(len(active))) - set(keep)
-            for b in sorted(ended_rows):  # its keys and values: the prompt and all it drew but the last token
+            for b in sorted(set(range(len(active))) - set(keep)):  # ended: keep the prompt and all it drew but the last
                 row = int(active[b])
                 self._keep_prefix(cache, b, mask[b], ids[row // n] + generated[row][:-1])
             if not keep:
