@@ -1,7 +1,8 @@
 """Sampling throughput of ``CausalLMGenerator.sample`` (shared prefill, top-k slice, log-probabilities carried)
 against transformers' ``generate`` (do_sample, the same top-k / top-p / temperature, N return sequences), on
 the offline Gemma 3 270M and a 4-shot chain_sum prompt, interleaved, N = 8 and 16: generated tokens per second
-(median of the repeats) and their ratio.
+(median of the repeats) and their ratio. Every call of ours starts with no kept prefixes, so it prefills the prompt
+as generate does.
 
     python benchmarks/sampler_throughput.py [--repeats 3] [--tokens 48]
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.tasks.math.data import few_shot_exemplars, load_problems
 from consensus.tasks.math.prompt import format_prompt
 from consensus.zoo.gemma import load_gemma
@@ -26,6 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def ours(lm, prompt: str, n: int, tokens: int, seed: int) -> float:
+    forget_kept_prefixes(lm)  # the prompt is prefilled every time, as generate does
     start = time.perf_counter()
     out = lm.sample([prompt], n, max_new_tokens=tokens, temperature=0.7, top_p=0.95, top_k=64,
                     generator=torch.Generator().manual_seed(seed))[0]
