@@ -139,6 +139,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
                 yield record(problem, out.text, out.tokens, {})
             return
         baseline = {}
+        forget_kept_prefixes(lm)  # the method's draws do not depend on whether the baseline ran, nor reuse its prefill
         if args.method == "self-consistency":
             drawn = draw_samples(lm, batch, args.n, args.seed, sampling, exemplars)
         else:  # the problems' consensus runs in lockstep: each step's generator calls in one batch
