@@ -18,11 +18,10 @@ at once (a fast tokenizer's padding settings are shared state), and the runs do 
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from consensus.core.engine import ConsensusResult
@@ -141,4 +140,4 @@ def consensus_in_lockstep(lm: TextGenerator,
     start = time.perf_counter()
     results = in_lockstep(lm, runs)
     share = (time.perf_counter() - start) / max(sum(r.seconds.get("total", 0.0) for r in results), 1e-9)
-    return [dataclasses.replace(r, seconds={k: v * share for k, v in r.seconds.items()}) for r in results]
+    return [replace(r, seconds={k: v * share for k, v in r.seconds.items()}) for r in results]
