@@ -175,6 +175,7 @@ class CausalLMGenerator:
             budget = [min(max_new_tokens, self.context - length) for length in lengths]
             max_new_tokens = max(budget)
         cache, mask = self._cache_of_kept_prefixes(ids)
+        keeps_prefixes = self._can_keep(cache)
         rest, rest_mask = self._left_padded([x[w:] for x, w in zip(ids, mask.sum(1).tolist())])
         mask = torch.cat([mask, rest_mask], dim=1)
         out = self.model(input_ids=rest, attention_mask=mask, position_ids=_positions(mask)[:, -rest.shape[1]:],
@@ -224,8 +225,8 @@ class CausalLMGenerator:
                 texts[row] = text
                 if len(generated[row]) < budget[row // n]:
                     keep.append(b)
-            for b in sorted(set(range(len(active))) - set(keep)):  # ended: keep the prompt and all it drew but the last
-                row = int(active[b])
+            for b in sorted(set(range(len(active))) - set(keep)) if keeps_prefixes else ():
+                row = int(active[b])  # ended: keep the prompt and all it drew but the last
                 self._keep_prefix(cache, b, mask[b], ids[row // n] + generated[row][:-1])
             if not keep:
                 break
@@ -296,9 +297,9 @@ class CausalLMGenerator:
         return self.prefix_cache is not None and all(type(layer) in plain for layer in cache.layers)
 
     def _keep_prefix(self, cache: Any, row: int, mask: torch.Tensor, ids: list[int]) -> None:
-        """Keep batch row ``row``'s keys and values (its unmasked columns) for ``ids``; not when a sliding-window
-        layer has already dropped the row's first columns."""
-        if not self._can_keep(cache) or any(layer.keys.shape[-2] != len(mask) for layer in cache.layers):
+        """Keep batch row ``row``'s keys and values (its unmasked columns) for ``ids`` (a cache ``_can_keep``); not
+        when a sliding-window layer has already dropped the row's first columns."""
+        if any(layer.keys.shape[-2] != len(mask) for layer in cache.layers):
             return
         real = mask.bool()
         if int(real.sum()) != len(ids):
