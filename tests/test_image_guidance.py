@@ -3,6 +3,8 @@ schedulers: the generic paths of core/feedback/guidance.py and generators/diffus
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
@@ -10,10 +12,12 @@ from torch import nn
 
 from consensus import Ensemble, Guidance, Resample, Scorer, read_trace
 from consensus.core.ensemble import NonDifferentiableScorerError, NonFiniteGradientError, combine_gradients
+from consensus.core.scorer import NoiseLevel
 from consensus.core.trace import TraceWriter, validate_record
 from consensus.generators.diffusion import DiffusionGenerator
 from consensus.generators.diffusion.steps import eps_to_prediction, eps_to_x0, prediction_to_eps, x0_to_eps
-from consensus.scorers.image import ClassifierScorer
+from consensus.scorers.image import ClassifierScorer, NoiseAwareClassifierScorer, Smoothed
+from consensus.scorers.text import ArithmeticVerifier
 
 
 class BrightnessScorer(Scorer):
@@ -285,3 +289,111 @@ def test_recurrence_without_guidance_leaves_the_samplers_mean_unchanged():
     error = (means[0].var() / 2000 + means[2].var() / 2000).sqrt()
     assert abs(means[2].mean() - means[0].mean()) < 4 * error
     assert abs(means[0].mean() - 0.65) < 4 * means[0].std() / 2000**0.5 + 0.01
+
+
+class NoiseRecorder(BrightnessScorer):
+    """Records the noise level the ensemble passes; ``BrightnessScorer.energy`` itself takes none."""
+
+    reads_noise_level = True
+
+    def __init__(self):
+        super().__init__(name="recorder")
+        self.seen = []
+
+    def energy(self, candidates, condition, noise_level=None):
+        self.seen.append(noise_level)
+        return super().energy(candidates, condition)
+
+
+def test_scorers_that_read_the_noise_level_get_each_steps():
+    sampler = scheduler("ddim")
+    recorder = NoiseRecorder()
+    # The plain BrightnessScorer would fail on an unexpected keyword: only the recorder is given it.
+    ensemble = Ensemble([recorder, BrightnessScorer(name="plain")])
+    DiffusionGenerator(tiny_unet(), sampler).generate(3, ensemble, 0.5, num_inference_steps=5, guidance_scale=0.1)
+    assert [level.timestep for level in recorder.seen] == sampler.timesteps.tolist()
+    for level in recorder.seen:
+        assert level.alpha_bar == pytest.approx(float(sampler.alphas_cumprod[level.timestep]))
+        assert level.eps.shape == (3, 1, 8, 8) and not level.eps.requires_grad
+        assert level.noise_std == pytest.approx((1 - level.alpha_bar) ** 0.5)
+
+
+class NoisyProbe(nn.Module):
+    """A noise-aware 'classifier' of two classes: class 0 likes a bright x_t; it records what it read."""
+
+    def forward(self, x_t, noise_std):
+        self.seen = (x_t.detach(), noise_std.detach())
+        brightness = 3 * x_t.mean((1, 2, 3))
+        return torch.stack([brightness, -brightness], dim=1)
+
+
+def test_noise_aware_scorer_rebuilds_the_noisy_sample_and_guides_as_classifier_guidance():
+    probe = NoisyProbe()
+    scorer = NoiseAwareClassifierScorer(probe, ["bright", "dark"])
+    gen = torch.Generator().manual_seed(0)
+    x0, eps, alpha_bar = torch.rand(4, 1, 8, 8, generator=gen) * 2 - 1, torch.randn(4, 1, 8, 8, generator=gen), 0.6
+    x_t = alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * eps
+    images = ((x0 + 1) / 2).requires_grad_(True)
+    energy = scorer.energy(images, "bright", NoiseLevel(10, alpha_bar, eps))
+    assert torch.allclose(probe.seen[0], x_t, atol=1e-6)
+    assert torch.allclose(probe.seen[1], torch.full((4,), (1 - alpha_bar) ** 0.5))
+    # ∂E/∂image = 2 √ᾱ ∇_{x_t} E: the gradient of classifier guidance, carried to the candidate.
+    (on_images,) = torch.autograd.grad(energy.sum(), images)
+    noisy = x_t.clone().requires_grad_(True)
+    own = -torch.log_softmax(probe(noisy, probe.seen[1]), -1)[:, 0]
+    (on_noisy,) = torch.autograd.grad(own.sum(), noisy)
+    assert torch.allclose(on_images, 2 * alpha_bar**0.5 * on_noisy, atol=1e-6)
+    scorer.energy(images, "bright")  # finished images are read as clean
+    assert torch.allclose(probe.seen[0], x0, atol=1e-6) and probe.seen[1].abs().max() == 0
+    with pytest.raises(ValueError, match="pixel-space diffusion model"):
+        scorer.energy(images, "bright", NoiseLevel(10, alpha_bar, torch.zeros(4, 4, 2, 2)))
+    # End to end: guided by it, the samples come out brighter than the unguided ones.
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    plain = generator.generate(8, num_inference_steps=8, seed=1).images
+    guided = generator.generate(8, Ensemble([scorer]), "bright", num_inference_steps=8, guidance_scale=0.3, seed=1)
+    assert guided.images.mean() > plain.mean() + 0.05
+
+
+def test_smoothed_scorer_is_the_log_mean_of_its_noisy_copies_likelihoods():
+    inner = BrightnessScorer(gain=5.0)
+    smoothed = Smoothed(inner, strength=1.0, copies=3, seed=2)
+    images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    level = NoiseLevel(7, 0.36)
+    noise = torch.randn((3, 4, 1, 8, 8), generator=torch.Generator().manual_seed(2 * 10_000 + 7))
+    copies = (images + 1.0 * 0.8 / 2 * noise).clamp(0, 1).flatten(0, 1)  # σ = strength · √(1−ᾱ) / 2 pixels
+    expected = -(torch.logsumexp(-inner.energy(copies, 0.5).view(3, 4), 0) - math.log(3))
+    assert torch.allclose(smoothed.energy(images, 0.5, level), expected, atol=1e-6)
+    assert torch.equal(smoothed.energy(images, 0.5, level), smoothed.energy(images, 0.5, level))  # reproducible
+    assert torch.equal(smoothed.energy(images, 0.5), inner.energy(images, 0.5))  # clean candidates: the scorer itself
+    assert smoothed.name == "brightness (smoothed)" and smoothed.differentiable
+
+
+def test_smoothed_scorer_gives_each_copy_its_candidates_condition():
+    torch.manual_seed(0)
+    classifier = ClassifierScorer(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), ["a", "b", "c"])
+    images, classes = torch.rand(4, 1, 8, 8), ["a", "c", "b", "a"]
+    barely = Smoothed(classifier, strength=1e-6, copies=5)
+    assert torch.allclose(barely.energy(images, classes, NoiseLevel(50, 0.5)), classifier.energy(images, classes),
+                          atol=1e-4)
+    # Guided through the engine, a smoothed scorer lowers its own energy as the plain one does.
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    ensemble = Ensemble([Smoothed(BrightnessScorer(), strength=0.5, copies=4)])
+    plain = generator.generate(6, num_inference_steps=8, seed=3).images
+    guided = generator.generate(6, ensemble, 0.9, num_inference_steps=8, guidance_scale=0.3, seed=3).images
+    assert ensemble(guided, 0.9).total.mean() < ensemble(plain, 0.9).total.mean()
+
+
+def test_bad_smoothing_and_noise_aware_settings_are_clear_errors(ray_cluster):
+    from consensus.distributed.ray_scorers import remote
+    from consensus.tasks.image.experiment import fashion_scorer
+
+    with pytest.raises(ValueError, match="strength > 0 and copies >= 1"):
+        Smoothed(BrightnessScorer(), strength=0.0)
+    with pytest.raises(ValueError, match="strength > 0 and copies >= 1"):
+        Smoothed(BrightnessScorer(), copies=0)
+    with pytest.raises(ValueError, match="smooths the gradient of a differentiable image scorer"):
+        Smoothed(ArithmeticVerifier())
+    with pytest.raises(ValueError, match="smooths the gradient of a differentiable image scorer"):
+        Smoothed(FrozenScorer())
+    with pytest.raises(ValueError, match="keep noise-aware and smoothed scorers local"):
+        remote(fashion_scorer, "noise-aware-mlp", num_cpus=0.5)

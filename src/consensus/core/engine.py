@@ -33,6 +33,7 @@ from consensus.core.budget import Budget
 from consensus.core.ensemble import Ensemble, EnsembleEnergies, ScorerError
 from consensus.core.feedback.base import Context, Feedback
 from consensus.core.feedback.select import Best
+from consensus.core.scorer import NoiseLevel
 from consensus.core.trace import TraceWriter, summarize_candidate
 
 
@@ -64,6 +65,8 @@ class Proposals:
         (default: the surviving candidates themselves); a denoising step applies the scheduler here,
         after guidance, and a token step extends its cache by the chosen token.
     survivors: set by feedback forms; None means every candidate survives.
+    noise_level: how noisy the sample behind the candidates is (a diffusion step's ``NoiseLevel``), for the
+        scorers that read it; None for clean candidates.
     """
 
     candidates: Any
@@ -72,6 +75,7 @@ class Proposals:
     hooks: Any = None
     advance: Callable[[list[int]], Any] | None = None
     survivors: list[int] | None = None
+    noise_level: NoiseLevel | None = None
 
     def __post_init__(self) -> None:
         if self.complete is None:
@@ -190,7 +194,7 @@ def run_consensus(
         if ensemble is not None:
             with torch.enable_grad() if gradient else contextlib.nullcontext():
                 try:
-                    energies = ensemble(proposals.candidates, condition)
+                    energies = ensemble(proposals.candidates, condition, proposals.noise_level)
                 except ScorerError as error:
                     raise ScorerError(f"{error} (iteration {iteration}{_of(item)})") from error.__cause__
             calls += len(ensemble.scorers)

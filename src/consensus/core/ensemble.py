@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 
-from consensus.core.scorer import Scorer
+from consensus.core.scorer import NoiseLevel, Scorer
 
 Normalization = Literal["none", "zscore", "rank", "minmax"]
 NonFinitePolicy = Literal["raise", "drop"]
@@ -238,7 +238,9 @@ class Ensemble:
         keep = (~dropped).to(direction.dtype).view(-1, *[1] * (direction.ndim - 1))
         return direction * keep if dropped.any() else direction
 
-    def __call__(self, candidates: Sequence[Any], condition: Any) -> EnsembleEnergies:
+    def __call__(self, candidates: Sequence[Any], condition: Any,
+                 noise_level: NoiseLevel | None = None) -> EnsembleEnergies:
+        """Every scorer's energies and their weighted total; ``noise_level`` goes to the scorers that read it."""
         n = len(candidates)
         raw, seconds = {}, {}
         # Remote scorers first: their calls run while the local ones below do.
@@ -251,7 +253,7 @@ class Ensemble:
                     start, call = started[scorer.name]
                     e = self._collect(scorer, call)
                 else:
-                    e = self._energy(scorer, candidates, condition)
+                    e = self._energy(scorer, candidates, condition, noise_level)
             except ValueError as error:  # a bad input the scorer explains: keep its type, add its name
                 raise ValueError(f"scorer {scorer.name}: {error}") from error
             except _Late:
@@ -308,17 +310,19 @@ class Ensemble:
         except TimeoutError:
             raise _Late from None
 
-    def _energy(self, scorer: Scorer, candidates: Sequence[Any], condition: Any) -> torch.Tensor:
+    def _energy(self, scorer: Scorer, candidates: Sequence[Any], condition: Any,
+                noise_level: NoiseLevel | None) -> torch.Tensor:
         """``scorer.energy`` within the deadline (raises ``_Late`` past it)."""
+        extra = {"noise_level": noise_level} if scorer.reads_noise_level else {}
         if self.deadline is None:
-            return scorer.energy(candidates, condition)
+            return scorer.energy(candidates, condition, **extra)
         outcome: dict[str, Any] = {}
         grad = torch.is_grad_enabled()  # grad mode is per thread: carry the caller's over
 
         def call() -> None:
             try:
                 with torch.set_grad_enabled(grad):
-                    outcome["energy"] = scorer.energy(candidates, condition)
+                    outcome["energy"] = scorer.energy(candidates, condition, **extra)
             except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
                 outcome["error"] = error
 

@@ -6,6 +6,10 @@ mutates its inputs and holds no state shared with the loop, so it can live on it
 device or process. What it reads and whether its energy has a gradient with respect to
 the candidate are declared once, as class attributes, so the loops can check them.
 
+A scorer that reads images of a diffusion model's noisy samples may also declare ``reads_noise_level``:
+it then gets the step's ``NoiseLevel`` as a keyword, so a classifier trained on noisy samples (classifier
+guidance) or a smoothed scorer knows how noisy the sample behind its candidate is.
+
 A scorer that runs elsewhere (``consensus.distributed``: a Ray actor) also offers
 ``submit(candidates, condition) -> call`` and ``collect(call, timeout) -> Tensor``; an Ensemble starts
 every such call before it runs its local scorers, so remote experts work at the same time.
@@ -19,9 +23,29 @@ import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+
+
+@dataclass(frozen=True)
+class NoiseLevel:
+    """How noisy the sample behind a diffusion step's candidates is.
+
+    The candidates are the decoded clean predictions x̂0 of samples x_t at ``timestep``, where
+    x_t = √ᾱ x̂0 + √(1−ᾱ) ε̂ with ᾱ = ``alpha_bar`` and ε̂ = ``eps``, the denoiser's noise estimate in the
+    model's space ``[N, ...]`` (detached), so a scorer can rebuild x_t from a candidate.
+    """
+
+    timestep: int
+    alpha_bar: float
+    eps: torch.Tensor | None = None
+
+    @property
+    def noise_std(self) -> float:
+        """√(1−ᾱ): the standard deviation of the noise in x_t."""
+        return math.sqrt(max(0.0, 1.0 - self.alpha_bar))
 
 
 class Scorer(ABC):
@@ -31,10 +55,13 @@ class Scorer(ABC):
         modality: what a candidate is ("text", "image", "state", ...).
         differentiable: whether ``energy`` is differentiable with respect to the candidate,
             so that gradient-based feedback (diffusion guidance) may use it.
+        reads_noise_level: whether ``energy`` takes a keyword ``noise_level`` (a ``NoiseLevel``, or None
+            for clean candidates); the Ensemble passes it to such scorers only.
     """
 
     modality: ClassVar[str]
     differentiable: ClassVar[bool] = False
+    reads_noise_level: ClassVar[bool] = False
 
     @property
     def name(self) -> str:

@@ -44,8 +44,8 @@ class _ScorerActor:
         if not isinstance(self.scorer, Scorer):
             raise TypeError(f"{build!r} built {self.scorer!r}, which is not a consensus.Scorer")
 
-    def describe(self) -> tuple[str, str]:
-        return self.scorer.name, type(self.scorer).modality
+    def describe(self) -> tuple[str, str, bool]:
+        return self.scorer.name, type(self.scorer).modality, type(self.scorer).reads_noise_level
 
     def energy(self, candidates: Sequence[Any], condition: Any) -> torch.Tensor:
         with torch.no_grad():  # a remote energy carries no autograd graph back
@@ -97,9 +97,13 @@ def remote(build: Any, *args: Any, num_cpus: float = 1, num_gpus: float = 0, nam
     actor_class = ray.remote(_ScorerActor).options(num_cpus=num_cpus, num_gpus=num_gpus, **(actor_options or {}))
     actor = actor_class.remote(build, args, kwargs)
     try:
-        own_name, modality = ray.get(actor.describe.remote())
+        own_name, modality, reads_noise_level = ray.get(actor.describe.remote())
     except ray.exceptions.RayActorError as err:
         raise RuntimeError(f"the remote scorer {build!r} failed to start: {err}") from err
+    if reads_noise_level:
+        ray.kill(actor)
+        raise ValueError(f"{own_name} reads the diffusion step's noise level, which stays with the local loop; "
+                         "keep noise-aware and smoothed scorers local (in the Ensemble directly)")
     scorer = RemoteScorer(actor, name or own_name)
     scorer.modality = modality  # what the built scorer's class declares
     return scorer

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from consensus.core.engine import Proposals
+from consensus.core.scorer import NoiseLevel
 from consensus.generators.diffusion.protocol import Denoiser
 
 
@@ -175,4 +176,5 @@ class DenoisingSteps:
                     return DenoisingState(ratio.sqrt() * x + (1 - ratio).sqrt() * noise, state.step, state.repeat + 1)
             return DenoisingState(x, state.step + 1)
 
-        return Proposals(candidates, complete=[last] * len(x_t), hooks=hooks, advance=advance)
+        noise_level = NoiseLevel(timestep, float(alpha_bar), eps.detach())
+        return Proposals(candidates, complete=[last] * len(x_t), hooks=hooks, advance=advance, noise_level=noise_level)

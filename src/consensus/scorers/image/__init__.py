@@ -1,7 +1,10 @@
-"""Image scorers (differentiable): any torch classifier, transformers CLIP, the offline ImageNet classifiers."""
+"""Image scorers (differentiable): any torch classifier (clean or noise-aware), transformers CLIP, the offline
+ImageNet classifiers, and any of them smoothed over noisy copies."""
 
-from consensus.scorers.image.classifier import ClassifierScorer
+from consensus.scorers.image.classifier import ClassifierScorer, NoiseAwareClassifierScorer
 from consensus.scorers.image.clip import CLIPScorer
 from consensus.scorers.image.imagenet import MobileNetV2, imagenet_scorer
+from consensus.scorers.image.smoothed import Smoothed
 
-__all__ = ["CLIPScorer", "ClassifierScorer", "MobileNetV2", "imagenet_scorer"]
+__all__ = ["CLIPScorer", "ClassifierScorer", "MobileNetV2", "NoiseAwareClassifierScorer", "Smoothed",
+           "imagenet_scorer"]

@@ -1,4 +1,4 @@
-"""A scorer over any torch image classifier: energy = −log p(class | image).
+"""Scorers over torch image classifiers: energy = −log p(class | image), or −log p(class | x_t, t) of a noisy sample.
 
 The scorer owns the preprocessing, written with differentiable ops only (resize of the shorter
 side with antialiasing, centre crop, per-channel normalisation), so the gradient reaches the
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from consensus.core.scorer import Scorer
+from consensus.core.scorer import NoiseLevel, Scorer
 from consensus.scorers.image.checks import check_images
 
 
@@ -138,3 +138,62 @@ class ClassifierScorer(Scorer):
     def energy(self, candidates: torch.Tensor, condition: Any) -> torch.Tensor:
         target = self.classes(condition, len(candidates)).to(candidates.device)
         return -self.log_probs(candidates).gather(1, target[:, None]).squeeze(1)
+
+
+class NoiseAwareClassifierScorer(Scorer):
+    """Energy −log p(class | x_t, t) from a classifier of a diffusion model's noisy samples (classifier guidance).
+
+    Classifier guidance (Dhariwal & Nichol 2021) reads the noisy sample x_t, which a clean-image classifier
+    has never seen. Here the candidate is the step's decoded x̂0 and the ``NoiseLevel`` carries ᾱ and the
+    denoiser's ε̂, so the scorer rebuilds
+
+        x_t = √ᾱ (2 x̂0 − 1) + √(1−ᾱ) ε̂          (pixel space; the candidate is in [0, 1])
+
+    exactly, and its gradient reaches x̂0 as √ᾱ ∇_{x_t} log p(c | x_t): classifier guidance, in the x̂0 space
+    where ``Guidance`` steps. With no noise level (finished images) it reads them as clean (ᾱ = 1).
+
+    Args:
+        model: ``model(x_t, noise_std) -> logits [N, num_classes]`` with x_t ``[N, C, H, W]`` in the diffusion
+            model's space and noise_std ``[N]`` = √(1−ᾱ) (``consensus.zoo.fashion.NoiseAwareClassifier``).
+        class_names, aliases, name: as for ``ClassifierScorer``.
+
+    It needs a pixel-space diffusion model (the noise estimate shaped as the images), not a latent one.
+    """
+
+    modality = "image"
+    differentiable = True
+    reads_noise_level = True
+
+    def __init__(self, model: nn.Module, class_names: Sequence[str], *, aliases: Mapping[str, int] | None = None,
+                 name: str | None = None):
+        self.model = model.eval().requires_grad_(False)
+        self.classes = ClassIndex(class_names, aliases)
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name or super().name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classes.class_names
+
+    def noisy_sample(self, images: torch.Tensor, noise_level: NoiseLevel | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_t and √(1−ᾱ) per image, rebuilt from the candidates (see the class docstring)."""
+        check_images(images, who=self.name)
+        x0 = 2 * images - 1
+        if noise_level is None:
+            return x0, torch.zeros(len(images), device=images.device)
+        if noise_level.eps is None or noise_level.eps.shape != images.shape:
+            got = None if noise_level.eps is None else tuple(noise_level.eps.shape)
+            raise ValueError(f"{self.name} rebuilds x_t from the denoiser's noise estimate, which must be shaped as "
+                             f"the images {tuple(images.shape)}, got {got}; noise-aware scorers need a pixel-space "
+                             "diffusion model (not a latent one)")
+        a = noise_level.alpha_bar
+        x_t = a**0.5 * x0 + noise_level.noise_std * noise_level.eps.to(x0)
+        return x_t, torch.full((len(images),), noise_level.noise_std, device=images.device)
+
+    def energy(self, candidates: torch.Tensor, condition: Any, noise_level: NoiseLevel | None = None) -> torch.Tensor:
+        target = self.classes(condition, len(candidates)).to(candidates.device)
+        logits = self.model(*self.noisy_sample(candidates, noise_level)).float()
+        return -torch.log_softmax(logits, dim=-1).gather(1, target[:, None]).squeeze(1)
