@@ -12,7 +12,7 @@ from consensus.core.trace import validate_record
 from consensus.tasks.image import cli
 from consensus.tasks.image.experiment import fashion_ensemble, fashion_generator
 from consensus.tasks.image.data import FASHION_CLASSES, load_fashion_mnist
-from consensus.zoo.fashion import SCORER_NAMES, load_fashion_classifier
+from consensus.zoo.fashion import NOISE_AWARE_NAMES, SCORER_NAMES, load_fashion_classifier
 
 # A missing Debian package fails here with the install command in the message: data is not optional.
 TEST_IMAGES, TEST_LABELS = load_fashion_mnist("test")
@@ -24,6 +24,26 @@ def test_committed_classifiers_load_and_classify_the_test_split(name):
     with torch.no_grad():
         accuracy = (model(TEST_IMAGES[:2000]).argmax(1) == TEST_LABELS[:2000]).float().mean().item()
     assert accuracy > 0.82, f"{name}: {accuracy:.3f}"
+
+
+@pytest.mark.parametrize("name", NOISE_AWARE_NAMES)
+def test_noise_aware_classifiers_classify_noisy_test_images(name):
+    """Read as the noise-aware scorer reads them: x_t of the test images at a middle noise level, and clean."""
+    from diffusers import DDPMScheduler
+
+    from consensus.core.scorer import NoiseLevel
+    from consensus.tasks.image.experiment import fashion_scorer
+    from consensus.zoo import WEIGHTS_DIR
+
+    alpha_bar = float(DDPMScheduler.from_pretrained(WEIGHTS_DIR / "fashion-diffusion").alphas_cumprod[400])
+    scorer = fashion_scorer(name)
+    images, labels = TEST_IMAGES[:2000], TEST_LABELS[:2000]
+    eps = torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for level, least in ((None, 0.75), (NoiseLevel(400, alpha_bar, eps), 0.7)):
+            logits = scorer.model(*scorer.noisy_sample(images, level))
+            accuracy = (logits.argmax(1) == labels).float().mean().item()
+            assert accuracy > least, f"{name} at {level and level.timestep}: {accuracy:.3f}"
 
 
 def test_data_thirds_are_disjoint_and_cover_the_train_split():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from consensus import Scorer
+from consensus.core.scorer import NoiseLevel
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
 from consensus.scorers.text.arithmetic import check_equations
 from consensus.tasks.math.prompt import format_prompt
@@ -30,6 +31,11 @@ class Case:
     scorer: Scorer
     candidates: object
     condition: object
+    noise_level: NoiseLevel | None = None  # for scorers that read it: the candidates as a diffusion step's x̂0
+
+    def energy(self, candidates=None):
+        extra = {"noise_level": self.noise_level} if type(self.scorer).reads_noise_level else {}
+        return self.scorer.energy(self.candidates if candidates is None else candidates, self.condition, **extra)
 
 
 TEXT = [GOOD, BAD, OTHER, ""]
@@ -85,6 +91,25 @@ def _fashion(name):
     from consensus.tasks.image.experiment import fashion_scorer
 
     return Case(fashion_scorer(name), _fashion_images(), "Trouser")
+
+
+def _midway():
+    """A noise level halfway through the committed generator's schedule, with a fixed noise estimate."""
+    eps = torch.randn(_fashion_images().shape, generator=torch.Generator().manual_seed(0))
+    return NoiseLevel(300, 0.85, eps)
+
+
+def _fashion_noise_aware(name):
+    from consensus.tasks.image.experiment import fashion_scorer
+
+    return Case(fashion_scorer(f"noise-aware-{name}"), _fashion_images(), "Trouser", _midway())
+
+
+def _smoothed_fashion():
+    from consensus.scorers.image import Smoothed
+    from consensus.tasks.image.experiment import fashion_scorer
+
+    return Case(Smoothed(fashion_scorer("cnn"), strength=0.5, copies=4), _fashion_images(), "Trouser", _midway())
 
 
 @cache
@@ -166,6 +191,10 @@ CASES = {
     "fashion_cnn": lambda request: _fashion("cnn"),
     "fashion_mlp": lambda request: _fashion("mlp"),
     "fashion_resnet": lambda request: _fashion("resnet"),
+    "fashion_noise_aware_cnn": lambda request: _fashion_noise_aware("cnn"),
+    "fashion_noise_aware_mlp": lambda request: _fashion_noise_aware("mlp"),
+    "fashion_noise_aware_resnet": lambda request: _fashion_noise_aware("resnet"),
+    "fashion_smoothed_cnn": lambda request: _smoothed_fashion(),
     "vqa_clip_cnn": lambda request: _vqa("vqa-clip-cnn"),
     "vqa_clip_gru": lambda request: _vqa("vqa-clip-gru"),
     "vqa_clip_patch": lambda request: _vqa("vqa-clip-patch"),
@@ -220,24 +249,25 @@ def test_declares_modality_and_differentiability(case):
     scorer = case.scorer
     assert isinstance(scorer, Scorer)
     assert isinstance(type(scorer).modality, str) and isinstance(type(scorer).differentiable, bool)
+    assert isinstance(type(scorer).reads_noise_level, bool)
     assert isinstance(scorer.name, str) and scorer.name
 
 
 def test_returns_one_finite_energy_per_candidate_and_never_mutates(case):
     before = copy.deepcopy(case.candidates)
-    energies = case.scorer.energy(case.candidates, case.condition)
+    energies = case.energy()
     n = len(case.candidates)
     assert isinstance(energies, torch.Tensor) and energies.shape == (n,) and energies.dtype.is_floating_point
     assert torch.isfinite(energies).all()
     same = (torch.equal(before, case.candidates) if isinstance(before, torch.Tensor)
             else pickle.dumps(before) == pickle.dumps(case.candidates))  # deep: predictions hold arrays
     assert same
-    assert torch.allclose(energies, case.scorer.energy(case.candidates, case.condition))  # deterministic
+    assert torch.allclose(energies, case.energy())  # deterministic
 
 
 def test_prefers_the_candidate_that_fits(preferring_case):
     case = preferring_case
-    energies = case.scorer.energy(case.candidates, case.condition)
+    energies = case.energy()
     assert energies[0] < energies[1]
 
 
@@ -245,7 +275,7 @@ def test_differentiable_scorers_give_a_gradient(differentiable_case):
     case = differentiable_case
     assert type(case.scorer).differentiable
     x = case.candidates.clone().requires_grad_(True)
-    case.scorer.energy(x, case.condition).sum().backward()
+    case.energy(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 

@@ -3,6 +3,8 @@
 - the generator: an unconditional diffusers ``UNet2DModel`` with its DDPM scheduler; it
   knows nothing of classes;
 - three guidance scorers of different architectures and data (``cnn``, ``mlp``, ``resnet``);
+- the same three as noise-aware classifiers of the generator's noisy samples (``noise-aware-cnn``, ...),
+  which read the noise level as classifier guidance does;
 - two evaluation-only models, trained on a third of the data no scorer saw: a held-out
   classifier (``eval-classifier``) and a feature network for FID/KID (``eval-features``).
 
@@ -22,6 +24,7 @@ from torch import nn
 from consensus.zoo import WEIGHTS_DIR
 
 SCORER_NAMES = ("cnn", "mlp", "resnet")
+NOISE_AWARE_NAMES = tuple(f"noise-aware-{name}" for name in SCORER_NAMES)
 EVAL_NAMES = ("eval-classifier", "eval-features")
 _MEAN, _STD = 0.2860, 0.3530  # Fashion-MNIST train pixel statistics
 
@@ -34,11 +37,11 @@ class _Normalize(nn.Module):
 class SmallCNN(nn.Module):
     """Two conv stages and a dense head: the classic MNIST-style CNN."""
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1):
         super().__init__()
         self.net = nn.Sequential(
             _Normalize(),
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(),
             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes),
@@ -51,11 +54,11 @@ class SmallCNN(nn.Module):
 class MLP(nn.Module):
     """No convolutions at all: sees the image as 784 numbers, so it errs differently."""
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1):
         super().__init__()
         self.net = nn.Sequential(
             _Normalize(), nn.Flatten(),
-            nn.Linear(784, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, num_classes),
+            nn.Linear(784 * in_channels, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, num_classes),
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,11 +86,11 @@ class _ResidualBlock(nn.Module):
 class TinyResNet(nn.Module):
     """Residual blocks with strided downsampling and global average pooling."""
 
-    def __init__(self, num_classes: int = 10, width: int = 32):
+    def __init__(self, num_classes: int = 10, width: int = 32, in_channels: int = 1):
         super().__init__()
         self.net = nn.Sequential(
             _Normalize(),
-            nn.Conv2d(1, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.SiLU(),
             _ResidualBlock(width, width, 1), _ResidualBlock(width, 2 * width, 2), _ResidualBlock(2 * width, 2 * width, 2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes),
         )  # fmt: skip
@@ -122,7 +125,26 @@ class VGGNet(nn.Module):
         return self.head(self.body(x))
 
 
-ARCHITECTURES = {"SmallCNN": SmallCNN, "MLP": MLP, "TinyResNet": TinyResNet, "VGGNet": VGGNet}
+class NoiseAwareClassifier(nn.Module):
+    """A classifier of noisy samples x_t at any noise level, for classifier guidance (Dhariwal & Nichol 2021).
+
+    ``forward(x_t, noise_std)``: x_t ``[N, 1, 28, 28]`` is a sample of the diffusion's forward process in its
+    own space, x_t = √ᾱ x0 + √(1−ᾱ) ε with x0 in [−1, 1], and ``noise_std`` ``[N]`` is its √(1−ᾱ) (0: clean).
+    The noise level reaches the body as a constant second input plane, which every architecture here
+    can read (a convolution sees it as a bias map, the MLP as 784 more inputs).
+    """
+
+    def __init__(self, body: str = "SmallCNN", num_classes: int = 10, **body_kwargs: object):
+        super().__init__()
+        self.body = ARCHITECTURES[body](num_classes=num_classes, in_channels=2, **body_kwargs)
+
+    def forward(self, x_t: torch.Tensor, noise_std: torch.Tensor) -> torch.Tensor:
+        plane = noise_std.to(x_t).view(-1, 1, 1, 1).expand(-1, 1, *x_t.shape[-2:])
+        return self.body(torch.cat([x_t, plane], dim=1))
+
+
+ARCHITECTURES = {"SmallCNN": SmallCNN, "MLP": MLP, "TinyResNet": TinyResNet, "VGGNet": VGGNet,
+                 "NoiseAwareClassifier": NoiseAwareClassifier}
 
 
 def save_classifier(model: nn.Module, directory: str | Path, **config: object) -> None:
@@ -139,7 +161,7 @@ def save_classifier(model: nn.Module, directory: str | Path, **config: object) -
 def _weights(name: str) -> Path:
     directory = WEIGHTS_DIR / f"fashion-{name}"
     if not (directory / "config.json").exists():
-        known = ", ".join(SCORER_NAMES + EVAL_NAMES + ("diffusion",))
+        known = ", ".join(SCORER_NAMES + NOISE_AWARE_NAMES + EVAL_NAMES + ("diffusion",))
         raise FileNotFoundError(
             f"no committed Fashion-MNIST model {name!r} at {directory}; known models: {known}. "
             "Train it with scripts/train_fashion_classifiers.py or scripts/train_fashion_diffusion.py"
@@ -148,7 +170,7 @@ def _weights(name: str) -> Path:
 
 
 def load_fashion_classifier(name: str) -> nn.Module:
-    """Load a committed classifier (``cnn``, ``mlp``, ``resnet``, ``eval-classifier``, ``eval-features``), frozen, in eval mode."""
+    """Load a committed classifier (``cnn``, ``mlp``, ``resnet``, ``noise-aware-*``, ``eval-*``), frozen, in eval mode."""
     from safetensors.torch import load_file
 
     directory = _weights(name)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from consensus.core.ensemble import Ensemble
 from consensus.generators.diffusion.diffusers import DiffusionGenerator
-from consensus.scorers.image.classifier import ClassifierScorer
+from consensus.scorers.image.classifier import ClassifierScorer, NoiseAwareClassifierScorer
 from consensus.tasks.image.data import FASHION_CLASSES
-from consensus.zoo.fashion import SCORER_NAMES, load_fashion_classifier, load_fashion_generator
+from consensus.zoo.fashion import NOISE_AWARE_NAMES, SCORER_NAMES, load_fashion_classifier, load_fashion_generator
 
 DEFAULT_STEPS = 20
 DEFAULT_SCALE = 0.3
@@ -53,10 +53,12 @@ def class_from_prompt(prompt: str) -> str:
     return found[0]
 
 
-def fashion_scorer(name: str) -> ClassifierScorer:
-    """A committed Fashion-MNIST guidance scorer (``cnn``, ``mlp`` or ``resnet``) as a ClassifierScorer named ``fashion-<name>``."""
+def fashion_scorer(name: str) -> ClassifierScorer | NoiseAwareClassifierScorer:
+    """A committed Fashion-MNIST guidance scorer named ``fashion-<name>``: ``cnn``, ``mlp`` or ``resnet`` read the
+    predicted clean image; ``noise-aware-cnn`` (...) read the noisy sample and its noise level."""
+    if name in NOISE_AWARE_NAMES:
+        return NoiseAwareClassifierScorer(load_fashion_classifier(name), FASHION_CLASSES, name=f"fashion-{name}")
     if name not in SCORER_NAMES:
-        raise ValueError(
-            f"unknown Fashion-MNIST scorer {name!r}; use one of {SCORER_NAMES} (the eval models never guide)"
-        )
+        raise ValueError(f"unknown Fashion-MNIST scorer {name!r}; use one of {SCORER_NAMES + NOISE_AWARE_NAMES} "
+                         "(the eval models never guide)")
     return ClassifierScorer(load_fashion_classifier(name), FASHION_CLASSES, channels=1, name=f"fashion-{name}")
