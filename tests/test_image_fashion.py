@@ -95,6 +95,18 @@ def test_cli_writes_a_grid_and_a_trace(tmp_path, capsys):
     assert "Sneaker" in capsys.readouterr().out
 
 
+def test_cli_guides_with_noise_aware_smoothed_scorers_and_particles(tmp_path):
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        ["image", "--class", "Bag", "--num-images", "4", "--steps", "4", "--out", str(tmp_path), "--noise-aware",
+         "--smoothing", "0.5", "--smoothing-copies", "2", "--resample-every", "2", "--eta", "1", "--scorers", "cnn"])
+    assert cli.run(args) == 0
+    steps = list(read_trace(tmp_path / "trace.jsonl"))
+    assert set(steps[0]["energies"]["per_scorer"]) == {"fashion-noise-aware-cnn (smoothed)"}
+    assert [s["feedback"]["Resample"]["resampled"] for s in steps] == [True, False, True, False]
+
+
 @pytest.mark.parametrize("argv, error", [(["--class", "Sneakers"], "unknown class name 'Sneakers'; did you mean 'sneaker'"),
                                          (["--prompt", "a cat"], "names no Fashion-MNIST class")])  # fmt: skip
 def test_cli_bad_class_is_a_clear_error(argv, error, tmp_path):

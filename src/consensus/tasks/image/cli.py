@@ -2,6 +2,7 @@
 
     consensus image --class Sneaker --num-images 16 --out runs/sneakers
     consensus image --prompt "a photo of an ankle boot" --scorers cnn resnet
+    consensus image --class Bag --noise-aware --resample-every 4 --eta 1   # guidance that stays on the manifold
 
 Writes a run folder, ``--out`` (or ``<out>-2``, ``<out>-3``, ... when it already holds a run): ``grid.png`` (the
 samples), ``trajectory.png`` (the first sample's predicted clean image x̂0 at every step), ``xhat0/`` (every
@@ -19,10 +20,12 @@ import torch
 
 from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, run_manifest, user_scorers
 from consensus.core.ensemble import Ensemble
+from consensus.core.feedback import Guidance, Resample
 from consensus.core.feedback.guidance import SCHEDULES
 from consensus.core.trace import TraceWriter
 from consensus.report.manifest import report_hint
 from consensus.scorers.image.classifier import ClassIndex
+from consensus.scorers.image.smoothed import Smoothed
 from consensus.tasks.image.experiment import (
     DEFAULT_SCALE,
     DEFAULT_SCHEDULE,
@@ -49,6 +52,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--num-images", type=int, default=16)
     parser.add_argument("--scorers", nargs="*", default=list(SCORER_NAMES), choices=SCORER_NAMES,
                         help="guidance scorers (none: the generator alone)")  # fmt: skip
+    parser.add_argument("--noise-aware", action="store_true",
+                        help="guide with the scorers' noise-aware versions, which read the noisy sample and its noise "
+                             "level (classifier guidance)")
+    parser.add_argument("--smoothing", type=float, default=None, metavar="STRENGTH",
+                        help="read each scorer on noisy copies of x̂0, spread STRENGTH · √(1−ᾱ) (TFG's smoothing)")
+    parser.add_argument("--smoothing-copies", type=int, default=4, help="noisy copies per sample with --smoothing")
+    parser.add_argument("--resample-every", type=int, default=None, metavar="STEPS",
+                        help="particles: resample the samples by exp(−E/τ) every STEPS denoising steps (use with "
+                             "--eta > 0, or the copies follow one path)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="τ of --resample-every")
     parser.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="guidance step in x0 (RMS pixels per step)")
     parser.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=sorted(SCHEDULES))
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps")
@@ -74,8 +87,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--num-images and --steps must be at least 1, and --recurrence at least 0")
     generator = fashion_generator(args.sampler)
     user = user_scorers(args.scorer)
-    scorers = [fashion_scorer(name) for name in args.scorers] + [scorer for scorer, _ in user]
+    scorers = [fashion_scorer(f"noise-aware-{name}" if args.noise_aware else name) for name in args.scorers]
+    scorers += [scorer for scorer, _ in user]
+    if args.smoothing is not None:
+        scorers = [Smoothed(scorer, args.smoothing, args.smoothing_copies) for scorer in scorers]
     ensemble = Ensemble(scorers, [1.0] * len(args.scorers) + [w for _, w in user]) if scorers else None
+    feedback = None  # the generator's default: Guidance(--scale, --schedule)
+    if ensemble is not None and args.resample_every is not None:
+        feedback = [Guidance(args.scale, args.schedule), Resample(temperature=args.temperature,
+                                                                  every=args.resample_every)]
     out = fresh_run_dir(args.out)
     trace_path = args.trace or out / "trace.jsonl"
     trace_path.unlink(missing_ok=True)
@@ -103,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         result = generator.generate(
             args.num_images, ensemble, class_name, num_inference_steps=args.steps, guidance_scale=args.scale,
             schedule=args.schedule, eta=args.eta, seed=args.seed, trace=trace, item=class_name,
-            recurrence=args.recurrence, callback=keep_xhat0,
+            recurrence=args.recurrence, feedback=feedback, callback=keep_xhat0,
         )  # fmt: skip
     grid = save_grid(result.images, out / "grid.png", columns=min(8, args.num_images))
     save_grid(torch.stack(trajectory), out / "trajectory.png", columns=len(trajectory))
