@@ -86,3 +86,12 @@ def test_the_known_benchmark_shapes_give_methods_with_intervals():
         assert bench is not None and len(bench.methods) >= 3, name
         assert all(m.low <= m.value <= m.high for m in bench.methods if m.low is not None), name
         assert bench.claims, name
+
+
+def test_accuracy_against_fid_draws_one_panel_per_scorer_set():
+    from consensus.report.plots import accuracy_against_fid
+
+    svg = accuracy_against_fid({"cnn": [(0.8, 150.0, "gradient"), (0.95, 60.0, "particles")],
+                                "ensemble": [(0.9, 120.0, "gradient")]}, 0.9, "every setting")
+    assert svg.startswith("<svg") and svg.count(">cnn<") == 1 and svg.count(">ensemble<") == 1
+    assert ">particles<" in svg and ">held-out accuracy<" in svg

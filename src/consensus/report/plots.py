@@ -91,3 +91,28 @@ def forest(labels: Sequence[str], values: Sequence[float], lows: Sequence[float 
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
     return _svg(fig)
+
+
+def accuracy_against_fid(points: dict[str, Sequence[tuple[float, float, str]]], min_accuracy: float | None,
+                         title: str) -> str:
+    """One panel per group (a scorer set): each setting tried as a point, held-out accuracy against FID, with
+    its technique's marker and colour, and the rule's accuracy line."""
+    plt = _pyplot()
+    techniques = sorted({technique for group in points.values() for _, _, technique in group})
+    colours = {t: plt.cm.tab10(i % 10) for i, t in enumerate(techniques)}
+    markers = {t: "osD^vP*Xh<>"[i % 11] for i, t in enumerate(techniques)}
+    fig, axes = plt.subplots(1, len(points), figsize=(3.0 * len(points), 2.9), sharey=True, squeeze=False)
+    for ax, (group, values) in zip(axes[0], points.items()):
+        for accuracy_value, fid, technique in values:
+            ax.scatter(fid, accuracy_value, color=colours[technique], marker=markers[technique], s=22)
+        if min_accuracy is not None:
+            ax.axhline(min_accuracy, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_title(group, fontsize=9)
+        ax.set_xlabel("FID (lower is better)")
+    axes[0][0].set_ylabel("held-out accuracy")
+    handles = [plt.Line2D([], [], color=colours[t], marker=markers[t], linestyle="", label=t) for t in techniques]
+    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(techniques)), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.12))
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _svg(fig)
