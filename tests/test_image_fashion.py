@@ -90,21 +90,22 @@ def test_cli_writes_a_grid_and_a_trace(tmp_path, capsys):
     assert len(steps) == 4 and all(s["item"] == "Sneaker" for s in steps)
     for step in steps:
         validate_record(step)
-    assert set(steps[0]["energies"]["per_scorer"]) == {*(f"fashion-{n}" for n in SCORER_NAMES), "InkScorer"}
-    assert len(steps[0]["energies"]["per_scorer"]["fashion-cnn"]) == 4
+    assert set(steps[0]["energies"]["per_scorer"]) == {*(f"fashion-noise-aware-{n}" for n in SCORER_NAMES), "InkScorer"}
+    assert len(steps[0]["energies"]["per_scorer"]["fashion-noise-aware-cnn"]) == 4
+    assert [s["feedback"]["Resample"]["resampled"] for s in steps] == [True, False, False, False]  # every 4 steps
     assert "Sneaker" in capsys.readouterr().out
 
 
-def test_cli_guides_with_noise_aware_smoothed_scorers_and_particles(tmp_path):
+def test_cli_guides_with_smoothed_scorers_and_plain_guidance(tmp_path):
     parser = argparse.ArgumentParser()
     cli.add_parser(parser.add_subparsers())
     args = parser.parse_args(
-        ["image", "--class", "Bag", "--num-images", "4", "--steps", "4", "--out", str(tmp_path), "--noise-aware",
-         "--smoothing", "0.5", "--smoothing-copies", "2", "--resample-every", "2", "--eta", "1", "--scorers", "cnn"])
+        ["image", "--class", "Bag", "--num-images", "4", "--steps", "4", "--out", str(tmp_path), "--scorer-inputs",
+         "clean", "--smoothing", "0.5", "--smoothing-copies", "2", "--resample-every", "0", "--scorers", "cnn"])
     assert cli.run(args) == 0
     steps = list(read_trace(tmp_path / "trace.jsonl"))
-    assert set(steps[0]["energies"]["per_scorer"]) == {"fashion-noise-aware-cnn (smoothed)"}
-    assert [s["feedback"]["Resample"]["resampled"] for s in steps] == [True, False, True, False]
+    assert set(steps[0]["energies"]["per_scorer"]) == {"fashion-cnn (smoothed)"}
+    assert all(set(s["feedback"]) == {"Guidance"} and s["feedback"]["Guidance"]["step_size"] == 0.3 for s in steps)
 
 
 @pytest.mark.parametrize("argv, error", [(["--class", "Sneakers"], "unknown class name 'Sneakers'; did you mean 'sneaker'"),

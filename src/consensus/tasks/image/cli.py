@@ -2,7 +2,11 @@
 
     consensus image --class Sneaker --num-images 16 --out runs/sneakers
     consensus image --prompt "a photo of an ankle boot" --scorers cnn resnet
-    consensus image --class Bag --noise-aware --resample-every 4 --eta 1   # guidance that stays on the manifold
+    consensus image --class Bag --scorer-inputs clean --resample-every 0 --scale 0.3   # the paper's plain guidance
+
+By default the noise-aware scorers guide with a small step and the samples are particles, resampled by
+exp(−E/τ) every few steps of a stochastic DDIM: the settings the validation search chose
+(benchmarks/image_guidance_search.py).
 
 Writes a run folder, ``--out`` (or ``<out>-2``, ``<out>-3``, ... when it already holds a run): ``grid.png`` (the
 samples), ``trajectory.png`` (the first sample's predicted clean image x̂0 at every step), ``xhat0/`` (every
@@ -27,9 +31,13 @@ from consensus.report.manifest import report_hint
 from consensus.scorers.image.classifier import ClassIndex
 from consensus.scorers.image.smoothed import Smoothed
 from consensus.tasks.image.experiment import (
-    DEFAULT_SCALE,
     DEFAULT_SCHEDULE,
     DEFAULT_STEPS,
+    ON_MANIFOLD_ETA,
+    ON_MANIFOLD_RESAMPLE_EVERY,
+    ON_MANIFOLD_SCALE,
+    ON_MANIFOLD_SCALE_WITHOUT_PARTICLES,
+    ON_MANIFOLD_TEMPERATURE,
     class_from_prompt,
     fashion_scorer,
     fashion_generator,
@@ -52,23 +60,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--num-images", type=int, default=16)
     parser.add_argument("--scorers", nargs="*", default=list(SCORER_NAMES), choices=SCORER_NAMES,
                         help="guidance scorers (none: the generator alone)")  # fmt: skip
-    parser.add_argument("--noise-aware", action="store_true",
-                        help="guide with the scorers' noise-aware versions, which read the noisy sample and its noise "
-                             "level (classifier guidance)")
+    parser.add_argument("--scorer-inputs", default="noise-aware", choices=("noise-aware", "clean"),
+                        help="noise-aware: the scorers' versions that read the noisy sample and its noise level "
+                             "(classifier guidance); clean: the classifiers of clean images, reading x̂0")
     parser.add_argument("--smoothing", type=float, default=None, metavar="STRENGTH",
                         help="read each scorer on noisy copies of x̂0, spread STRENGTH · √(1−ᾱ) (TFG's smoothing)")
     parser.add_argument("--smoothing-copies", type=int, default=4, help="noisy copies per sample with --smoothing")
-    parser.add_argument("--resample-every", type=int, default=None, metavar="STEPS",
-                        help="particles: resample the samples by exp(−E/τ) every STEPS denoising steps (use with "
-                             "--eta > 0, or the copies follow one path)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="τ of --resample-every")
-    parser.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="guidance step in x0 (RMS pixels per step)")
+    parser.add_argument("--resample-every", type=int, default=ON_MANIFOLD_RESAMPLE_EVERY, metavar="STEPS",
+                        help="particles: resample the samples by exp(−E/τ) every STEPS denoising steps (0: none)")
+    parser.add_argument("--temperature", type=float, default=ON_MANIFOLD_TEMPERATURE, help="τ of --resample-every")
+    parser.add_argument("--scale", type=float, default=None,
+                        help=f"guidance step in x0 (RMS pixels per step); default {ON_MANIFOLD_SCALE} with particles, "
+                             f"{ON_MANIFOLD_SCALE_WITHOUT_PARTICLES} without")
     parser.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=sorted(SCHEDULES))
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps")
     parser.add_argument("--recurrence", type=int, default=0,
                         help="take each guided step again this many times from a re-noised sample")
     parser.add_argument("--sampler", default="ddim", choices=("ddim", "ddpm"))
-    parser.add_argument("--eta", type=float, default=None, help="DDIM eta (0: deterministic)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help=f"DDIM eta (0: deterministic); default {ON_MANIFOLD_ETA} with particles, so the copies a "
+                             "resampling makes go their own ways, else 0")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/image"), help="output folder")
     parser.add_argument("--trace", type=Path, default=None, help="the consensus trace (default: trace.jsonl in --out)")
@@ -83,19 +94,25 @@ def run(args: argparse.Namespace) -> int:
         if args.prompt
         else FASHION_CLASSES[ClassIndex(FASHION_CLASSES).index(args.class_name)]
     )
-    if args.num_images < 1 or args.steps < 1 or args.recurrence < 0:
-        raise ValueError("--num-images and --steps must be at least 1, and --recurrence at least 0")
+    if args.num_images < 1 or args.steps < 1 or args.recurrence < 0 or args.resample_every < 0:
+        raise ValueError("--num-images and --steps must be at least 1, and --recurrence and --resample-every at least 0")
     generator = fashion_generator(args.sampler)
     user = user_scorers(args.scorer)
-    scorers = [fashion_scorer(f"noise-aware-{name}" if args.noise_aware else name) for name in args.scorers]
+    noise_aware = args.scorer_inputs == "noise-aware"
+    scorers = [fashion_scorer(f"noise-aware-{name}" if noise_aware else name) for name in args.scorers]
     scorers += [scorer for scorer, _ in user]
     if args.smoothing is not None:
         scorers = [Smoothed(scorer, args.smoothing, args.smoothing_copies) for scorer in scorers]
     ensemble = Ensemble(scorers, [1.0] * len(args.scorers) + [w for _, w in user]) if scorers else None
-    feedback = None  # the generator's default: Guidance(--scale, --schedule)
-    if ensemble is not None and args.resample_every is not None:
-        feedback = [Guidance(args.scale, args.schedule), Resample(temperature=args.temperature,
-                                                                  every=args.resample_every)]
+    particles = ensemble is not None and args.resample_every > 0
+    scale = args.scale if args.scale is not None else (
+        ON_MANIFOLD_SCALE if particles else ON_MANIFOLD_SCALE_WITHOUT_PARTICLES)
+    eta = args.eta
+    if eta is None and particles and args.sampler == "ddim":  # DDPM draws fresh noise at every step already
+        eta = ON_MANIFOLD_ETA
+    feedback = [Guidance(scale, args.schedule)] if ensemble is not None else []
+    if particles:
+        feedback.append(Resample(temperature=args.temperature, every=args.resample_every))
     out = fresh_run_dir(args.out)
     trace_path = args.trace or out / "trace.jsonl"
     trace_path.unlink(missing_ok=True)
@@ -121,9 +138,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with TraceWriter(trace_path) as trace:
         result = generator.generate(
-            args.num_images, ensemble, class_name, num_inference_steps=args.steps, guidance_scale=args.scale,
-            schedule=args.schedule, eta=args.eta, seed=args.seed, trace=trace, item=class_name,
-            recurrence=args.recurrence, feedback=feedback, callback=keep_xhat0,
+            args.num_images, ensemble, class_name, num_inference_steps=args.steps, eta=eta, seed=args.seed,
+            trace=trace, item=class_name, recurrence=args.recurrence, callback=keep_xhat0, feedback=feedback,
         )  # fmt: skip
     grid = save_grid(result.images, out / "grid.png", columns=min(8, args.num_images))
     save_grid(torch.stack(trajectory), out / "trajectory.png", columns=len(trajectory))
