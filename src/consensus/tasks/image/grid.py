@@ -23,9 +23,10 @@ def save_grid(images: torch.Tensor, path: str | Path, columns: int = 10, pad: in
         top, left = pad + (i // columns) * (h + pad), pad + (i % columns) * (w + pad)
         canvas[:, top : top + h, left : left + w] = image
     array = (canvas * 255).round().byte().permute(1, 2, 0).numpy()
-    picture = Image.fromarray(array[..., 0] if c == 1 else array).convert("RGB")
+    mode = "L" if c == 1 else "RGB"  # grey images stay one channel: a third of the file
+    picture = Image.fromarray(array[..., 0] if c == 1 else array).convert(mode)
     if row_labels is not None:
-        labelled = Image.new("RGB", (picture.width + LABEL_WIDTH, picture.height), "white")
+        labelled = Image.new(mode, (picture.width + LABEL_WIDTH, picture.height), "white")
         labelled.paste(picture, (LABEL_WIDTH, 0))
         draw = ImageDraw.Draw(labelled)
         for row, label in enumerate(row_labels[:rows]):
