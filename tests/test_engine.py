@@ -155,6 +155,15 @@ def test_selection_rules():
         TopK(0)
 
 
+def test_resampling_keeps_the_population_size_and_follows_the_boltzmann_weights():
+    energies = [0.0, 0.5, 1.0, float("inf")]
+    assert len(_select(Resample(temperature=0.5), energies)) == 3  # k unset: as many as are alive
+    draws = _select(Resample(k=20_000, temperature=0.5), energies)
+    expected = torch.softmax(-torch.tensor(energies[:3]) / 0.5, 0)
+    observed = torch.tensor([draws.count(i) for i in range(3)]) / len(draws)
+    assert torch.allclose(observed, expected, atol=0.015) and 3 not in draws
+
+
 def test_forms_chain_on_the_survivors_of_the_previous_form():
     """TopK(3) keeps {1, 3, 0}; Best() then picks among those only, as a chain of processors does."""
     proposals = Proposals(list(range(4)))
