@@ -48,6 +48,14 @@ def gemma():
 
 
 @pytest.fixture(scope="session")
+def gemma_float32():
+    """The same in float32, where two ways of computing one draw round alike, so they must draw the same."""
+    from consensus.tasks.math.generator import load_math_generator
+
+    return load_math_generator(dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def base_gemma():
     """The real offline Gemma 3 270M without an adapter: the LM of the video-QA task."""
     from consensus.zoo.gemma import load_gemma

@@ -103,14 +103,14 @@ def test_sampling_with_kept_prefixes_draws_what_sampling_without_them_draws(mode
         assert kept.prefix_cache.reused_tokens > 0 and read_with < read_without / 2
 
 
-def test_real_gemma_reuses_the_partial_solutions_it_sampled(gemma):
-    plain = CausalLMGenerator(gemma.model, gemma.tokenizer, prefix_cache_bytes=0)
-    kept = CausalLMGenerator(gemma.model, gemma.tokenizer)
+def test_real_gemma_reuses_the_partial_solutions_it_sampled(gemma_float32):
+    plain = CausalLMGenerator(gemma_float32.model, gemma_float32.tokenizer, prefix_cache_bytes=0)
+    kept = CausalLMGenerator(gemma_float32.model, gemma_float32.tokenizer)
     prompt = "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer:\n"
     with_cache, read_with = line_by_line(kept, prompt, steps=3)
     without, read_without = line_by_line(plain, prompt, steps=3)
-    # bf16 keeps about three significant digits of logits near 20, and a prefill of one token after kept keys and
-    # values rounds otherwise than one of the whole prompt: up to a few tenths on an unlikely token (as the
-    # sampler's incremental cache against one full pass, test_generator_contract); the draws are the same
-    assert_same_draws(with_cache, without, atol=0.5)
+    # In float32 a prefill of one token after kept keys and values rounds as one of the whole prompt, to ~1e-5;
+    # in bf16 (three significant digits of logits near 20) it differs by up to a few tenths on an unlikely token,
+    # enough to flip a near tie in a draw now and then, so the real model is compared in float32.
+    assert_same_draws(with_cache, without, atol=1e-3)
     assert read_with < read_without / 2

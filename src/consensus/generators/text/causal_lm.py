@@ -31,6 +31,8 @@ from typing import Any
 import torch
 
 from consensus.generators.text.prefix_cache import PrefixCache
+from consensus.generators.text.shared_prefix import SharedPrefix
+from consensus.generators.text.shared_prefix import install as install_shared_prefix
 from consensus.generators.text.protocol import Completion, SampledText
 
 
@@ -65,7 +67,8 @@ class CausalLMGenerator:
     ``CausalLMGenerator.from_pretrained("gpt2")``. The model is put in eval mode and never updated.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, name: str | None = None, prefix_cache_bytes: int = 512 * 2**20):
+    def __init__(self, model: Any, tokenizer: Any, name: str | None = None, prefix_cache_bytes: int = 512 * 2**20,
+                 shared_prompt_attention: bool = True):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
@@ -76,6 +79,9 @@ class CausalLMGenerator:
         self._prefixes: dict[int, list[int]] = {}  # token -> the tokens spelling a proper prefix of it
         # Keys and values of what the model read, for prompts that extend it (0 bytes: none kept)
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes else None
+        # The n rows of a prompt read its keys and values from one copy (cascade attention, ``shared_prefix``),
+        # where the model's attention allows it
+        self.shares_prompts = shared_prompt_attention and install_shared_prefix(model)
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         if head is not None:
             # transformers slices the hidden states for `logits_to_keep` (a non-contiguous view),
@@ -86,10 +92,11 @@ class CausalLMGenerator:
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: str | torch.dtype = "float32", device: str = "cpu",
                         adapter: str | None = None, prefix_cache_bytes: int = 512 * 2**20,
-                        **kwargs: Any) -> CausalLMGenerator:
+                        shared_prompt_attention: bool = True, **kwargs: Any) -> CausalLMGenerator:
         """Load any hub or local causal LM; ``adapter`` is an optional PEFT (LoRA) adapter directory,
         merged into the weights so generation runs at the base model's speed. ``prefix_cache_bytes`` bounds the
-        keys and values kept for later prompts (0: keep none)."""
+        keys and values kept for later prompts (0: keep none); ``shared_prompt_attention`` lets the samples of a
+        prompt read its keys and values from one copy (``consensus.generators.text.shared_prefix``)."""
         transformers = _import_transformers()
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **kwargs)
@@ -104,7 +111,8 @@ class CausalLMGenerator:
 
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         name = name_or_path if adapter is None else f"{name_or_path} + {Path(adapter).name}"
-        return cls(model.to(device), tokenizer, name=name, prefix_cache_bytes=prefix_cache_bytes)
+        return cls(model.to(device), tokenizer, name=name, prefix_cache_bytes=prefix_cache_bytes,
+                   shared_prompt_attention=shared_prompt_attention)
 
     @property
     def context(self) -> int | None:
@@ -145,7 +153,8 @@ class CausalLMGenerator:
         """Draw ``n`` continuations of every prompt; ``temperature=0`` is greedy decoding.
 
         Returns one list of ``n`` completions per prompt. Prompts are prefilled once each
-        (batched, left-padded) and their caches repeated ``n`` times. ``generator`` may be one per
+        (batched, left-padded); their ``n`` rows then read the prompt's keys and values from one copy
+        (``SharedPrefix``), or from ``n`` copies where the model's attention cannot. ``generator`` may be one per
         prompt: the rows of the prompts given one generator draw from it together, as they would in a call
         of their own, so several items batched together get the draws each gets alone.
         """
@@ -181,9 +190,17 @@ class CausalLMGenerator:
         out = self.model(input_ids=rest, attention_mask=mask, position_ids=_positions(mask)[:, -rest.shape[1]:],
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
         rows = len(prompts) * n
-        if n > 1:
+        shared = None  # the prompts' keys and values held once; the cache then holds the rows' own tokens
+        if n > 1 and self.shares_prompts and all(layer.keys.shape[-2] == mask.shape[1] for layer in cache.layers):
+            group = torch.arange(len(prompts), device=self.device).repeat_interleave(n)
+            shared = SharedPrefix([(layer.keys, layer.values) for layer in cache.layers], mask.bool(),
+                                  _positions(mask), group)
+            cache = _import_transformers().DynamicCache(config=self.model.config)
+        elif n > 1:
             cache.batch_repeat_interleave(n)
+        if n > 1:
             mask = mask.repeat_interleave(n, dim=0)
+        prompt_width = 0 if shared is None else mask.shape[1]  # the columns of the mask that are the prompt's
         logits = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
 
         generated: list[list[int]] = [[] for _ in range(rows)]
@@ -227,16 +244,24 @@ class CausalLMGenerator:
                     keep.append(b)
             for b in sorted(set(range(len(active))) - set(keep)) if keeps_prefixes else ():
                 row = int(active[b])  # ended: keep the prompt and all it drew but the last
-                self._keep_prefix(cache, b, mask[b], ids[row // n] + generated[row][:-1])
+                self._keep_prefix(cache, b, mask[b], ids[row // n] + generated[row][:-1], shared)
             if not keep:
                 break
             if len(keep) < len(active):
                 index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
+                if cache.get_seq_length():
+                    cache.batch_select_indices(index)
                 active, mask, next_tokens = active[index], mask[index], next_tokens[index]
+                if shared is not None:
+                    shared.group = shared.group[index]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            out = self.model(input_ids=next_tokens[:, None], attention_mask=mask,
-                             position_ids=_positions(mask)[:, -1:], past_key_values=cache, use_cache=True)
+            positions = _positions(mask)[:, -1:]
+            extra = {}
+            if shared is not None:
+                shared.query_positions = positions
+                extra = {"shared_prefix": shared}
+            out = self.model(input_ids=next_tokens[:, None], attention_mask=mask[:, prompt_width:],
+                             position_ids=positions, past_key_values=cache, use_cache=True, **extra)
             logits = out.logits[:, -1, :].float()
         flat = []
         for r in range(rows):
@@ -296,15 +321,25 @@ class CausalLMGenerator:
         plain = (transformers.cache_utils.DynamicLayer, transformers.cache_utils.DynamicSlidingWindowLayer)
         return self.prefix_cache is not None and all(type(layer) in plain for layer in cache.layers)
 
-    def _keep_prefix(self, cache: Any, row: int, mask: torch.Tensor, ids: list[int]) -> None:
+    def _keep_prefix(self, cache: Any, row: int, mask: torch.Tensor, ids: list[int],
+                     shared: SharedPrefix | None = None) -> None:
         """Keep batch row ``row``'s keys and values (its unmasked columns) for ``ids`` (a cache ``_can_keep``); not
-        when a sliding-window layer has already dropped the row's first columns."""
-        if any(layer.keys.shape[-2] != len(mask) for layer in cache.layers):
-            return
+        when a sliding-window layer has already dropped the row's first columns. With ``shared``, the row's
+        prompt is there and the cache holds the row's own tokens only."""
         real = mask.bool()
         if int(real.sum()) != len(ids):
             return
-        self.prefix_cache.add(ids, [(layer.keys[row][:, real], layer.values[row][:, real]) for layer in cache.layers])
+        if shared is None:
+            if any(layer.keys.shape[-2] != len(mask) for layer in cache.layers):
+                return
+            self.prefix_cache.add(ids, [(layer.keys[row][:, real], layer.values[row][:, real]) for layer in cache.layers])
+            return
+        own = len(mask) - shared.real.shape[1]
+        if own and any(layer.keys.shape[-2] != own for layer in cache.layers):
+            return
+        prompt = shared.row_layers(int(shared.group[row]))
+        self.prefix_cache.add(ids, [(torch.cat([k, layer.keys[row]], -2), torch.cat([v, layer.values[row]], -2))
+                                    if own else (k, v) for (k, v), layer in zip(prompt, cache.layers)])
 
     def _sampled(self, text: str, ids: list[int], logprobs: list[float], shorter: list[dict[int, float]],
                  context: str) -> str:
