@@ -4,7 +4,8 @@
   every candidate, and every generator call prefills its whole prompt;
 - carried: the likelihood scorer reads the log-probabilities the generator computed while sampling;
 - new: carried, and the generator keeps the keys and values of what it read (``PrefixCache``), so a step
-  prefills only the tokens after the partial solutions it sampled the step before.
+  prefills only the tokens after the partial solutions it sampled the step before; and the N rows of a prompt
+  read its keys and values from one copy (cascade attention, ``shared_prefix``), where the others read N copies.
 
 All three run the same engine, generator, scorers, seeds and problems; the old one only hands the scorers
 plain strings (``ScoredAfresh``), which is what every candidate was before the generator carried its
@@ -17,6 +18,7 @@ benchmarks/results/math-speed.jsonl (a killed run resumes where it stopped); the
 math-speed.json and .md.
 
     python benchmarks/math_speed.py [--repeats 3] [--problems chain_sum=4,gsm_symbolic=1] [--twenty]
+    python benchmarks/math_speed.py --problems gsm_symbolic=4 --ns 8 --levels solution   # more problems in one cell
 
 ``--twenty`` also times 20 gsm_symbolic problems at N = 8, at solution and at step level, one at a time on the old
 path against the new path with the problems batched: at solution level 4 problems' samples drawn in one generator
@@ -92,6 +94,7 @@ def twenty_problems(lm, ensemble, problems, seed: int) -> dict:
         feedback, budget = (TopK(1), Budget(iterations=1)) if level == "solution" else (TopK(2), Budget(iterations=24))
         for way in ("before", "now"):
             lm.prefix_cache = PrefixCache() if way == "now" else None
+            lm.shares_prompts = way == "now"
             start, answers = time.perf_counter(), []
             for i in range(0, len(problems), batch if way == "now" else 1):
                 group = problems[i:i + (batch if way == "now" else 1)]
@@ -128,6 +131,7 @@ def summarize(lines: list[dict]) -> dict:
             row[f"{path}_tokens"] = statistics.mean(r["tokens"] for r in mine)
             generator = sum(r["seconds"]["generator"] for r in mine)
             row[f"{path}_likelihood_share"] = sum(r["seconds"].get("LMLikelihood", 0.0) for r in mine) / generator
+        row["problems"] = len({r["problem"] for r in cell})
         row["ratio"] = row["new_s"] / row["old_s"]
         row["carried_ratio"] = row["carried_s"] / row["old_s"]
         pairs = {}
@@ -146,6 +150,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--twenty", action="store_true", help="also time 20 gsm_symbolic problems, before and now")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--ns", type=int, nargs="*", default=list(NS), choices=NS, help="the N to measure")
+    parser.add_argument("--levels", nargs="*", default=list(LEVELS), choices=LEVELS, help="the levels to measure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     counts = {k: int(v) for k, v in (part.split("=") for part in args.problems.split(","))}
@@ -154,17 +160,18 @@ def main() -> None:
     seen = {(r["source"], r["repeat"], r["n"], r["level"], r["path"], r["problem"]) for r in done}
     for source, count in counts.items():
         problems = load_problems(source, count, args.seed)
-        if all((source, r, n, level, path, p.id) in seen for r in range(args.repeats) for n in NS for level in LEVELS
-               for path in PATHS for p in problems):
+        if all((source, r, n, level, path, p.id) in seen for r in range(args.repeats) for n in args.ns
+               for level in args.levels for path in PATHS for p in problems):
             continue
         lm, exemplars = setup(source)
         ensemble = build_ensemble(lm, exemplars)
         for repeat in range(args.repeats):
-            for n in NS:
-                for level in LEVELS:
+            for n in args.ns:
+                for level in args.levels:
                     turn = (repeat + NS.index(n) + LEVELS.index(level)) % len(PATHS)
                     for path in PATHS[turn:] + PATHS[:turn]:
                         lm.prefix_cache = PrefixCache() if path == "new" else None
+                        lm.shares_prompts = path == "new"
                         for problem in problems:
                             key = (source, repeat, n, level, path, problem.id)
                             if key in seen:
@@ -189,15 +196,16 @@ def main() -> None:
     (RESULTS / "math-speed.json").write_text(json.dumps({"repeats": args.repeats, "problems": counts, "rows": rows,
                                                          "twenty_problems": twenty, "threads": args.threads},
                                                         indent=1) + "\n")
-    lines = ["# Math: seconds per problem, old path against carried log-probabilities and kept prefixes", "",
-             f"`python benchmarks/math_speed.py` ({args.repeats} interleaved repeats; problems per source "
-             f"{counts}; {args.threads} threads; seconds per problem, median over repeats; the likelihood's share is "
-             "of generator time; same answers: new against old).", "",
-             "| setting | old s/problem | carried | new | carried / old | new / old | likelihood / generator, old "
-             "| new | tokens, old | new | same answers |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["# Math: seconds per problem, old path against carried log-probabilities, kept prefixes and one copy "
+             "of each prompt", "",
+             f"`python benchmarks/math_speed.py` ({args.repeats} interleaved repeats; {args.threads} threads; seconds per "
+             "problem, the mean over the cell's problems, median over repeats; the likelihood's share is of generator "
+             "time; same answers: new against old).", "",
+             "| setting | problems | old s/problem | carried | new | carried / old | new / old | likelihood / "
+             "generator, old | new | tokens, old | new | same answers |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['old_s']:.2f} | {r['carried_s']:.2f} | {r['new_s']:.2f} | "
+        lines.append(f"| {name} | {r['problems']} | {r['old_s']:.2f} | {r['carried_s']:.2f} | {r['new_s']:.2f} | "
                      f"{r['carried_ratio']:.2f} | {r['ratio']:.2f} | "
                      f"{100 * r['old_likelihood_share']:.0f}% | {100 * r['new_likelihood_share']:.1f}% | "
                      f"{r['old_tokens']:.0f} | {r['new_tokens']:.0f} | {r['same_answers']} |")

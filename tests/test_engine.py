@@ -157,7 +157,8 @@ def test_selection_rules():
 
 def test_resampling_keeps_the_population_size_and_follows_the_boltzmann_weights():
     energies = [0.0, 0.5, 1.0, float("inf")]
-    assert len(_select(Resample(temperature=0.5), energies)) == 3  # k unset: as many as are alive
+    kept = _select(Resample(temperature=0.5), energies)
+    assert len(kept) == 4 and 3 not in kept  # k unset: the population keeps its size; a dropped one is never drawn
     draws = _select(Resample(k=20_000, temperature=0.5), energies)
     expected = torch.softmax(-torch.tensor(energies[:3]) / 0.5, 0)
     observed = torch.tensor([draws.count(i) for i in range(3)]) / len(draws)
