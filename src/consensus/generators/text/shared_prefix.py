@@ -21,7 +21,7 @@ sliding window are masked here (the model's own mask covers the rows' own tokens
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -46,6 +46,14 @@ class SharedPrefix:
     positions: torch.Tensor
     group: torch.Tensor
     query_positions: torch.Tensor | None = None
+    _members: tuple[torch.Tensor, list[tuple[int, torch.Tensor]]] | None = field(default=None, repr=False)
+
+    def members(self) -> list[tuple[int, torch.Tensor]]:
+        """Each prompt with rows in the batch, and its rows: worked out once per step, for every layer."""
+        if self._members is None or self._members[0] is not self.group:
+            found = [(p, (self.group == p).nonzero()[:, 0]) for p in self.group.unique().tolist()]
+            self._members = (self.group, found)
+        return self._members[1]
 
     def row_layers(self, prompt: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, the keys and values ``[kv_heads, tokens, head_dim]`` of one prompt's real tokens."""
@@ -71,6 +79,22 @@ def install(model: Any) -> bool:
     return True
 
 
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, visible: torch.Tensor | None,
+           scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q·kᵀ · scale) · v and the log-sum-exp of the scores, ``[batch, heads, q, ·]`` with as many heads in
+    the keys as in the queries; ``visible`` (bool, broadcast to the scores) masks keys out. On the CPU, PyTorch's
+    fused kernel in the model's dtype (it returns the log-sum-exp); elsewhere the same in float32."""
+    if query.device.type == "cpu":
+        bias = None if visible is None else torch.zeros(visible.shape, dtype=query.dtype).masked_fill(~visible, -torch.inf)
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, False,
+                                                                                 attn_mask=bias, scale=scale)[:2]
+        return out, lse.float()
+    scores = (query.float() @ key.float().transpose(-1, -2)) * scale
+    if visible is not None:
+        scores = scores.masked_fill(~visible, -torch.inf)
+    return (torch.nan_to_num(scores.softmax(-1)) @ value.float()).to(query.dtype), scores.logsumexp(-1)
+
+
 def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                             sliding_window: int | None = None, shared_prefix: SharedPrefix | None = None,
@@ -86,35 +110,27 @@ def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     kv_heads = key.shape[1]
     shared = heads // kv_heads
     scale = dim**-0.5 if scaling is None else scaling
-    queries = query.float()
+    # The query heads that share a key/value head go side by side along the query axis: one head each.
+    queries = query.view(rows, kv_heads, shared * q_len, dim)
     # The rows' own tokens, each row against its own keys, with the model's mask (causal, sliding window).
-    own_keys = key.float().repeat_interleave(shared, dim=1)
-    own_values = value.float().repeat_interleave(shared, dim=1)
-    own = (queries @ own_keys.transpose(-1, -2)) * scale  # [rows, heads, q, own]
+    visible = None
     if attention_mask is not None:
-        mask = attention_mask[..., : own.shape[-1]]
-        own = own.masked_fill(~mask, -torch.inf) if mask.dtype == torch.bool else own + mask
-    own_mass = own.logsumexp(-1)
-    own_out = own.softmax(-1) @ own_values
-    # The prompt: the queries of all its rows (and of the heads sharing a key/value head) against its one copy.
-    prompt_mass = torch.full_like(own_mass, -torch.inf)
-    prompt_out = torch.zeros_like(own_out)
+        visible = attention_mask[..., : key.shape[-2]]
+        visible = (visible if visible.dtype == torch.bool else visible == 0).repeat(1, 1, shared, 1)
+    own_out, own_mass = attend(queries, key, value, visible, scale)  # [rows, kv_heads, shared·q, ·]
+    # The prompt: the queries of all its rows against its one copy, as one batch row.
+    prompt_out, prompt_mass = torch.empty_like(own_out), torch.empty_like(own_mass)
     prompt_keys, prompt_values = shared_prefix.layers[module.layer_idx]
-    for prompt in shared_prefix.group.unique().tolist():
-        its = (shared_prefix.group == prompt).nonzero()[:, 0]
-        m = len(its)
-        stacked = queries[its].view(m, kv_heads, shared, q_len, dim).permute(1, 0, 2, 3, 4).reshape(kv_heads, -1, dim)
-        scores = (stacked @ prompt_keys[prompt].float().transpose(-1, -2)) * scale  # [kv_heads, m·shared·q, width]
+    for prompt, its in shared_prefix.members():
+        stacked = queries[its].transpose(0, 1).reshape(1, kv_heads, -1, dim)  # [1, kv_heads, m·shared·q, dim]
         visible = shared_prefix.real[prompt][None, :].expand(q_len, -1)  # [q, width]
         if sliding_window is not None:
             distance = shared_prefix.query_positions[its[0]][:, None] - shared_prefix.positions[prompt][None, :]
             visible = visible & (distance < sliding_window)
-        scores = scores.view(kv_heads, m, shared, q_len, -1).masked_fill(~visible, -torch.inf)
-        mass = scores.logsumexp(-1)  # [kv_heads, m, shared, q]
-        weights = torch.nan_to_num(scores.softmax(-1))  # a query that sees none of the prompt gets no part of it
-        out = weights.reshape(kv_heads, -1, scores.shape[-1]) @ prompt_values[prompt].float()
-        prompt_mass[its] = mass.permute(1, 0, 2, 3).reshape(m, heads, q_len)
-        prompt_out[its] = out.view(kv_heads, m, shared, q_len, dim).permute(1, 0, 2, 3, 4).reshape(m, heads, q_len, dim)
+        visible = None if bool(visible.all()) else visible.repeat(len(its) * shared, 1)
+        out, mass = attend(stacked, prompt_keys[prompt : prompt + 1], prompt_values[prompt : prompt + 1], visible, scale)
+        prompt_out[its] = out.view(kv_heads, len(its), shared * q_len, dim).transpose(0, 1)
+        prompt_mass[its] = mass.view(kv_heads, len(its), shared * q_len).transpose(0, 1)
     weight = torch.sigmoid(prompt_mass - own_mass)[..., None]  # e^{m_P} / (e^{m_P} + e^{m_O})
-    merged = weight * prompt_out + (1 - weight) * own_out
-    return merged.to(query.dtype).transpose(1, 2).contiguous(), None
+    merged = weight * prompt_out.float() + (1 - weight) * own_out.float()
+    return merged.to(query.dtype).view(rows, heads, q_len, dim).transpose(1, 2).contiguous(), None
