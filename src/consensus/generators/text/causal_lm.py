@@ -31,9 +31,9 @@ from typing import Any
 import torch
 
 from consensus.generators.text.prefix_cache import PrefixCache
+from consensus.generators.text.protocol import Completion, SampledText
 from consensus.generators.text.shared_prefix import SharedPrefix
 from consensus.generators.text.shared_prefix import install as install_shared_prefix
-from consensus.generators.text.protocol import Completion, SampledText
 
 
 # Deprecations inside transformers' own model code and PEFT's merge, which a user can do nothing about
