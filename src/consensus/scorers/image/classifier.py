@@ -75,7 +75,25 @@ class ClassIndex:
         return next(iter(found))
 
 
-class ClassifierScorer(Scorer):
+class _Classifier(Scorer):
+    """What both classifier scorers share: a frozen model, its class names (read from the condition) and a name."""
+
+    def __init__(self, model: nn.Module, class_names: Sequence[str], aliases: Mapping[str, int] | None,
+                 name: str | None):
+        self.model = model.eval().requires_grad_(False)
+        self.classes = ClassIndex(class_names, aliases)
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name or super().name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classes.class_names
+
+
+class ClassifierScorer(_Classifier):
     """Energy −log p(class | image) from a torch classifier returning logits.
 
     Args:
@@ -107,20 +125,10 @@ class ClassifierScorer(Scorer):
         aliases: Mapping[str, int] | None = None,
         name: str | None = None,
     ):
-        self.model = model.eval().requires_grad_(False)
-        self.classes = ClassIndex(class_names, aliases)
+        super().__init__(model, class_names, aliases, name)
         self.image_size, self.channels, self.crop = image_size, channels, crop
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name or super().name
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.classes.class_names
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images, self.channels, who=self.name)
@@ -140,7 +148,7 @@ class ClassifierScorer(Scorer):
         return -self.log_probs(candidates).gather(1, target[:, None]).squeeze(1)
 
 
-class NoiseAwareClassifierScorer(Scorer):
+class NoiseAwareClassifierScorer(_Classifier):
     """Energy −log p(class | x_t, t) from a classifier of a diffusion model's noisy samples (classifier guidance).
 
     Classifier guidance (Dhariwal & Nichol 2021) reads the noisy sample x_t, which a clean-image classifier
@@ -166,17 +174,7 @@ class NoiseAwareClassifierScorer(Scorer):
 
     def __init__(self, model: nn.Module, class_names: Sequence[str], *, aliases: Mapping[str, int] | None = None,
                  name: str | None = None):
-        self.model = model.eval().requires_grad_(False)
-        self.classes = ClassIndex(class_names, aliases)
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name or super().name
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.classes.class_names
+        super().__init__(model, class_names, aliases, name)
 
     def noisy_sample(self, images: torch.Tensor, noise_level: NoiseLevel | None) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t and √(1−ᾱ) per image, rebuilt from the candidates (see the class docstring)."""
