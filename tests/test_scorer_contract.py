@@ -34,8 +34,8 @@ class Case:
     noise_level: NoiseLevel | None = None  # for scorers that read it: the candidates as a diffusion step's x̂0
 
     def energy(self, candidates=None):
-        extra = {"noise_level": self.noise_level} if type(self.scorer).reads_noise_level else {}
-        return self.scorer.energy(self.candidates if candidates is None else candidates, self.condition, **extra)
+        return self.scorer.energy_at(self.candidates if candidates is None else candidates, self.condition,
+                                     self.noise_level)
 
 
 TEXT = [GOOD, BAD, OTHER, ""]

@@ -312,17 +312,17 @@ class Ensemble:
 
     def _energy(self, scorer: Scorer, candidates: Sequence[Any], condition: Any,
                 noise_level: NoiseLevel | None) -> torch.Tensor:
-        """``scorer.energy`` within the deadline (raises ``_Late`` past it)."""
-        extra = {"noise_level": noise_level} if scorer.reads_noise_level else {}
+        """``scorer.energy`` (at the noise level, for a scorer that reads it) within the deadline (raises ``_Late``
+        past it)."""
         if self.deadline is None:
-            return scorer.energy(candidates, condition, **extra)
+            return scorer.energy_at(candidates, condition, noise_level)
         outcome: dict[str, Any] = {}
         grad = torch.is_grad_enabled()  # grad mode is per thread: carry the caller's over
 
         def call() -> None:
             try:
                 with torch.set_grad_enabled(grad):
-                    outcome["energy"] = scorer.energy(candidates, condition, **extra)
+                    outcome["energy"] = scorer.energy_at(candidates, condition, noise_level)
             except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
                 outcome["error"] = error
 

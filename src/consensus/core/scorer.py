@@ -71,6 +71,13 @@ class Scorer(ABC):
     def energy(self, candidates: Sequence[Any], condition: Any) -> torch.Tensor:
         """Return a float tensor of shape ``[len(candidates)]``; lower is better."""
 
+    def energy_at(self, candidates: Sequence[Any], condition: Any,
+                  noise_level: NoiseLevel | None = None) -> torch.Tensor:
+        """``energy``, given the noise level when this scorer reads it (``reads_noise_level``)."""
+        if self.reads_noise_level:
+            return self.energy(candidates, condition, noise_level=noise_level)
+        return self.energy(candidates, condition)
+
     def __repr__(self) -> str:
         return f"{self.name}(modality={self.modality!r}, differentiable={self.differentiable})"
 

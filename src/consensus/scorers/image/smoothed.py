@@ -51,14 +51,10 @@ class Smoothed(Scorer):
     def name(self) -> str:
         return f"{self.scorer.name} (smoothed)"
 
-    def _inner(self, images: torch.Tensor, condition: Any, noise_level: NoiseLevel | None) -> torch.Tensor:
-        extra = {"noise_level": noise_level} if self.scorer.reads_noise_level else {}
-        return self.scorer.energy(images, condition, **extra)
-
     def energy(self, candidates: torch.Tensor, condition: Any, noise_level: NoiseLevel | None = None) -> torch.Tensor:
         sigma = 0.0 if noise_level is None else self.strength * noise_level.noise_std / 2  # [0, 1] pixels
         if sigma == 0.0:
-            return self._inner(candidates, condition, noise_level)
+            return self.scorer.energy_at(candidates, condition, noise_level)
         n, m = len(candidates), self.copies
         generator = torch.Generator().manual_seed(self.seed * 10_000 + noise_level.timestep)
         noise = torch.randn((m, *candidates.shape), generator=generator).to(candidates)
@@ -68,5 +64,5 @@ class Smoothed(Scorer):
         conditions = list(condition) * m if per_copy else condition
         if noise_level.eps is not None:  # the copies share their candidate's noise estimate
             noise_level = NoiseLevel(noise_level.timestep, noise_level.alpha_bar, noise_level.eps.repeat(m, 1, 1, 1))
-        energies = self._inner(noisy, conditions, noise_level).view(m, n)
+        energies = self.scorer.energy_at(noisy, conditions, noise_level).view(m, n)
         return -(torch.logsumexp(-energies, dim=0) - math.log(m))
