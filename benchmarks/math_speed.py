@@ -21,8 +21,8 @@ math-speed.json and .md.
     python benchmarks/math_speed.py --problems gsm_symbolic=4 --ns 8 --levels solution   # more problems in one cell
 
 ``--twenty`` also times 20 gsm_symbolic problems at N = 8, at solution and at step level, one at a time on the old
-path against the new path with the problems batched: at solution level 4 problems' samples drawn in one generator
-call, at step level 8 problems' runs in lockstep (one generator call per step for all of them).
+path against the new path with the problems' runs in lockstep, 4 at solution level and 8 at step level: one generator
+call and one call per scorer a step for all of them.
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def measure(lm, ensemble, exemplars, problem, source: str, n: int, level: str, p
 
 def twenty_problems(lm, ensemble, problems, seed: int) -> dict:
     """20 gsm_symbolic problems at N = 8, solution and step level: one at a time on the old path (no prefix cache,
-    every candidate scored afresh), and on the new path batched (solution level: 4 problems' samples per generator
-    call; step level: 8 problems' runs in lockstep)."""
+    every candidate scored afresh), and on the new path with the problems' runs in lockstep (solution level 4, step
+    level 8 at a time: one generator call and one call per scorer a step for all of them)."""
     sampling = Sampling(max_new_tokens=MAX_NEW_TOKENS["gsm_symbolic"])
     out = {}
     for level, batch in (("solution", 4), ("step", 8)):
@@ -100,9 +100,9 @@ def twenty_problems(lm, ensemble, problems, seed: int) -> dict:
                 group = problems[i:i + (batch if way == "now" else 1)]
                 if way == "now":
                     results = consensus_in_lockstep(lm, [
-                        lambda view, p=p: run_consensus(steps(view, 8, sampling), ensemble, p.question,
-                                                        feedback=feedback, budget=budget, seed=seed)
-                        for p in group])
+                        lambda view, ens, p=p: run_consensus(steps(view, 8, sampling), ens, p.question,
+                                                             feedback=feedback, budget=budget, seed=seed)
+                        for p in group], ensemble)
                 else:
                     results = [run_consensus(ScoredAfresh(steps(lm, 8, sampling)), ensemble, p.question,
                                              feedback=feedback, budget=budget, seed=seed) for p in group]
@@ -211,8 +211,8 @@ def main() -> None:
                      f"{r['old_tokens']:.0f} | {r['new_tokens']:.0f} | {r['same_answers']} |")
     if twenty is not None:
         lines += ["", "20 gsm_symbolic problems at N = 8, one pass each way: before, one problem at a time on the old "
-                  "path; now, on the new path with the problems batched (solution level: 4 problems' samples per "
-                  "generator call; step level: 8 problems' runs in lockstep):", "",
+                  "path; now, on the new path with the problems' runs in lockstep (solution level 4, step level 8 at a "
+                  "time: one generator call and one call per scorer a step for all of them):", "",
                   "| way | seconds | / before | same answers as before |", "| --- | ---: | ---: | ---: |"]
         for way, r in twenty.items():
             lines.append(f"| {way} | {r['seconds']:.0f} | {r.get('ratio', 1.0):.2f} | "

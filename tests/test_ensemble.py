@@ -80,6 +80,40 @@ def test_wrong_shape_is_refused():
         Ensemble([Fixed([1.0, 2.0])])(list("abc"), None)
 
 
+def test_items_scored_together_get_what_each_gets_alone():
+    from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier
+
+    calls = []
+
+    class Counted(ArithmeticVerifier):
+        def energy_items(self, candidate_sets, conditions, noise_levels=None):
+            calls.append(len(candidate_sets))
+            return super().energy_items(candidate_sets, conditions, noise_levels)
+
+    ens = Ensemble([Counted(), AnswerAgreement()], weights=[1.0, 0.5], normalization="zscore")
+    items = [(["2 + 3 = 5\n#### 5", "2 + 3 = 6\n#### 6", "#### 5"], "What is 2 + 3?"),
+             (["7 * 6 = 42\n#### 42", "7 * 6 = 43\n#### 43"], "What is 7 * 6?"),
+             (["#### 1"], "What is 1?")]
+    alone = [ens(c, x) for c, x in items]
+    calls.clear()
+    together = ens.score_items([c for c, _ in items], [x for _, x in items])
+    assert calls == [3]  # one call of the scorer for the three items
+    for a, b in zip(alone, together):
+        assert torch.equal(a.total, b.total)
+        assert {k: v.tolist() for k, v in a.per_scorer.items()} == {k: v.tolist() for k, v in b.per_scorer.items()}
+        assert set(b.seconds) == set(a.seconds)
+
+
+def test_items_scored_together_are_checked_item_by_item():
+    ens = Ensemble([Fixed([1.0, 2.0])])
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        ens.score_items([list("ab"), list("abc")], [None, None])
+    with pytest.raises(ValueError, match="one condition"):
+        ens.score_items([list("ab")], [None, None])
+    with pytest.raises(NonFiniteEnergyError, match="broken"):
+        Ensemble([Fixed([1.0, math.nan], "broken")]).score_items([list("a"), list("ab")], [None, None])
+
+
 def test_duplicate_names_and_missing_weights_are_refused():
     with pytest.raises(ValueError, match="unique"):
         Ensemble([Fixed([1.0], "a"), Fixed([1.0], "a")])

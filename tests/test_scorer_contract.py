@@ -265,6 +265,15 @@ def test_returns_one_finite_energy_per_candidate_and_never_mutates(case):
     assert torch.allclose(energies, case.energy())  # deterministic
 
 
+def test_scores_several_items_in_one_call_as_each_alone(case):
+    alone = case.energy()
+    together = case.scorer.energy_items([case.candidates, case.candidates], [case.condition, case.condition],
+                                        [case.noise_level, case.noise_level])
+    assert len(together) == 2
+    for energies in together:  # a bfloat16 LM pads a larger batch otherwise: close, not equal
+        assert energies.shape == alone.shape and torch.allclose(energies, alone, rtol=1e-3, atol=1e-3)
+
+
 def test_prefers_the_candidate_that_fits(preferring_case):
     case = preferring_case
     energies = case.energy()

@@ -4,7 +4,8 @@
 
 ``norm`` is chosen explicitly because scorers speak on different scales (a log-likelihood
 in nats, a share of wrong equations in [0, 1], a vote count): summed raw, the one with the
-widest range decides alone. The normalisations act across the candidate set of one call.
+widest range decides alone. The normalisations act across the candidate set of one item, also where several
+items are scored in one call per scorer (``Ensemble.score_items``).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class Ensemble:
         nonfinite: what to do when a scorer returns NaN or inf: ``raise`` (default) stops with
             an error naming the scorer; ``drop`` gives that candidate +inf total energy, so no
             selection keeps it, and normalises the others among themselves.
-        deadline: seconds one scorer may take on one call (None: no limit). A scorer past it is
+        deadline: seconds one scorer may take on one item's candidates (None: no limit). A scorer past it is
             ``late``: ``raise`` stops with an error naming it; ``skip`` leaves it out of that call's
             total (and of ``per_scorer``), so one hung expert cannot stall a run. (Python cannot stop
             the hung call; it is left running in a background thread.)
@@ -241,19 +242,34 @@ class Ensemble:
     def __call__(self, candidates: Sequence[Any], condition: Any,
                  noise_level: NoiseLevel | None = None) -> EnsembleEnergies:
         """Every scorer's energies and their weighted total; ``noise_level`` goes to the scorers that read it."""
-        n = len(candidates)
-        raw, seconds = {}, {}
+        [energies] = self.score_items([candidates], [condition], [noise_level])
+        return energies
+
+    def score_items(self, candidate_sets: Sequence[Sequence[Any]], conditions: Sequence[Any],
+                    noise_levels: Sequence[NoiseLevel | None] | None = None) -> list[EnsembleEnergies]:
+        """Several items scored in one call per scorer (``Scorer.energy_items``): item i gets what
+        ``self(candidate_sets[i], conditions[i], noise_levels[i])`` gives, normalised and totalled among its own
+        candidates. A scorer's seconds are shared among the items by their numbers of candidates; its deadline
+        grows with the number of items."""
+        if len(candidate_sets) != len(conditions) or (noise_levels is not None and len(noise_levels) != len(conditions)):
+            raise ValueError(f"give one condition (and noise level) per candidate set: {len(candidate_sets)} sets, "
+                             f"{len(conditions)} conditions")
+        levels = list(noise_levels) if noise_levels is not None else [None] * len(conditions)
+        sizes = [len(c) for c in candidate_sets]
+        n = sum(sizes)
+        raw: dict[str, list[torch.Tensor]] = {}
+        seconds: dict[str, float] = {}
         # Remote scorers first: their calls run while the local ones below do.
-        started = {s.name: (time.perf_counter(), self._submit(s, candidates, condition))
+        started = {s.name: (time.perf_counter(), [self._submit(s, c, x) for c, x in zip(candidate_sets, conditions)])
                    for s in self.scorers if hasattr(s, "submit")}
         for scorer in self.scorers:
             start = time.perf_counter()
             try:
                 if scorer.name in started:
-                    start, call = started[scorer.name]
-                    e = self._collect(scorer, call)
+                    start, calls = started[scorer.name]
+                    energies = [self._collect(scorer, call) for call in calls]
                 else:
-                    e = self._energy(scorer, candidates, condition, noise_level)
+                    energies = self._energy(scorer, candidate_sets, conditions, levels)
             except ValueError as error:  # a bad input the scorer explains: keep its type, add its name
                 raise ValueError(f"scorer {scorer.name}: {error}") from error
             except _Late:
@@ -266,12 +282,24 @@ class Ensemble:
                 raise ScorerError(f"scorer {scorer.name} failed on {n} candidates: {type(error).__name__}: "
                                   f"{error}") from error
             seconds[scorer.name] = time.perf_counter() - start
-            if not isinstance(e, torch.Tensor) or e.shape != (n,):
-                got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
-                raise ValueError(f"scorer {scorer.name} returned {got}; a scorer must return a tensor of shape ({n},)")
-            raw[scorer.name] = e
+            if len(energies) != len(sizes):
+                raise ValueError(f"scorer {scorer.name} returned {len(energies)} energy tensors for {len(sizes)} items; "
+                                 "energy_items must return one per item")
+            for e, size in zip(energies, sizes):
+                if not isinstance(e, torch.Tensor) or e.shape != (size,):
+                    got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+                    raise ValueError(f"scorer {scorer.name} returned {got}; a scorer must return a tensor of shape "
+                                     f"({size},)")
+            raw[scorer.name] = energies
         if not raw:
             raise ScorerError(f"every scorer passed its deadline of {self.deadline} s; nothing scored the candidates")
+        return [self._totalled({name: e[i] for name, e in raw.items()},
+                               {name: sec * size / max(n, 1) for name, sec in seconds.items()})
+                for i, size in enumerate(sizes)]
+
+    def _totalled(self, raw: dict[str, torch.Tensor], seconds: dict[str, float]) -> EnsembleEnergies:
+        """One item's energies with their weighted total, after the non-finite policy."""
+        n = len(next(iter(raw.values())))
         bad = torch.zeros(n, dtype=torch.bool)
         for name, e in raw.items():
             nonfinite = ~torch.isfinite(e.detach())
@@ -310,25 +338,25 @@ class Ensemble:
         except TimeoutError:
             raise _Late from None
 
-    def _energy(self, scorer: Scorer, candidates: Sequence[Any], condition: Any,
-                noise_level: NoiseLevel | None) -> torch.Tensor:
-        """``scorer.energy`` (at the noise level, for a scorer that reads it) within the deadline (raises ``_Late``
-        past it)."""
+    def _energy(self, scorer: Scorer, candidate_sets: Sequence[Sequence[Any]], conditions: Sequence[Any],
+                levels: Sequence[NoiseLevel | None]) -> list[torch.Tensor]:
+        """``scorer.energy_items`` (at the noise levels, for a scorer that reads them) within the deadline, per item
+        (raises ``_Late`` past it)."""
         if self.deadline is None:
-            return scorer.energy_at(candidates, condition, noise_level)
+            return scorer.energy_items(candidate_sets, conditions, levels)
         outcome: dict[str, Any] = {}
         grad = torch.is_grad_enabled()  # grad mode is per thread: carry the caller's over
 
         def call() -> None:
             try:
                 with torch.set_grad_enabled(grad):
-                    outcome["energy"] = scorer.energy_at(candidates, condition, noise_level)
+                    outcome["energy"] = scorer.energy_items(candidate_sets, conditions, levels)
             except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
                 outcome["error"] = error
 
         worker = threading.Thread(target=call, name=f"scorer {scorer.name}", daemon=True)
         worker.start()
-        worker.join(self.deadline)
+        worker.join(self.deadline * len(conditions))
         if worker.is_alive():
             raise _Late
         if "error" in outcome:

@@ -10,6 +10,9 @@ A scorer that reads images of a diffusion model's noisy samples may also declare
 it then gets the step's ``NoiseLevel`` as a keyword, so a classifier trained on noisy samples (classifier
 guidance) or a smoothed scorer knows how noisy the sample behind its candidate is.
 
+Several items can be scored in one call (``energy_items``: runs in lockstep share their scorers' calls as they
+share their generator's); by default it is one ``energy`` per item.
+
 A scorer that runs elsewhere (``consensus.distributed``: a Ray actor) also offers
 ``submit(candidates, condition) -> call`` and ``collect(call, timeout) -> Tensor``; an Ensemble starts
 every such call before it runs its local scorers, so remote experts work at the same time.
@@ -77,6 +80,14 @@ class Scorer(ABC):
         if self.reads_noise_level:
             return self.energy(candidates, condition, noise_level=noise_level)
         return self.energy(candidates, condition)
+
+    def energy_items(self, candidate_sets: Sequence[Sequence[Any]], conditions: Sequence[Any],
+                     noise_levels: Sequence[NoiseLevel | None] | None = None) -> list[torch.Tensor]:
+        """Several items' energies, one tensor per item: ``[energy_at(c, x, l) for each item]``. A scorer whose
+        model pays per call (a forward pass that a larger batch fills better) overrides it to read every item's
+        candidates in one call; it must return what the one-item calls would, within float tolerance."""
+        levels = noise_levels if noise_levels is not None else [None] * len(conditions)
+        return [self.energy_at(c, x, level) for c, x, level in zip(candidate_sets, conditions, levels)]
 
     def __repr__(self) -> str:
         return f"{self.name}(modality={self.modality!r}, differentiable={self.differentiable})"

@@ -1,19 +1,25 @@
-"""Several items' consensus runs at once, their generator calls merged into one batch per step.
+"""Several items' consensus runs at once, their generator calls merged into one batch per step, and their
+ensemble calls into one call per scorer.
 
 A step-level run asks the LM for a few rows at a time (N next lines of its beam), which on a CPU costs
 nearly what a batch several times larger does: every decoding step reads all the weights once. Running
 K items' engine loops side by side, each in its own thread, and merging the generator calls they make
-into one ``sample`` call turns K small batches into one large one, with the engine unchanged.
+into one ``sample`` call turns K small batches into one large one, with the engine unchanged. Their
+scorers' calls are merged the same way (``Ensemble.score_items``), so a verifier's encoder reads K items'
+candidates in one batch.
 
-``in_lockstep(lm, runs)`` starts one thread per run, each given its own view of ``lm``. A call of
-``sample`` waits until every unfinished run has made its call (or finished), then the last one to
-arrive samples for all: calls with the same options are merged, in the runs' order, each run's rows
-drawing from its own random generator, so a run draws what it draws alone (in float32; bfloat16 rounds
-a batch by its shape, so a merged batch can draw otherwise).
+``in_lockstep(lm, runs, ensemble)`` starts one thread per run, each given its own view of ``lm`` and of
+``ensemble``. A call of ``sample`` or of the ensemble waits until every unfinished run has made its call (or
+finished), then the last one to arrive makes them all: ``sample`` calls with the same options are merged, in
+the runs' order, each run's rows drawing from its own random generator, so a run draws what it draws alone
+(in float32; bfloat16 rounds a batch by its shape, so a merged batch can draw otherwise); the ensemble's calls
+are merged into one per scorer, each run's candidates normalised among themselves, so a run gets the energies
+it gets alone (within float tolerance).
 
-The runs take turns: one at a time holds the baton and runs its own code (its scorers, its feedback), and
-hands it on when it waits for the merged call. So no model or tokenizer is ever called from two threads
-at once (a fast tokenizer's padding settings are shared state), and the runs do not compete for the cores.
+The runs take turns: one at a time holds the baton and runs its own code (its feedback, its step's
+bookkeeping), and hands it on when it waits for a merged call. So no model or tokenizer is ever called from
+two threads at once (a fast tokenizer's padding settings are shared state), and the runs do not compete for
+the cores.
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+import torch
+
 from consensus.core.engine import ConsensusResult
+from consensus.core.ensemble import Ensemble, EnsembleEnergies
 from consensus.generators.text.protocol import Completion, TextGenerator
 
 T = TypeVar("T")
@@ -32,19 +41,21 @@ T = TypeVar("T")
 
 @dataclass
 class _Call:
-    prompts: list[str]
-    n: int
-    options: dict[str, Any]
-    generators: list[Any]
-    result: list[list[Completion]] | None = None
+    """One run's call of the generator (``sample``) or of the ensemble (``score``), waiting to be merged."""
+
+    kind: str
+    key: str  # calls of one kind with the same key are merged into one
+    args: dict[str, Any]
+    result: Any = None
     error: BaseException | None = None
+    done: bool = False
 
 
 class _Meeting:
-    """Where the runs' ``sample`` calls wait for each other; the last to arrive runs them."""
+    """Where the runs' calls wait for each other; the last to arrive runs them, merged."""
 
-    def __init__(self, lm: TextGenerator, runs: int):
-        self.lm, self.unfinished = lm, runs
+    def __init__(self, lm: TextGenerator, ensemble: Ensemble | None, runs: int):
+        self.lm, self.ensemble, self.unfinished = lm, ensemble, runs
         self.waiting: dict[int, _Call] = {}
         self.changed = threading.Condition()
         self.baton = threading.Lock()  # held by the one run that is running
@@ -53,13 +64,21 @@ class _Meeting:
         generators = list(generator) if isinstance(generator, (list, tuple)) else [generator] * len(prompts)
         if len(generators) != len(prompts):
             raise ValueError(f"give one generator per prompt: {len(generators)} generators, {len(prompts)} prompts")
-        call = _Call(list(prompts), n, options, generators)
+        return self._call(run, _Call("sample", repr((n, sorted(options.items()))),
+                                     {"prompts": list(prompts), "n": n, "options": options, "generators": generators}))
+
+    def score(self, run: int, candidates: Sequence[Any], condition: Any, noise_level: Any) -> EnsembleEnergies:
+        grad = torch.is_grad_enabled()  # grad mode is per thread: the merged call runs in the caller's
+        return self._call(run, _Call("score", repr(grad), {"candidates": candidates, "condition": condition,
+                                                           "noise_level": noise_level, "grad": grad}))
+
+    def _call(self, run: int, call: _Call) -> Any:
         self.baton.release()
         try:
             with self.changed:
                 self.waiting[run] = call
-                self._sample_if_all_wait()
-                while call.result is None and call.error is None:
+                self._run_if_all_wait()
+                while not call.done:
                     self.changed.wait()
         finally:
             self.baton.acquire()
@@ -70,28 +89,47 @@ class _Meeting:
     def finished(self) -> None:
         with self.changed:
             self.unfinished -= 1
-            self._sample_if_all_wait()
+            self._run_if_all_wait()
 
-    def _sample_if_all_wait(self) -> None:
+    def _run_if_all_wait(self) -> None:
         if not self.waiting or len(self.waiting) < self.unfinished:
             return
         calls = [self.waiting.pop(run) for run in sorted(self.waiting)]
-        alike: dict[str, list[_Call]] = {}
+        alike: dict[tuple[str, str], list[_Call]] = {}
         for call in calls:
-            alike.setdefault(repr((call.n, sorted(call.options.items()))), []).append(call)
-        for group in alike.values():
+            alike.setdefault((call.kind, call.key), []).append(call)
+        for (kind, _), group in alike.items():
             try:
-                out = self.lm.sample([p for c in group for p in c.prompts], group[0].n,
-                                     generator=[g for c in group for g in c.generators], **group[0].options)
-                for call in group:
-                    call.result, out = out[:len(call.prompts)], out[len(call.prompts):]
+                results = self._sampled(group) if kind == "sample" else self._scored(group)
+                for call, result in zip(group, results):
+                    call.result = result
             except Exception as error:  # every run in the batch gets it, in its own thread
                 for call in group:
                     call.error = error
+            for call in group:
+                call.done = True
         self.changed.notify_all()
 
+    def _sampled(self, group: list[_Call]) -> list[list[list[Completion]]]:
+        """One ``sample`` call for the group, in the runs' order; each run's rows from its own generators."""
+        first = group[0].args
+        out = self.lm.sample([p for c in group for p in c.args["prompts"]], first["n"],
+                             generator=[g for c in group for g in c.args["generators"]], **first["options"])
+        results = []
+        for call in group:
+            results.append(out[:len(call.args["prompts"])])
+            out = out[len(call.args["prompts"]):]
+        return results
 
-class _RunView:
+    def _scored(self, group: list[_Call]) -> list[EnsembleEnergies]:
+        """One ``score_items`` call for the group: each scorer reads every run's candidates at once."""
+        with torch.set_grad_enabled(group[0].args["grad"]):
+            return self.ensemble.score_items([c.args["candidates"] for c in group],
+                                             [c.args["condition"] for c in group],
+                                             [c.args["noise_level"] for c in group])
+
+
+class _GeneratorView:
     """What one run sees as its generator: ``sample`` goes through the meeting, the rest to the LM itself."""
 
     def __init__(self, meeting: _Meeting, run: int):
@@ -105,17 +143,32 @@ class _RunView:
         return getattr(self._meeting.lm, name)
 
 
-def in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator], T]]) -> list[T]:
-    """``[run(view) for run in runs]``, the runs side by side, their ``view.sample`` calls merged. The first
-    error of a run is raised once every run has ended."""
-    meeting = _Meeting(lm, len(runs))
+class _EnsembleView:
+    """What one run sees as its ensemble: a call goes through the meeting, the rest to the ensemble itself."""
+
+    def __init__(self, meeting: _Meeting, run: int):
+        self._meeting, self._run = meeting, run
+
+    def __call__(self, candidates: Sequence[Any], condition: Any, noise_level: Any = None) -> EnsembleEnergies:
+        return self._meeting.score(self._run, candidates, condition, noise_level)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._meeting.ensemble, name)
+
+
+def in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator, Ensemble | None], T]],
+                ensemble: Ensemble | None = None) -> list[T]:
+    """``[run(lm_view, ensemble_view) for run in runs]``, the runs side by side, their ``lm_view.sample`` calls merged
+    and their ``ensemble_view(...)`` calls merged (``ensemble_view`` is None without an ensemble). The first error
+    of a run is raised once every run has ended."""
+    meeting = _Meeting(lm, ensemble, len(runs))
     results: list[Any] = [None] * len(runs)
     errors: list[BaseException | None] = [None] * len(runs)
 
     def work(i: int) -> None:
         meeting.baton.acquire()
         try:
-            results[i] = runs[i](_RunView(meeting, i))
+            results[i] = runs[i](_GeneratorView(meeting, i), None if ensemble is None else _EnsembleView(meeting, i))
         except BaseException as error:  # noqa: BLE001 - re-raised below, in the caller's thread
             errors[i] = error
         finally:
@@ -133,11 +186,11 @@ def in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator], T]])
     return results
 
 
-def consensus_in_lockstep(lm: TextGenerator,
-                          runs: Sequence[Callable[[TextGenerator], ConsensusResult]]) -> list[ConsensusResult]:
+def consensus_in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator, Ensemble | None], ConsensusResult]],
+                          ensemble: Ensemble | None = None) -> list[ConsensusResult]:
     """``in_lockstep`` for engine runs. The runs overlap in time, so each one's seconds (every entry) are scaled
     to its share of the wall time: their totals sum to the wall time of the whole."""
     start = time.perf_counter()
-    results = in_lockstep(lm, runs)
+    results = in_lockstep(lm, runs, ensemble)
     share = (time.perf_counter() - start) / max(sum(r.seconds.get("total", 0.0) for r in results), 1e-9)
     return [replace(r, seconds={k: v * share for k, v in r.seconds.items()}) for r in results]

@@ -28,6 +28,14 @@ class LMLikelihood(Scorer):
         return self._name
 
     def energy(self, candidates: Sequence[str], condition: str) -> torch.Tensor:
-        prompt = self.prompt(condition)
-        logprobs = self.lm.continuation_logprobs([prompt] * len(candidates), list(candidates))
-        return torch.tensor([-lp.mean().item() if lp.numel() else 0.0 for lp in logprobs], dtype=torch.float64)
+        [energies] = self.energy_items([candidates], [condition])
+        return energies
+
+    def energy_items(self, candidate_sets: Sequence[Sequence[str]], conditions: Sequence[str],
+                     noise_levels: Sequence[None] | None = None) -> list[torch.Tensor]:
+        """Every item's candidates in one ``continuation_logprobs`` call, so those it must score afresh share its
+        batches."""
+        prompts = [self.prompt(condition) for condition, cs in zip(conditions, candidate_sets) for _ in cs]
+        logprobs = self.lm.continuation_logprobs(prompts, [c for cs in candidate_sets for c in cs])
+        energies = torch.tensor([-lp.mean().item() if lp.numel() else 0.0 for lp in logprobs], dtype=torch.float64)
+        return list(energies.split([len(cs) for cs in candidate_sets]))

@@ -120,10 +120,18 @@ class TrainedVerifier(Scorer):
         self.head.load_state_dict(torch.load(weights / "head.pt", weights_only=True))
         self.encoder = encoder or SolutionEncoder()
 
-    @torch.inference_mode()
     def energy(self, candidates: Sequence[str], condition: str) -> torch.Tensor:
-        q, s, structural = self.encoder.features([condition] * len(candidates), list(candidates))
-        return -torch.nn.functional.logsigmoid(self.head(q, s, structural)).double()
+        [energies] = self.energy_items([candidates], [condition])
+        return energies
+
+    @torch.inference_mode()
+    def energy_items(self, candidate_sets: Sequence[Sequence[str]], conditions: Sequence[str],
+                     noise_levels: Sequence[None] | None = None) -> list[torch.Tensor]:
+        """Every item's candidates through the encoder and the head in one batch."""
+        questions = [condition for condition, cs in zip(conditions, candidate_sets) for _ in cs]
+        q, s, structural = self.encoder.features(questions, [c for cs in candidate_sets for c in cs])
+        energies = -torch.nn.functional.logsigmoid(self.head(q, s, structural)).double()
+        return list(energies.split([len(cs) for cs in candidate_sets]))
 
 
 class StepVerifier(TrainedVerifier):

@@ -48,10 +48,10 @@ def add_parser(subparsers) -> None:
                         "alone) and report both side by side")
     p.add_argument("--batch", type=int, default=1,
                    help="problems solved together, their generator calls merged into one batch (every method; "
-                        "step level runs them in lockstep, one generator call per step): faster; each draws from its "
-                        "own seed, so a float32 model draws what it draws alone, but a bfloat16 one (the offline "
-                        "default) rounds a padded batch differently, and its records then depend on which problems "
-                        "share a batch")
+                        "solution and step level run them in lockstep, one generator call and one call per scorer "
+                        "a step): faster; each draws from its own seed, so a float32 model draws what it draws "
+                        "alone, but a bfloat16 one (the offline default) rounds a padded batch differently, and its "
+                        "records then depend on which problems share a batch")
     p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
     p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
                    help="what to do when a scorer returns NaN/inf")
@@ -124,7 +124,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
 
     def solve(batch):
         """Records of a batch of problems: their greedy solutions drawn in one generator call, their consensus runs
-        in lockstep (each step's generator calls in one batch), each problem from its own seeded generator (so in
+        in lockstep (each step's generator calls in one batch, its scorers' calls too), each problem from its own seeded generator (so in
         float32 its draws are those it gets alone), from no kept prefixes (so a resumed run draws what an
         uninterrupted one drew)."""
         forget_kept_prefixes(lm)
@@ -142,8 +142,8 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
         forget_kept_prefixes(lm)  # the method's draws do not depend on whether the baseline ran, nor reuse its prefill
         if args.method == "self-consistency":
             drawn = draw_samples(lm, batch, args.n, args.seed, sampling, exemplars)
-        else:  # the problems' consensus runs in lockstep: each step's generator calls in one batch
-            runs = consensus_in_lockstep(lm, [functools.partial(consensus_run, problem) for problem in batch])
+        else:  # the problems' consensus runs in lockstep: each step's generator and scorer calls in one batch
+            runs = consensus_in_lockstep(lm, [functools.partial(consensus_run, problem) for problem in batch], ensemble)
         for i, problem in enumerate(batch):
             if with_baseline:
                 alone = record(problem, greedy[i].text, greedy[i].tokens, {"seconds": seconds})
@@ -158,7 +158,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
             yield record(problem, result.best, result.generator_tokens,
                          {"stop_reason": result.stop_reason, "seconds": result.seconds, **baseline})
 
-    def consensus_run(problem, view) -> ConsensusResult:
+    def consensus_run(problem, view, ensemble) -> ConsensusResult:
         """Solution level (best of N, one iteration) or step level (a beam of partial solutions, a line a step)."""
         solution = args.method == "solution"
         steps = (solution_steps if solution else line_steps)(view, args.n, sampling, exemplars)

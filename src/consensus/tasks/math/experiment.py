@@ -3,7 +3,7 @@
 ``Experiment.solve_batch`` runs, for each problem and at one generator budget: greedy decoding; N sampled
 solutions scored by every scorer (which gives self-consistency, best-of-N by each single scorer, ensemble
 consensus at solution level and pass@N from the same N samples); and ensemble consensus at step level. The
-problems' generator calls are batched across them (their runs in lockstep). It returns one JSON-able record
+problems' generator calls are batched across them, and their scorers' calls too (their runs in lockstep). It returns one JSON-able record
 per problem; the methods' accuracies are computed from such records by ``consensus.tasks.math.report``.
 """
 
@@ -62,7 +62,7 @@ def draw_samples(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: i
     """N sampled solutions per problem, each problem from its own seeded generator, the problems' draws in one
     generator call (lockstep) from no kept prefixes: ``{"samples", "tokens", "seconds"}`` per problem (seconds: its
     share of the batch)."""
-    def draw(problem: Problem, view: TextGenerator) -> Proposals:
+    def draw(problem: Problem, view: TextGenerator, _: None) -> Proposals:
         steps = solution_steps(view, n, sampling, exemplars)
         return steps(problem.question, None, torch.Generator().manual_seed(seed))
 
@@ -113,17 +113,18 @@ class Experiment:
         solution-level consensus run that drew and scored them; the runs in lockstep, from no kept prefixes."""
         scored: list[dict] = [{} for _ in problems]
 
-        def run(i: int, problem: Problem, view: TextGenerator) -> ConsensusResult:
+        def run(i: int, problem: Problem, view: TextGenerator, ensemble: Ensemble) -> ConsensusResult:
             def keep(record: dict) -> None:
                 energies = {k: v.tolist() for k, v in record["energies"].per_scorer.items()}
                 scored[i] = {"samples": list(record["proposals"].candidates),
                              "energies": {**energies, "ensemble": record["energies"].total.tolist()}}
 
-            return run_consensus(solution_steps(view, self.n, self.sampling, self.exemplars), self.ensemble,
+            return run_consensus(solution_steps(view, self.n, self.sampling, self.exemplars), ensemble,
                                  problem.question, budget=Budget(iterations=1), seed=seed, callback=keep)
 
         forget_kept_prefixes(self.lm)
-        runs = consensus_in_lockstep(self.lm, [functools.partial(run, i, p) for i, p in enumerate(problems)])
+        runs = consensus_in_lockstep(self.lm, [functools.partial(run, i, p) for i, p in enumerate(problems)],
+                                     self.ensemble)
         return [({"question": p.question, "gold": p.answer, "template": p.template, "samples": s["samples"],
                   "sample_tokens": r.generator_tokens, "energies": s["energies"]}, r)
                 for p, s, r in zip(problems, scored, runs)]
@@ -131,12 +132,12 @@ class Experiment:
     def step_levels(self, problems: Sequence[Problem], seed: int) -> list[dict]:
         """Step-level consensus on each problem (N proposed next steps, the best ``beam`` partial solutions kept,
         until an answer); the runs in lockstep (each step's generator calls in one batch), from no kept prefixes."""
-        def run(problem: Problem, view: TextGenerator) -> ConsensusResult:
-            return run_consensus(line_steps(view, self.n, self.sampling, self.exemplars), self.ensemble,
+        def run(problem: Problem, view: TextGenerator, ensemble: Ensemble) -> ConsensusResult:
+            return run_consensus(line_steps(view, self.n, self.sampling, self.exemplars), ensemble,
                                  problem.question, feedback=TopK(self.beam), budget=Budget(iterations=self.max_steps),
                                  seed=seed)
 
         forget_kept_prefixes(self.lm)
-        runs = consensus_in_lockstep(self.lm, [functools.partial(run, p) for p in problems])
+        runs = consensus_in_lockstep(self.lm, [functools.partial(run, p) for p in problems], self.ensemble)
         return [{"text": r.best, "tokens": r.generator_tokens, "iterations": r.iterations,
                  "stop_reason": r.stop_reason, "seconds": r.seconds} for r in runs]
