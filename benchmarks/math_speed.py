@@ -19,6 +19,10 @@ math-speed.json and .md.
 
     python benchmarks/math_speed.py [--repeats 3] [--problems chain_sum=4,gsm_symbolic=1] [--twenty]
     python benchmarks/math_speed.py --problems gsm_symbolic=4 --ns 8 --levels solution   # more problems in one cell
+    python benchmarks/math_speed.py --dtype float32 --repeats 1 --ns 8 --problems chain_sum=4,gsm_symbolic=2
+
+In bfloat16 the paths' selected answers differ now and then (the README says why); ``--dtype float32`` (its own files,
+math-speed-float32.*) shows whether they select the same ones without that rounding.
 
 ``--twenty`` also times 20 gsm_symbolic problems at N = 8, at solution and at step level, one at a time on the old
 path against the new path with the problems' runs in lockstep, 4 at solution level and 8 at step level: one generator
@@ -66,10 +70,10 @@ class ScoredAfresh:
         return dataclasses.replace(proposals, candidates=[str(c) for c in proposals.candidates])
 
 
-def setup(source: str):
+def setup(source: str, dtype: str = "bfloat16"):
     if source == "chain_sum":
-        return load_gemma(), few_shot_exemplars("chain_sum", 4, seed=777)
-    return load_math_generator(), []
+        return load_gemma(dtype), few_shot_exemplars("chain_sum", 4, seed=777)
+    return load_math_generator(dtype=dtype), []
 
 
 def measure(lm, ensemble, exemplars, problem, source: str, n: int, level: str, path: str, seed: int) -> dict:
@@ -152,10 +156,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--ns", type=int, nargs="*", default=list(NS), choices=NS, help="the N to measure")
     parser.add_argument("--levels", nargs="*", default=list(LEVELS), choices=LEVELS, help="the levels to measure")
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
+                        help="float32 (written to math-speed-float32.*) shows whether the paths select the same answers "
+                             "where no bfloat16 rounding tells them apart")
     args = parser.parse_args()
+    stem = "math-speed" if args.dtype == "bfloat16" else f"math-speed-{args.dtype}"
     torch.set_num_threads(args.threads)
     counts = {k: int(v) for k, v in (part.split("=") for part in args.problems.split(","))}
-    log = RESULTS / "math-speed.jsonl"
+    log = RESULTS / f"{stem}.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     seen = {(r["source"], r["repeat"], r["n"], r["level"], r["path"], r["problem"]) for r in done}
     for source, count in counts.items():
@@ -163,7 +171,7 @@ def main() -> None:
         if all((source, r, n, level, path, p.id) in seen for r in range(args.repeats) for n in args.ns
                for level in args.levels for path in PATHS for p in problems):
             continue
-        lm, exemplars = setup(source)
+        lm, exemplars = setup(source, args.dtype)
         ensemble = build_ensemble(lm, exemplars)
         for repeat in range(args.repeats):
             for n in args.ns:
@@ -187,20 +195,20 @@ def main() -> None:
                             done.append(line)
                             print(key, f"{line['seconds']['total']:.2f}s", flush=True)
     rows = summarize(done)
-    twenty_path = RESULTS / "math-speed-20.json"
+    twenty_path = RESULTS / f"{stem}-20.json"
     if args.twenty and not twenty_path.exists():
-        lm, _ = setup("gsm_symbolic")
+        lm, _ = setup("gsm_symbolic", args.dtype)
         twenty = twenty_problems(lm, build_ensemble(lm), load_problems("gsm_symbolic", 20, args.seed), args.seed)
         twenty_path.write_text(json.dumps(twenty, indent=1) + "\n")
     twenty = json.loads(twenty_path.read_text()) if twenty_path.exists() else None
-    (RESULTS / "math-speed.json").write_text(json.dumps({"repeats": args.repeats, "problems": counts, "rows": rows,
-                                                         "twenty_problems": twenty, "threads": args.threads},
-                                                        indent=1) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"repeats": args.repeats, "problems": counts, "rows": rows,
+                                                      "twenty_problems": twenty, "threads": args.threads,
+                                                      "dtype": args.dtype}, indent=1) + "\n")
     lines = ["# Math: seconds per problem, old path against carried log-probabilities, kept prefixes and one copy "
              "of each prompt", "",
-             f"`python benchmarks/math_speed.py` ({args.repeats} interleaved repeats; {args.threads} threads; seconds per "
-             "problem, the mean over the cell's problems, median over repeats; the likelihood's share is of generator "
-             "time; same answers: new against old).", "",
+             f"`python benchmarks/math_speed.py` ({args.dtype}; {args.repeats} interleaved repeats; {args.threads} "
+             "threads; seconds per problem, the mean over the cell's problems, median over repeats; the likelihood's "
+             "share is of generator time; same answers: new against old).", "",
              "| setting | problems | old s/problem | carried | new | carried / old | new / old | likelihood / "
              "generator, old | new | tokens, old | new | same answers |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -217,7 +225,7 @@ def main() -> None:
         for way, r in twenty.items():
             lines.append(f"| {way} | {r['seconds']:.0f} | {r.get('ratio', 1.0):.2f} | "
                          f"{r.get('same_answers', len(r['answers']))}/{len(r['answers'])} |")
-    (RESULTS / "math-speed.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
