@@ -102,9 +102,9 @@ def main() -> None:
     for kind, r in rows.items():
         cells = [f"{r['per_scorer']['one call per problem'][s]:.3f} → {r['per_scorer']['one call for all'][s]:.3f}"
                  for s in scorers]
-        lines.append(f"| {kind} | {r['seconds']['one call per problem']:.3f} | {r['seconds']['one call for all']:.3f} | "
-                     f"{r['ratio']:.2f} | " + " | ".join(cells) + f" | {r['largest_total_difference']:.1e} | "
-                     f"{r['same_choice']} |")
+        per_problem, for_all = r["seconds"]["one call per problem"], r["seconds"]["one call for all"]
+        lines.append(f"| {kind} | {per_problem:.3f} | {for_all:.3f} | {r['ratio']:.2f} | " + " | ".join(cells)
+                     + f" | {r['largest_total_difference']:.1e} | {r['same_choice']} |")
     (RESULTS / "batched-scoring.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

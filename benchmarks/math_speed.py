@@ -157,8 +157,8 @@ def main() -> None:
     parser.add_argument("--ns", type=int, nargs="*", default=list(NS), choices=NS, help="the N to measure")
     parser.add_argument("--levels", nargs="*", default=list(LEVELS), choices=LEVELS, help="the levels to measure")
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
-                        help="float32 (written to math-speed-float32.*) shows whether the paths select the same answers "
-                             "where no bfloat16 rounding tells them apart")
+                        help="float32 (written to math-speed-float32.*) shows whether the paths select the same "
+                             "answers where no bfloat16 rounding tells them apart")
     args = parser.parse_args()
     stem = "math-speed" if args.dtype == "bfloat16" else f"math-speed-{args.dtype}"
     torch.set_num_threads(args.threads)

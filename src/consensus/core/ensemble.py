@@ -251,7 +251,8 @@ class Ensemble:
         ``self(candidate_sets[i], conditions[i], noise_levels[i])`` gives, normalised and totalled among its own
         candidates. A scorer's seconds are shared among the items by their numbers of candidates; its deadline
         grows with the number of items."""
-        if len(candidate_sets) != len(conditions) or (noise_levels is not None and len(noise_levels) != len(conditions)):
+        if len(candidate_sets) != len(conditions) or (noise_levels is not None
+                                                      and len(noise_levels) != len(conditions)):
             raise ValueError(f"give one condition (and noise level) per candidate set: {len(candidate_sets)} sets, "
                              f"{len(conditions)} conditions")
         levels = list(noise_levels) if noise_levels is not None else [None] * len(conditions)
@@ -283,8 +284,8 @@ class Ensemble:
                                   f"{error}") from error
             seconds[scorer.name] = time.perf_counter() - start
             if len(energies) != len(sizes):
-                raise ValueError(f"scorer {scorer.name} returned {len(energies)} energy tensors for {len(sizes)} items; "
-                                 "energy_items must return one per item")
+                raise ValueError(f"scorer {scorer.name} returned {len(energies)} energy tensors for {len(sizes)} "
+                                 "items; energy_items must return one per item")
             for e, size in zip(energies, sizes):
                 if not isinstance(e, torch.Tensor) or e.shape != (size,):
                     got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__

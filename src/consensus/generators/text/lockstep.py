@@ -186,7 +186,8 @@ def in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator, Ensem
     return results
 
 
-def consensus_in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator, Ensemble | None], ConsensusResult]],
+def consensus_in_lockstep(lm: TextGenerator,
+                          runs: Sequence[Callable[[TextGenerator, Ensemble | None], ConsensusResult]],
                           ensemble: Ensemble | None = None) -> list[ConsensusResult]:
     """``in_lockstep`` for engine runs. The runs overlap in time, so each one's seconds (every entry) are scaled
     to its share of the wall time: their totals sum to the wall time of the whole."""

@@ -124,9 +124,9 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
 
     def solve(batch):
         """Records of a batch of problems: their greedy solutions drawn in one generator call, their consensus runs
-        in lockstep (each step's generator calls in one batch, its scorers' calls too), each problem from its own seeded generator (so in
-        float32 its draws are those it gets alone), from no kept prefixes (so a resumed run draws what an
-        uninterrupted one drew)."""
+        in lockstep (each step's generator calls in one batch, its scorers' calls too), each problem from its own
+        seeded generator (so in float32 its draws are those it gets alone), from no kept prefixes (so a resumed run
+        draws what an uninterrupted one drew)."""
         forget_kept_prefixes(lm)
         prompts = [format_prompt(problem.question, exemplars) for problem in batch]
         if args.method == "greedy" or with_baseline:

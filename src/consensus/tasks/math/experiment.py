@@ -3,8 +3,9 @@
 ``Experiment.solve_batch`` runs, for each problem and at one generator budget: greedy decoding; N sampled
 solutions scored by every scorer (which gives self-consistency, best-of-N by each single scorer, ensemble
 consensus at solution level and pass@N from the same N samples); and ensemble consensus at step level. The
-problems' generator calls are batched across them, and their scorers' calls too (their runs in lockstep). It returns one JSON-able record
-per problem; the methods' accuracies are computed from such records by ``consensus.tasks.math.report``.
+problems' generator calls are batched across them, and their scorers' calls too (their runs in lockstep). It
+returns one JSON-able record per problem; the methods' accuracies are computed from such records by
+``consensus.tasks.math.report``.
 """
 
 from __future__ import annotations
