@@ -74,9 +74,15 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool], resamples: int = 10_
     rng = random.Random(seed)
     diffs = [int(x) - int(y) for x, y in zip(a, b)]
     n = len(diffs)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {"points": 100 * sum(diffs) / n, "low": 100 * means[int(0.025 * resamples)],
-            "high": 100 * means[int(0.975 * resamples) - 1], "wins": diffs.count(1), "losses": diffs.count(-1)}
+    low, high = _interval_95([sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples)])
+    return {"points": 100 * sum(diffs) / n, "low": 100 * low, "high": 100 * high, "wins": diffs.count(1),
+            "losses": diffs.count(-1)}
+
+
+def _interval_95(resampled: Sequence[float]) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of a bootstrap's resampled statistics."""
+    ordered = sorted(resampled)
+    return ordered[int(0.025 * len(ordered))], ordered[int(0.975 * len(ordered)) - 1]
 
 
 def ranking_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
@@ -123,9 +129,9 @@ def frechet_difference(features_a: torch.Tensor, features_b: torch.Tensor, refer
     for _ in range(resamples):
         rows = torch.randint(len(features_a), (len(features_a),), generator=generator)
         differences.append(frechet_distance(features_a[rows], reference) - frechet_distance(features_b[rows], reference))
-    differences.sort()
+    low, high = _interval_95(differences)
     return {"difference": frechet_distance(features_a, reference) - frechet_distance(features_b, reference),
-            "low": differences[int(0.025 * resamples)], "high": differences[int(0.975 * resamples) - 1]}
+            "low": low, "high": high}
 
 
 def duplicate_share(images: torch.Tensor, labels: torch.Tensor, tolerance: float = 1 / 255) -> float:

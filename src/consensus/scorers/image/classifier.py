@@ -157,8 +157,8 @@ class NoiseAwareClassifierScorer(_Classifier):
 
         x_t = √ᾱ (2 x̂0 − 1) + √(1−ᾱ) ε̂          (pixel space; the candidate is in [0, 1])
 
-    exactly, and its gradient reaches x̂0 as √ᾱ ∇_{x_t} log p(c | x_t): classifier guidance, in the x̂0 space
-    where ``Guidance`` steps. With no noise level (finished images) it reads them as clean (ᾱ = 1).
+    exactly, and its gradient reaches the candidate as −2 √ᾱ ∇_{x_t} log p(c | x_t) (the 2 from the map of [0, 1]
+    to [−1, 1]): classifier guidance, in the x̂0 space where ``Guidance`` steps. With no noise level (finished images) it reads them as clean (ᾱ = 1).
 
     Args:
         model: ``model(x_t, noise_std) -> logits [N, num_classes]`` with x_t ``[N, C, H, W]`` in the diffusion
