@@ -5,10 +5,7 @@ its key/value cache is repeated N times, so a best-of-N run costs one prompt pas
 Rows that hit a stop string or the end-of-sequence token leave the batch (their cache rows
 are dropped), so a long straggler does not make the finished rows pay for its tokens.
 
-The sampler draws from the top-k slice of the vocabulary only: sorting and sampling over
-Gemma's 262k-token vocabulary costs more than the model's forward pass at batch 16
-(../shared/reference/gemma-270m-measurements.md §1.2); restricting to the k most likely
-tokens before nucleus filtering changes nothing a top-p of <1 would not already cut.
+The draws, stop strings and per-row records are every backend's (``consensus.generators.text.decoding``).
 
 Every sampled text carries its tokens and their log-probabilities (``SampledText``): the model computed
 them to sample, so a likelihood of the same model (``continuation_logprobs``) reads them instead of running
@@ -21,7 +18,6 @@ solutions the previous step sampled, prefills only the tokens after them.
 
 from __future__ import annotations
 
-import functools
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,11 +26,11 @@ from typing import Any
 
 import torch
 
+from consensus.generators.text.decoding import Draws, Rows, check_sample_args
 from consensus.generators.text.prefix_cache import PrefixCache
 from consensus.generators.text.protocol import Completion, SampledText
 from consensus.generators.text.shared_prefix import SharedPrefix
 from consensus.generators.text.shared_prefix import install as install_shared_prefix
-
 
 # Deprecations inside transformers' own model code and PEFT's merge, which a user can do nothing about
 # (the cache still has to be passed as past_key_values before 5.40, the pinned range).
@@ -50,13 +46,38 @@ def _import_transformers():
     return transformers
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def cpu_has_native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 in hardware (x86 AVX512-BF16 or AMX-BF16, Arm BF16), read from the kernel's
+    CPU flags. Without it torch emulates bf16 matmuls: 0.8 GFLOPS against 67 in float32 on an AVX2-only AMD EPYC."""
+    try:
+        cpuinfo = cpuinfo.read_text()
+    except OSError:  # not Linux: no way to tell cheaply, and float32 is never slow
+        return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def preferred_dtype(device: str | torch.device = "cpu") -> torch.dtype:
+    """bfloat16 where the device computes it natively (a CUDA GPU that supports it, a CPU with bf16 instructions),
+    float32 otherwise."""
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """A dtype by name; ``"auto"`` is ``preferred_dtype(device)``."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        return preferred_dtype(device)
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
     if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(table)}")
+        raise ValueError(f"unknown dtype {dtype!r}; use auto or one of {sorted(table)}")
     return table[dtype]
 
 
@@ -66,6 +87,8 @@ class CausalLMGenerator:
     Build it from a loaded model with ``CausalLMGenerator(model, tokenizer)`` or by name with
     ``CausalLMGenerator.from_pretrained("gpt2")``. The model is put in eval mode and never updated.
     """
+
+    backend = "torch"
 
     def __init__(self, model: Any, tokenizer: Any, name: str | None = None, prefix_cache_bytes: int = 512 * 2**20,
                  shared_prompt_attention: bool = True):
@@ -93,14 +116,16 @@ class CausalLMGenerator:
     def from_pretrained(cls, name_or_path: str, dtype: str | torch.dtype = "float32", device: str = "cpu",
                         adapter: str | None = None, prefix_cache_bytes: int = 512 * 2**20,
                         shared_prompt_attention: bool = True, **kwargs: Any) -> CausalLMGenerator:
-        """Load any hub or local causal LM; ``adapter`` is an optional PEFT (LoRA) adapter directory,
+        """Load any hub or local causal LM (``dtype="auto"``: bfloat16 where ``device`` computes it natively, else
+        float32); ``adapter`` is an optional PEFT (LoRA) adapter directory,
         merged into the weights so generation runs at the base model's speed. ``prefix_cache_bytes`` bounds the
         keys and values kept for later prompts (0: keep none); ``shared_prompt_attention`` lets the samples of a
         prompt read its keys and values from one copy (``consensus.generators.text.shared_prefix``)."""
         transformers = _import_transformers()
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-            model = transformers.AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype), **kwargs)
+            model = transformers.AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device),
+                                                                      **kwargs)
         except OSError as e:
             raise OSError(
                 f"could not load the causal LM {name_or_path!r}: {e}\nGive a local directory holding config.json, "
@@ -158,19 +183,8 @@ class CausalLMGenerator:
         prompt: the rows of the prompts given one generator draw from it together, as they would in a call
         of their own, so several items batched together get the draws each gets alone.
         """
-        if not prompts:
-            raise ValueError("sample() needs at least one prompt")
-        per_prompt = isinstance(generator, (list, tuple))
-        if per_prompt and len(generator) != len(prompts):
-            raise ValueError(f"give one generator per prompt: {len(generator)} generators, {len(prompts)} prompts")
-        if n < 1 or max_new_tokens < 1:
-            raise ValueError(f"n and max_new_tokens must be >= 1, got n={n}, max_new_tokens={max_new_tokens}")
-        if temperature < 0 or not 0 < top_p <= 1 or top_k < 1:
-            raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, top_k >= 1; got {temperature}, {top_p}, {top_k}")
-        if per_prompt:  # the rows of the prompts that share a generator draw together, as in a call of their own
-            generators = list({id(g): g for g in generator}.values())
-            index = {id(g): i for i, g in enumerate(generators)}
-            row_generator = torch.tensor([index[id(g)] for g in generator], device=self.device).repeat_interleave(n)
+        check_sample_args(prompts, n, max_new_tokens, temperature, top_p, top_k, generator)
+        draws = Draws(len(prompts), n, temperature, top_p, top_k, generator, self.device)
         start = time.perf_counter()
         ids = [self.tokenizer(p)["input_ids"] for p in prompts]
         lengths = [len(x) for x in ids]
@@ -203,48 +217,14 @@ class CausalLMGenerator:
         prompt_width = 0 if shared is None else mask.shape[1]  # the columns of the mask that are the prompt's
         logits = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
 
-        generated: list[list[int]] = [[] for _ in range(rows)]
-        logprobs: list[list[float]] = [[] for _ in range(rows)]  # untempered, as a likelihood scorer reads them
-        # Per row and step, the log-probabilities of the tokens that spell a proper prefix of the drawn one: a stop
-        # string that begins inside a token ("\n\n" before "Question:") leaves the text ending on such a prefix.
-        shorter: list[list[dict[int, float]]] = [[] for _ in range(rows)]
-        texts = [""] * rows
-        ended = ["length"] * rows
-        stops: list[str | None] = [None] * rows
+        record = Rows(self, self, prompts, n, self.eos_ids, stop, budget)
         active = torch.arange(rows, device=self.device)  # original row of each batch row
         for _ in range(max_new_tokens):
-            if per_prompt:
-                owner = row_generator[active]
-                next_tokens = torch.empty(len(active), dtype=torch.long, device=self.device)
-                for i in owner.unique().tolist():
-                    its_rows = (owner == i).nonzero()[:, 0]
-                    next_tokens[its_rows] = _draw(logits[its_rows], temperature, top_p, top_k, generators[i])
-            else:
-                next_tokens = _draw(logits, temperature, top_p, top_k, generator)
-            normaliser = logits.logsumexp(-1)  # log-probability = logit - logsumexp, read for a few tokens only
-            chosen = (logits.gather(-1, next_tokens[:, None])[:, 0] - normaliser).tolist()
-            keep = []
-            for b, (row, tok) in enumerate(zip(active.tolist(), next_tokens.tolist())):
-                generated[row].append(tok)
-                logprobs[row].append(chosen[b])
-                prefixes = self._prefix_tokens(tok)
-                shorter[row].append(dict(zip(prefixes, (logits[b, prefixes] - normaliser[b]).tolist()))
-                                    if prefixes else {})
-                if tok in self.eos_ids:
-                    ended[row] = "eos"
-                    texts[row] = self.tokenizer.decode(generated[row][:-1], skip_special_tokens=True)
-                    continue
-                text = self.tokenizer.decode(generated[row], skip_special_tokens=True)
-                cut, hit = _first_stop(text, stop)
-                if cut is not None:
-                    ended[row], texts[row], stops[row] = "stop", text[:cut], hit
-                    continue
-                texts[row] = text
-                if len(generated[row]) < budget[row // n]:
-                    keep.append(b)
+            next_tokens = draws(logits, active)
+            keep = record.record(active.tolist(), next_tokens, logits)
             for b in sorted(set(range(len(active))) - set(keep)) if keeps_prefixes else ():
                 row = int(active[b])  # ended: keep the prompt and all it drew but the last
-                self._keep_prefix(cache, b, mask[b], ids[row // n] + generated[row][:-1], shared)
+                self._keep_prefix(cache, b, mask[b], ids[row // n] + record.generated[row][:-1], shared)
             if not keep:
                 break
             if len(keep) < len(active):
@@ -263,16 +243,8 @@ class CausalLMGenerator:
             out = self.model(input_ids=next_tokens[:, None], attention_mask=mask[:, prompt_width:],
                              position_ids=positions, past_key_values=cache, use_cache=True, **extra)
             logits = out.logits[:, -1, :].float()
-        flat = []
-        for r in range(rows):
-            ids, lps, context = generated[r], logprobs[r], prompts[r // n]
-            if ended[r] == "eos":
-                ids, lps = ids[:-1], lps[:-1]
-            sampled = functools.partial(self._sampled, ids=ids, logprobs=lps, shorter=shorter[r], context=context)
-            with_stop = None if stops[r] is None else sampled(texts[r] + stops[r])
-            flat.append(Completion(sampled(texts[r]), len(generated[r]), ended[r], with_stop))
         self.seconds += time.perf_counter() - start
-        return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return record.completions()
 
     def _left_padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids and attention mask, left-padded so every row's last token sits in the last column."""
@@ -341,25 +313,13 @@ class CausalLMGenerator:
         self.prefix_cache.add(ids, [(torch.cat([k, layer.keys[row]], -2), torch.cat([v, layer.values[row]], -2))
                                     if own else (k, v) for (k, v), layer in zip(prompt, cache.layers)])
 
-    def _sampled(self, text: str, ids: list[int], logprobs: list[float], shorter: list[dict[int, float]],
-                 context: str) -> str:
-        """``text`` as a ``SampledText`` carrying the drawn tokens that spell it; when it ends inside the k-th drawn
-        token, on a prefix that is a token itself, that token's log-probability at step k takes its place. A plain
-        str when neither holds."""
-        k = len(ids)
-        while k > 0 and len(self.tokenizer.decode(ids[:k], skip_special_tokens=True)) > len(text):
-            k -= 1
-        spelled = self.tokenizer.decode(ids[:k], skip_special_tokens=True)
-        if spelled == text:
-            return SampledText(text, ids[:k], torch.tensor(logprobs[:k]), self, context)
-        if k < len(ids) and text.startswith(spelled):
-            tail = text[len(spelled):]
-            for token, logprob in shorter[k].items():
-                if self.tokenizer.decode([token]) == tail:
-                    return SampledText(text, [*ids[:k], token], torch.tensor([*logprobs[:k], logprob]), self, context)
-        return text
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _prefix_tokens(self, token: int) -> list[int]:
+    def token_text(self, token: int) -> str:
+        return self.tokenizer.decode([token])
+
+    def prefix_tokens(self, token: int) -> list[int]:
         """The tokens whose text is a proper prefix of ``token``'s text (memoised: a few per token)."""
         if token not in self._prefixes:
             text = self.tokenizer.decode([token])
@@ -424,27 +384,3 @@ def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
 def _positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip left padding: 0 at each row's first real token."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def _first_stop(text: str, stop: Sequence[str]) -> tuple[int | None, str | None]:
-    """Where the first stop string in ``text`` begins, and which it is (None, None when there is none)."""
-    hits = [(i, s) for i, s in ((text.find(s), s) for s in stop) if i >= 0]
-    return min(hits) if hits else (None, None)
-
-
-def _draw(logits: torch.Tensor, temperature: float, top_p: float, top_k: int,
-          generator: torch.Generator | None) -> torch.Tensor:
-    """Next tokens from [B, V] logits: greedy at temperature 0, else top-k, then nucleus, then a draw."""
-    if temperature == 0:
-        return logits.argmax(-1)
-    values, indices = logits.topk(min(top_k, logits.shape[-1]), dim=-1)  # sorted, descending
-    probs = torch.softmax(values / temperature, dim=-1)
-    if top_p < 1:
-        # Keep the smallest prefix whose mass reaches top_p: drop a token if the mass before it already does.
-        before = probs.cumsum(-1) - probs
-        probs = probs.masked_fill(before >= top_p, 0.0)
-    # The draw runs where the generator lives (a CPU generator cannot drive a CUDA draw): only
-    # [B, top_k] probabilities move, and a seed gives the same tokens on every device.
-    where = generator.device if generator is not None else probs.device
-    choice = torch.multinomial(probs.to(where), 1, generator=generator).to(indices.device)
-    return indices.gather(-1, choice)[:, 0]

@@ -24,7 +24,8 @@ from consensus.core.engine import Proposals, run_consensus
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback import CacheShift, Feedback, TokenReweight
 from consensus.core.trace import TraceWriter
-from consensus.generators.text.causal_lm import CausalLMGenerator, _first_stop, _import_transformers
+from consensus.generators.text.causal_lm import CausalLMGenerator, _import_transformers
+from consensus.generators.text.decoding import first_stop
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]
 FeedbackName = Literal["gradient", "rescore", "none"]
@@ -110,7 +111,7 @@ class TokenSteps:
                 stops.append("eos")
                 continue
             text = tokenizer.decode([*generated, tok], skip_special_tokens=True)
-            cut, _ = _first_stop(text, self.stop)
+            cut, _ = first_stop(text, self.stop)
             texts.append(text if cut is None else text[:cut])
             stops.append(None if cut is None else "stop")
         return [t.strip() for t in texts], stops
