@@ -57,7 +57,7 @@ from consensus.tasks.math.data import (
 from consensus.tasks.math.experiment import Experiment, build_ensemble
 from consensus.tasks.math.generator import load_math_generator
 from consensus.tasks.math.report import Fitted, markdown, summarize
-from consensus.zoo.gemma import load_gemma
+from consensus.zoo.text_generators import load_text_generator
 
 FAMILIES = {
     # the paper's setting: a generator fine-tuned on GSM8K's train split, tested on its test split
@@ -102,7 +102,7 @@ def with_weighted_step_level(experiment: Experiment, fitted: Fitted, problems: l
 
 def build_experiment(args: argparse.Namespace, exemplars: list) -> Experiment:
     """The generator (Gemma + GSM LoRA for gsm_symbolic, base Gemma few-shot otherwise) and the math experts."""
-    lm = load_math_generator() if args.family.startswith("gsm_symbolic") else load_gemma()
+    lm = load_math_generator() if args.family.startswith("gsm_symbolic") else load_text_generator()
     return Experiment(lm, build_ensemble(lm, exemplars, step_verifier=args.step_verifier), n=args.n, beam=args.beam,
                       exemplars=exemplars,
                       sampling=Sampling(max_new_tokens=args.max_new_tokens))
@@ -171,10 +171,10 @@ def main() -> None:
             dev_problems = dev_problems[:args.dev]
     # What the results files must agree on to be resumed (not --problems: a run may grow).
     # The samples depend on these; every record made from scores also on the scorers.
+    experiment = build_experiment(args, exemplars)
     sampling = {"family": args.family, "n": args.n, "beam": args.beam, "seed": args.seed,
                 "max_new_tokens": args.max_new_tokens, **({"sample_batch": args.batch} if args.sample_batch else {}),
-                **({} if args.step_level else {"step_level": False})}
-    experiment = build_experiment(args, exemplars)
+                **({} if args.step_level else {"step_level": False}), "backend": experiment.lm.backend}
     settings = {**sampling, "scorers": experiment.ensemble.names}
     lm = experiment.lm
     solve, executor = make_solve(args, exemplars, experiment), None

@@ -41,10 +41,11 @@ def tiny_lm(tiny_tokenizer):
 
 @pytest.fixture(scope="session")
 def gemma():
-    """The real offline Gemma 3 270M (converted on first use) with the committed GSM adapter."""
+    """The real offline Gemma 3 270M (converted on first use) with the committed GSM adapter, on torch in the dtype
+    this CPU computes natively."""
     from consensus.tasks.math.generator import load_math_generator
 
-    return load_math_generator()
+    return load_math_generator(backend="torch")
 
 
 @pytest.fixture(scope="session")
@@ -52,12 +53,21 @@ def gemma_float32():
     """The same in float32, where two ways of computing one draw round alike, so they must draw the same."""
     from consensus.tasks.math.generator import load_math_generator
 
-    return load_math_generator(dtype="float32")
+    return load_math_generator(dtype="float32", backend="torch")
+
+
+@pytest.fixture(scope="session")
+def llama_gemma():
+    """The same GGUF with the GSM adapter converted to a GGUF LoRA, on llama.cpp (the default where it is installed)."""
+    from consensus.tasks.math.generator import load_math_generator
+
+    return load_math_generator(backend="llama.cpp")
 
 
 @pytest.fixture(scope="session")
 def base_gemma():
-    """The real offline Gemma 3 270M without an adapter: the LM of the video-QA task."""
+    """The real offline Gemma 3 270M without an adapter: the LM of the video-QA task (torch: it is steered by
+    gradients)."""
     from consensus.zoo.gemma import load_gemma
 
     return load_gemma()

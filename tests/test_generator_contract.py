@@ -1,6 +1,6 @@
 """Contract of every generator adapter: the causal-LM generator on a tiny random GPT-2 and on
 the real offline Gemma (its adapter-merged copy), so the generic code path is checked on two
-architectures, one of them with sliding-window attention."""
+architectures, one of them with sliding-window attention; what any text backend owes, on llama.cpp too."""
 
 import pytest
 import torch
@@ -15,6 +15,12 @@ def lm(request) -> CausalLMGenerator:
     return request.getfixturevalue(request.param)
 
 
+@pytest.fixture(params=["tiny_lm", "gemma", "llama_gemma"])
+def any_lm(request):
+    """Every text backend that runs here: torch on two architectures, llama.cpp on the offline GGUF."""
+    return request.getfixturevalue(request.param)
+
+
 def test_greedy_matches_transformers_generate(lm):
     ours = lm.sample(PROMPTS, 1, max_new_tokens=8, temperature=0.0)
     for prompt, [completion] in zip(PROMPTS, ours):
@@ -26,8 +32,8 @@ def test_greedy_matches_transformers_generate(lm):
         assert completion.text == text
 
 
-def test_n_samples_per_prompt_with_token_accounting(lm):
-    out = lm.sample(PROMPTS, 3, max_new_tokens=5, temperature=1.0, generator=torch.Generator().manual_seed(0))
+def test_n_samples_per_prompt_with_token_accounting(any_lm):
+    out = any_lm.sample(PROMPTS, 3, max_new_tokens=5, temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert [len(o) for o in out] == [3, 3]
     for completion in (c for o in out for c in o):
         assert 1 <= completion.tokens <= 5 and completion.ended in ("eos", "stop", "length")
@@ -41,20 +47,20 @@ def test_shared_prefill_equals_separate_prompts(lm):
     assert [[c.text for c in o] for o in shared] == [[a, a] for a in alone]
 
 
-def test_seeded_sampling_is_reproducible(lm):
+def test_seeded_sampling_is_reproducible(any_lm):
     def draw(seed):
-        out = lm.sample(PROMPTS[:1], 4, max_new_tokens=6, temperature=1.0, top_k=50,
-                        generator=torch.Generator().manual_seed(seed))
+        out = any_lm.sample(PROMPTS[:1], 4, max_new_tokens=6, temperature=1.0, top_k=50,
+                            generator=torch.Generator().manual_seed(seed))
         return [c.text for c in out[0]]
 
     assert draw(1) == draw(1)
 
 
-def test_stop_string_cuts_and_is_reported(lm):
-    free = lm.sample(PROMPTS[:1], 1, max_new_tokens=12, temperature=0.0)[0][0]
+def test_stop_string_cuts_and_is_reported(any_lm):
+    free = any_lm.sample(PROMPTS[:1], 1, max_new_tokens=12, temperature=0.0)[0][0]
     assert len(free.text) >= 3  # room to place a stop string inside the text
     stop = free.text[1:3]
-    cut = lm.sample(PROMPTS[:1], 1, max_new_tokens=12, temperature=0.0, stop=[stop])[0][0]
+    cut = any_lm.sample(PROMPTS[:1], 1, max_new_tokens=12, temperature=0.0, stop=[stop])[0][0]
     assert cut.ended == "stop" and cut.text == free.text[:free.text.find(stop)]
     assert cut.tokens <= free.tokens
 
@@ -126,11 +132,11 @@ def test_join_keeps_the_logprobs_of_an_extension_sampled_after_its_parent(tiny_l
     assert join("", line) is line
 
 
-def test_bad_arguments_are_refused(lm):
+def test_bad_arguments_are_refused(any_lm):
     with pytest.raises(ValueError, match="at least one prompt"):
-        lm.sample([], 1)
+        any_lm.sample([], 1)
     with pytest.raises(ValueError, match="top_p"):
-        lm.sample(PROMPTS, 1, top_p=0.0)
+        any_lm.sample(PROMPTS, 1, top_p=0.0)
 
 
 def test_missing_model_names_the_fix(tmp_path):
@@ -187,8 +193,9 @@ def _cem_steps(request):
 
 STEPS = {"TokenSteps": _token_steps, "SolutionSteps": _solution_steps, "LineSteps": _line_steps,
          "DenoisingSteps": _denoising_steps, "CEMSteps": _cem_steps}
-# Their contracts: above, test_image_guidance.py, and test_remote_scorers.py (the remote one against the local one).
-ADAPTERS = {"CausalLMGenerator", "DiffusionGenerator", "RemoteTextGenerator"}
+# Their contracts: above, test_image_guidance.py, test_remote_scorers.py (the remote one against the local one),
+# test_llama_cpp_backend.py and test_openai_backend.py (against a real server on loopback).
+ADAPTERS = {"CausalLMGenerator", "DiffusionGenerator", "RemoteTextGenerator", "LlamaCppGenerator", "OpenAIGenerator"}
 
 
 @pytest.fixture(params=STEPS)
@@ -240,8 +247,11 @@ def test_every_generator_class_has_a_contract():
     assert not missing, f"generators without a contract: {missing}; add them to STEPS or ADAPTERS"
 
 
-def test_the_adapters_implement_their_protocols(tiny_lm):
+def test_the_adapters_implement_their_protocols(tiny_lm, llama_gemma):
     from consensus.generators import TextGenerator
     from consensus.generators.diffusion import Denoiser
+    from consensus.generators.text.openai_server import OpenAIGenerator
 
     assert isinstance(tiny_lm, TextGenerator) and isinstance(_tiny_denoiser(), Denoiser)
+    assert isinstance(llama_gemma, TextGenerator) and isinstance(OpenAIGenerator("http://127.0.0.1:9/v1", "m"),
+                                                                 TextGenerator)

@@ -114,7 +114,9 @@ def test_batched_experiment_records_every_method_and_a_batch_depends_on_nothing_
     [alone] = experiment.solve_batch(problems[:1], seed=0)
     experiment.solve_batch(problems[1:], seed=0)
     [again] = experiment.solve_batch(problems[:1], seed=0)  # as a resumed run would: no kept prefixes carried over
-    assert (alone["samples"], alone["energies"], alone["step_level"]["text"]) == (
-        again["samples"], again["energies"], again["step_level"]["text"])
+    assert (alone["samples"], alone["step_level"]["text"]) == (again["samples"], again["step_level"]["text"])
+    # The sentence encoder's kernels round by batch shape on some CPUs (AVX2 EPYC: 1.4725305 against 1.4725301)
+    for name, energies in alone["energies"].items():
+        assert energies == pytest.approx(again["energies"][name], rel=1e-5, abs=1e-5), name
     more = experiment.samples(problems, seed=1)
     assert [len(m["samples"]) for m in more] == [2, 2] and all(m["tokens"] > 0 for m in more)

@@ -9,15 +9,14 @@ import time
 from pathlib import Path
 
 import consensus
-
-from consensus.cli import (HelpFormatter, add_scorer_option, fresh_run_dir, run_manifest, user_scorers,
-                           with_user_scorers)
+from consensus.cli import HelpFormatter, add_scorer_option, fresh_run_dir, run_manifest, user_scorers, with_user_scorers
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.feedback import TopK
 from consensus.core.trace import TraceWriter, drop_items
 from consensus.distributed.sharded import add_ray_options
 from consensus.eval.metrics import accuracy, majority, paired_difference
+from consensus.generators.text.causal_lm import resolve_dtype
 from consensus.generators.text.lockstep import consensus_in_lockstep
 from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import Sampling
@@ -25,6 +24,7 @@ from consensus.report.manifest import MANIFEST, report_hint
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
 from consensus.tasks.math.data import FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
 from consensus.tasks.math.prompt import STOP, format_prompt
+from consensus.zoo.text_generators import BACKENDS, resolve_backend
 
 METHODS = ("greedy", "self-consistency", "solution", "step")
 
@@ -55,10 +55,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
     p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
                    help="what to do when a scorer returns NaN/inf")
-    p.add_argument("--model", default=None, help="a transformers causal LM name or path (default: offline Gemma + "
-                                                  "the project's GSM adapter; base Gemma few-shot for "
-                                                  "chain_sum, leg_counting and simple_geometry)")
-    p.add_argument("--adapter", default=None, help="a PEFT adapter directory for --model")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="what runs the generator: torch (transformers; bfloat16 where the CPU computes it natively, "
+                        "float32 otherwise), llama.cpp (a GGUF) or openai (an OpenAI-compatible server at --base-url); "
+                        "auto: llama.cpp for the offline Gemma where llama-cpp-python is installed and for a .gguf "
+                        "--model, torch otherwise")
+    p.add_argument("--base-url", default=None, help="the OpenAI-compatible server of --backend openai, e.g. "
+                                                    "http://127.0.0.1:8000/v1 (its key from $OPENAI_API_KEY)")
+    p.add_argument("--model", default=None, help="a transformers causal LM name or path, a GGUF file, or the model a "
+                                                  "server names (default: offline Gemma + the project's GSM adapter; "
+                                                  "base Gemma few-shot for chain_sum, leg_counting and "
+                                                  "simple_geometry)")
+    p.add_argument("--adapter", default=None, help="a PEFT LoRA adapter directory for --model (or a GGUF LoRA file "
+                                                   "for llama.cpp)")
     p.add_argument("--shots", type=int, default=None, help="few-shot exemplars (default: 0 with the GSM adapter, "
                                                           "4 for the few-shot families)")
     p.add_argument("--out", default=None, help="the run folder: results.jsonl (one JSON line per problem; a run "
@@ -71,10 +80,15 @@ def add_parser(subparsers) -> None:
 
 
 def run_settings(args: argparse.Namespace) -> dict:
-    """What a results file must agree on to be resumed (not --size: a run may grow)."""
+    """What a results file must agree on to be resumed (not --size: a run may grow), with the generator's backend as
+    resolved (and the torch path's dtype), so a results file never mixes backends."""
     names = ("source", "seed", "method", "n", "beam", "baseline", "normalization", "nonfinite", "model", "adapter",
-             "shots", "scorer")
-    return {"task": "math", "version": consensus.__version__, **{name: getattr(args, name) for name in names}}
+             "shots", "scorer", "base_url")
+    backend = resolve_backend(args.backend, args.model)
+    generator = {"backend": backend, **({"dtype": str(resolve_dtype("auto")).removeprefix("torch.")}
+                                        if backend == "torch" else {})}
+    return {"task": "math", "version": consensus.__version__, **{name: getattr(args, name) for name in names},
+            "generator": generator}
 
 
 def run_folder(out: str | None, settings: dict) -> Path:
@@ -104,16 +118,16 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     each worker calls this once). ``solve.generator`` names the generator."""
     from consensus.tasks.math.experiment import build_ensemble, draw_samples, line_steps, solution_steps
     from consensus.tasks.math.generator import load_math_generator
-    from consensus.zoo.gemma import load_gemma
+    from consensus.zoo.text_generators import load_text_generator
 
     few_shot_task = args.source in FEW_SHOT_FAMILIES
     shots = args.shots if args.shots is not None else (4 if few_shot_task else 0)
     exemplars = (few_shot_exemplars(args.source, shots, seed=args.seed + 777) if few_shot_task
                  else gsm_symbolic("train", shots, 777)) if shots else []
     if args.model is None and few_shot_task:
-        lm = load_gemma()
+        lm = load_text_generator(backend=args.backend)
     else:
-        lm = load_math_generator(args.model, args.adapter)
+        lm = load_math_generator(args.model, args.adapter, backend=args.backend, base_url=args.base_url)
     sampling = Sampling()
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(lm, exemplars,
                                                                                           args.normalization)
@@ -225,7 +239,8 @@ def run(args: argparse.Namespace) -> None:
         summary[f"pass@{args.n}"] = str(accuracy([any(is_correct(extract_flexible(s), r["gold"]) for s in r["samples"])
                                                   for r in records]))
     summary["generator tokens per problem"] = f"{sum(r['tokens'] for r in records) / len(records):.0f}"
-    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {generator or 'default'}")
+    backend = ", ".join(f"{k} {v}" for k, v in settings["generator"].items())
+    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {generator or 'default'} ({backend})")
     if "greedy" in records[0]:
         summary.update(side_by_side(records, args.method))
     else:

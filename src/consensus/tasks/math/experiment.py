@@ -21,7 +21,7 @@ from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, Proposals, run_consensus
 from consensus.core.ensemble import Ensemble, Normalization
 from consensus.core.feedback import TopK
-from consensus.generators import CausalLMGenerator, TextGenerator
+from consensus.generators import TextGenerator
 from consensus.generators.text.lockstep import consensus_in_lockstep, in_lockstep
 from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
@@ -42,7 +42,7 @@ def line_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(), exemp
     return LineSteps(lm, n, lambda q: format_prompt(q, exemplars), is_complete, sampling, STOP, new_item="Question:")
 
 
-def build_ensemble(lm: CausalLMGenerator, exemplars: Sequence[Problem] = (),
+def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (),
                    normalization: Normalization = "zscore", step_verifier: bool = False) -> Ensemble:
     """The four math experts, equally weighted, z-scored across each candidate set; ``step_verifier`` adds a
     fifth, the process verifier, sharing the outcome verifier's sentence encoder (and its embeddings of the
@@ -76,7 +76,7 @@ def draw_samples(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: i
 
 @dataclass
 class Experiment:
-    lm: CausalLMGenerator
+    lm: TextGenerator
     ensemble: Ensemble
     n: int = 8
     beam: int = 2
