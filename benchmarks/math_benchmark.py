@@ -217,7 +217,7 @@ def main() -> None:
     summary = summarize(records, weightings)
     summary.update({"family": FAMILIES[args.family], "n": args.n, "beam": args.beam, "seed": args.seed,
                     "max_new_tokens": args.max_new_tokens,
-                    "generator": lm.name, "ensemble": repr(experiment.ensemble),
+                    "generator": lm.name, "backend": lm.backend, "ensemble": repr(experiment.ensemble),
                     "threads": args.threads, "wall_seconds_this_run": time.time() - start})
     (out / f"{name}.json").write_text(json.dumps(summary, indent=1))
     table = markdown(summary, FAMILIES[args.family])

@@ -217,7 +217,7 @@ class CausalLMGenerator:
         prompt_width = 0 if shared is None else mask.shape[1]  # the columns of the mask that are the prompt's
         logits = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
 
-        record = Rows(self, self, prompts, n, self.eos_ids, stop, budget)
+        record = Rows(self, prompts, n, self.eos_ids, stop, budget)
         active = torch.arange(rows, device=self.device)  # original row of each batch row
         for _ in range(max_new_tokens):
             next_tokens = draws(logits, active)

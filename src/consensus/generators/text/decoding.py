@@ -23,8 +23,8 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 class Vocabulary(Protocol):
-    """What the record of a row needs of its backend: token ids to text, and the tokens that spell a proper prefix
-    of a token's text."""
+    """What the record of a row needs of its backend (the generator itself, which its ``SampledText``s name as their
+    model): token ids to text, and the tokens that spell a proper prefix of a token's text."""
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
@@ -100,9 +100,9 @@ class Rows:
     """What the ``n`` rows of each prompt have drawn so far: tokens, their untempered log-probabilities (as a
     likelihood scorer reads them), the text, and why each row ended."""
 
-    def __init__(self, vocabulary: Vocabulary, model: object, prompts: Sequence[str], n: int, eos_ids: set[int],
-                 stop: Sequence[str], budget: Sequence[int]):
-        self.vocabulary, self.model, self.prompts, self.n = vocabulary, model, list(prompts), n
+    def __init__(self, lm: Vocabulary, prompts: Sequence[str], n: int, eos_ids: set[int], stop: Sequence[str],
+                 budget: Sequence[int]):
+        self.lm, self.prompts, self.n = lm, list(prompts), n
         self.eos_ids, self.stop, self.budget = eos_ids, tuple(stop), list(budget)
         rows = len(prompts) * n
         self.generated: list[list[int]] = [[] for _ in range(rows)]
@@ -123,14 +123,14 @@ class Rows:
         for b, (row, tok) in enumerate(zip(rows, tokens.tolist())):
             self.generated[row].append(tok)
             self.logprobs[row].append(chosen[b])
-            prefixes = self.vocabulary.prefix_tokens(tok)
+            prefixes = self.lm.prefix_tokens(tok)
             self.shorter[row].append(dict(zip(prefixes, (logits[b, prefixes] - normaliser[b]).tolist()))
                                      if prefixes else {})
             if tok in self.eos_ids:
                 self.ended[row] = "eos"
-                self.texts[row] = self.vocabulary.decode(self.generated[row][:-1])
+                self.texts[row] = self.lm.decode(self.generated[row][:-1])
                 continue
-            text = self.vocabulary.decode(self.generated[row])
+            text = self.lm.decode(self.generated[row])
             cut, hit = first_stop(text, self.stop)
             if cut is not None:
                 self.ended[row], self.texts[row], self.stops[row] = "stop", text[:cut], hit
@@ -157,16 +157,16 @@ class Rows:
         """``text`` as a ``SampledText`` carrying the drawn tokens that spell it; when it ends inside the k-th drawn
         token, on a prefix that is a token itself, that token's log-probability at step k takes its place. A plain
         str when neither holds."""
-        decode, k = self.vocabulary.decode, len(ids)
+        decode, k = self.lm.decode, len(ids)
         while k > 0 and len(decode(ids[:k])) > len(text):
             k -= 1
         spelled = decode(ids[:k])
         if spelled == text:
-            return SampledText(text, ids[:k], torch.tensor(logprobs[:k]), self.model, context)
+            return SampledText(text, ids[:k], torch.tensor(logprobs[:k]), self.lm, context)
         if k < len(ids) and text.startswith(spelled):
             tail = text[len(spelled):]
             for token, logprob in shorter[k].items():
-                if self.vocabulary.token_text(token) == tail:
-                    return SampledText(text, [*ids[:k], token], torch.tensor([*logprobs[:k], logprob]), self.model,
+                if self.lm.token_text(token) == tail:
+                    return SampledText(text, [*ids[:k], token], torch.tensor([*logprobs[:k], logprob]), self.lm,
                                        context)
         return text

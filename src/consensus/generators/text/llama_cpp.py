@@ -69,7 +69,7 @@ class KeptSequences:
     sequence holds."""
 
     def __init__(self, llama_cpp, memory, n_seq_max: int):
-        self._lc, self._memory, self._n_seq_max = llama_cpp, memory, n_seq_max
+        self._lc, self.memory, self._n_seq_max = llama_cpp, memory, n_seq_max
         self.reused_tokens = 0  # prompt tokens a call took from a kept sequence instead of reading them
         self.reset()
 
@@ -77,7 +77,7 @@ class KeptSequences:
         """Every sequence free, none kept, every cell empty (also after a call that failed halfway)."""
         self.free = list(range(self._n_seq_max - 1, -1, -1))
         self.kept: OrderedDict[int, tuple[int, ...]] = OrderedDict()
-        self._lc.llama_memory_clear(self._memory, True)
+        self._lc.llama_memory_clear(self.memory, True)
 
     @property
     def sequences(self) -> int:
@@ -96,7 +96,7 @@ class KeptSequences:
 
     def release(self, seq: int) -> None:
         self.kept.pop(seq, None)
-        self._lc.llama_memory_seq_rm(self._memory, seq, -1, -1)
+        self._lc.llama_memory_seq_rm(self.memory, seq, -1, -1)
         self.free.append(seq)
 
     def keep(self, seq: int, tokens: Sequence[int]) -> None:
@@ -165,6 +165,10 @@ class LlamaCppGenerator:
         context.n_threads = context.n_threads_batch = threads
         context.kv_unified = True  # one cell store for all sequences: rows share their prompt's cells
         context.swa_full = True  # sliding-window layers keep every cell too, so a kept sequence can be extended
+        # Plain attention, not flash attention: measured here, its rows read the same numbers whichever cells they
+        # lie in and whatever else is in the batch (flash attention's tiles rounded identical rows of one call
+        # differently, and a continuation's log-probabilities by up to 0.3 nats with its batch), at about the speed
+        context.flash_attn_type = 0
         self._ctx = lc.llama_init_from_model(self._model, context)
         if not self._ctx:
             raise RuntimeError(f"llama.cpp could not make a context of {n_ctx} tokens for {model_path}")
@@ -234,9 +238,10 @@ class LlamaCppGenerator:
 
     # -- decoding ------------------------------------------------------------------------------------------------
 
-    def _decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> torch.Tensor:
+    def _decode(self, entries: Sequence[tuple[int, int, int, bool]], view: bool = False) -> torch.Tensor:
         """Feed ``(token, position, sequence, wants logits)`` entries, at most ``n_batch`` a call; the logits of those
-        that want them, in order, as a float32 [outputs, vocab] tensor."""
+        that want them, in order, as a float32 [outputs, vocab] tensor. ``view``: when one call holds them all, the
+        tensor is llama.cpp's own buffer, valid until the next call (the decoding loop reads it before then)."""
         lc, batch, out = self._lc, self._batch, []
         for start in range(0, len(entries), self.n_batch):
             chunk = entries[start:start + self.n_batch]
@@ -253,8 +258,14 @@ class LlamaCppGenerator:
             wanted = sum(1 for entry in chunk if entry[3])
             if wanted:
                 logits = np.ctypeslib.as_array(lc.llama_get_logits(self._ctx), shape=(wanted, self.vocab_size))
-                out.append(torch.from_numpy(logits.copy()))
-        return torch.cat(out) if out else torch.empty(0, self.vocab_size)
+                out.append(torch.from_numpy(logits))
+            if start + self.n_batch < len(entries) and out:  # the next call overwrites llama.cpp's buffer
+                out[-1] = out[-1].clone()
+        if not out:
+            return torch.empty(0, self.vocab_size)
+        if len(out) == 1:
+            return out[0] if view else out[0].clone()
+        return torch.cat(out)
 
     def _prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[list[int], torch.Tensor]:
         """A new sequence per prompt holding all its tokens, each started from the kept sequence it extends furthest
@@ -267,11 +278,11 @@ class LlamaCppGenerator:
         for ids, (source, length) in zip(prompts, sources):
             seq = kept.take(pinned)
             if source is not None:
-                self._lc.llama_memory_seq_cp(kept._memory, source, seq, 0, length)
+                self._lc.llama_memory_seq_cp(kept.memory, source, seq, 0, length)
                 kept.reused_tokens += length
             seqs.append(seq)
             entries += [(tok, pos, seq, pos == len(ids) - 1) for pos, tok in enumerate(ids) if pos >= length]
-        return seqs, self._decode(entries)
+        return seqs, self._decode(entries, view=True)
 
     def sample(self, prompts: Sequence[str], n: int = 1, *, max_new_tokens: int = 128, temperature: float = 1.0,
                top_p: float = 1.0, top_k: int = 64, stop: Sequence[str] = (),
@@ -287,7 +298,7 @@ class LlamaCppGenerator:
                              "shorten it or use a model with a longer context")
         budget = [min(max_new_tokens, self.context - len(x)) for x in ids]
         draws = Draws(len(prompts), n, temperature, top_p, top_k, generator)
-        record = Rows(self, self, prompts, n, self.eos_ids, stop, budget)
+        record = Rows(self, prompts, n, self.eos_ids, stop, budget)
         try:
             self._decode_rows(ids, n, draws, record, budget)
         except BaseException:  # its sequences half taken: start the cache afresh, so the next call finds it sound
@@ -299,7 +310,7 @@ class LlamaCppGenerator:
     def _decode_rows(self, ids: list[list[int]], n: int, draws: Draws, record: Rows, budget: list[int]) -> None:
         """Prefill the prompts, copy each into its n rows and decode them all together until every row ends."""
         prompt_seqs, logits = self._prefill(ids)
-        kept, memory = self.prefix_cache, self.prefix_cache._memory
+        kept, memory = self.prefix_cache, self.prefix_cache.memory
         rows = []  # the sequence of each row
         for seq, x in zip(prompt_seqs, ids):
             for _ in range(n):
@@ -318,7 +329,7 @@ class LlamaCppGenerator:
                 break
             active, tokens = [active[b] for b in keep], tokens[keep].tolist()
             logits = self._decode([(tok, len(ids[row // n]) + len(record.generated[row]) - 1, rows[row], True)
-                                   for row, tok in zip(active, tokens)])
+                                   for row, tok in zip(active, tokens)], view=True)
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str],
                               batch_size: int = 64) -> list[torch.Tensor]:
@@ -331,7 +342,7 @@ class LlamaCppGenerator:
         start = time.perf_counter()
         results: list[torch.Tensor | None] = [self._carried(p, c) for p, c in zip(prompts, continuations)]
         todo = [i for i, r in enumerate(results) if r is None]
-        kept, memory = self.prefix_cache, self.prefix_cache._memory
+        kept, memory = self.prefix_cache, self.prefix_cache.memory
         for group in (todo[i:i + batch_size] for i in range(0, len(todo), batch_size)):
             entries, spans, seqs = [], [], []
             for i in group:
