@@ -49,9 +49,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1,
                    help="problems solved together, their generator calls merged into one batch (every method; "
                         "solution and step level run them in lockstep, one generator call and one call per scorer "
-                        "a step): faster; each draws from its own seed, so a float32 model draws what it draws "
-                        "alone, but a bfloat16 one (the offline default) rounds a padded batch differently, and its "
-                        "records then depend on which problems share a batch")
+                        "a step): faster; each draws from its own seed, so a float32 torch model draws what it "
+                        "draws alone, but a bfloat16 one or llama.cpp (the offline default) rounds a batch by its "
+                        "shape, and its records then depend on which problems share a batch")
     p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
     p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
                    help="what to do when a scorer returns NaN/inf")
