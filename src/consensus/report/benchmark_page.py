@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from consensus.report import plots
-from consensus.report.html import (data_uri, esc, item_block, key_values, number, page, short, table,
-                                   warnings_block)
+from consensus.report.confined import image_inside
+from consensus.report.html import data_uri, esc, item_block, key_values, number, page, short, table, warnings_block
 from consensus.report.load import Run, read_jsonl
 from consensus.report.run_page import candidate_table
 
@@ -84,7 +84,8 @@ def read_benchmark(data: dict[str, Any]) -> Benchmark | None:
                 for name, c in conditions.items()]
         return Benchmark("accuracy", rows, _claims(data.get("claims", {})), _scalars(data, {"claims"}))
     results = data.get("results") or data.get("rows")
-    if isinstance(results, dict) and all("accuracy_ci95" in r for r in results.values()):  # image
+    image = isinstance(results, dict) and all(isinstance(r, dict) and "accuracy_ci95" in r for r in results.values())
+    if image:
         rows = [Method(name, r["accuracy"], *r["accuracy_ci95"],
                        {k: r.get(k) for k in ("n", "fid", "kid", "inception_score", "seconds_per_sample", "seconds")
                         if r.get(k) is not None})
@@ -126,7 +127,7 @@ def benchmark_page(path: Path) -> tuple[str, list[str]]:
         parts.append("<h2>Results</h2>" + _nested(data))
     else:
         parts.append(_methods_section(bench))
-    parts.append(_grids(path, [m.name for m in bench.methods] if bench else []))
+    parts.append(_grids(path, [m.name for m in bench.methods] if bench else [], warnings))
     records_path = records_beside(path)
     blocks, templates = [], []
     if records_path is not None:
@@ -168,10 +169,11 @@ def _methods_section(bench: Benchmark) -> str:
     return "".join(out)
 
 
-def _grids(path: Path, methods: list[str]) -> str:
+def _grids(path: Path, methods: list[str], warnings: list[str]) -> str:
     """The pictures in the folder named like the results file; one named by a number is that method's."""
     folder = path.with_suffix("")
-    pictures = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    found = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    pictures = [p for p in (image_inside(folder, q.name, f"{folder.name}/", warnings) for q in found) if p is not None]
     captions = [methods[int(p.stem)] if p.stem.isdigit() and int(p.stem) < len(methods) else p.stem for p in pictures]
     figures = [f'<figure><img class="picture" alt="{esc(caption)}" src="{data_uri(p, max_side=360)}">'
                f"<figcaption>{esc(caption)}</figcaption></figure>" for p, caption in zip(pictures, captions)]

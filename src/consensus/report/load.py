@@ -11,6 +11,7 @@ from typing import Any
 
 from consensus.core.trace import validate_record
 from consensus.eval.harness import scan_results
+from consensus.report.confined import inside
 from consensus.report.manifest import MANIFEST
 
 
@@ -84,10 +85,10 @@ def load_run(path: str | Path) -> Run:
         name = manifest.get(key)
         if not name:
             continue
-        file = folder / name
-        if not file.exists():
-            warnings.append(f"{name}: not found (the run may have stopped before writing it)")
-        elif key == "trace":
+        file = inside(folder, name, f"{MANIFEST} {key}", warnings)
+        if file is None:
+            continue
+        if key == "trace":
             run.trace = read_jsonl(file, validate_record, warnings)
         else:
             run.results = read_results(file, warnings)

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from consensus.report import plots
-from consensus.report.html import (data_uri, esc, item_block, key_values, number, page, short, table,
-                                   warnings_block)
+from consensus.report.confined import candidate_pattern, image_inside
+from consensus.report.html import data_uri, esc, item_block, key_values, number, page, short, table, warnings_block
 from consensus.report.load import Run
+from consensus.report.manifest import MANIFEST
 
 MAX_ROWS = 12  # candidates shown per iteration (best total energies, plus every survivor)
 OPEN_AT_MOST = 1  # a run of this many items shows them open; a bigger one fills each item on demand
@@ -63,10 +64,11 @@ def _key(item: Any) -> str:
 
 def _images(run: Run) -> str:
     figures = []
-    for image in run.manifest.get("images") or []:
-        path = run.folder / image["path"]
-        if not path.exists():
-            run.warnings.append(f"image {image['path']} not found")
+    images = run.manifest.get("images") or []
+    for i, image in enumerate(images if isinstance(images, list) else []):
+        image = image if isinstance(image, dict) else {"path": image}
+        path = image_inside(run.folder, image.get("path"), f"{MANIFEST} images[{i}]", run.warnings)
+        if path is None:
             continue
         figures.append(f'<figure><img class="picture" alt="{esc(image.get("caption", ""))}" '
                        f'src="{data_uri(path, max_side=480)}"><figcaption>{esc(image.get("caption", ""))}'
@@ -210,7 +212,7 @@ def _item_details(run: Run, result: dict[str, Any] | None, records: list[dict[st
                 for k in range(len(curves["total"]))]
         parts.append("<div><b>energy of the chosen candidate per iteration</b>"
                      + table(["iteration", *map(esc, curves)], rows) + "</div>")
-    pattern = run.manifest.get("candidate_images")
+    pattern = candidate_pattern(run.manifest.get("candidate_images"), run.warnings)
     for record in records:
         feedback = "; ".join(f"{form}: {short(did, 120)}" for form, did in record["feedback"].items())
         parts.append(f"<h4>iteration {record['iteration']}"
@@ -235,8 +237,14 @@ def candidate_table(record: dict[str, Any], run: Run, pattern: str | None) -> st
     for i in shown:
         cell = f"<pre>{esc(candidates[i])}</pre>"
         if pattern:
-            image = run.folder / pattern.format(iteration=record["iteration"], candidate=i)
-            if image.exists():
+            name = pattern.format(iteration=record["iteration"], candidate=i)
+            notes: list[str] = []
+            image = image_inside(run.folder, name, "candidate_images", notes)
+            # a candidate without a thumbnail is no news; one the page refused to read is, once per run
+            refused = next((n for n in notes if not n.endswith("not found")), None)
+            if refused and not any(w.startswith("candidate_images:") for w in run.warnings):
+                run.warnings.append(refused + " (and any like it)")
+            if image is not None:
                 cell = f'<img class="thumb" alt="candidate {i}" src="{data_uri(image)}">'
         row = [number(i), cell]
         row += [f'<td class="num">{number(values[i])} <span class="rank">#{ranks[name][i]}</span></td>'
