@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from consensus.core.engine import GeneratorError
 from consensus.core.ensemble import (
@@ -82,16 +83,59 @@ def run_manifest(args: argparse.Namespace, folder: Path, trace: Path | None, **f
 
 
 def fresh_run_dir(path: Path, flag: str = "--out", resumes: Callable[[Path], bool] = lambda folder: False) -> Path:
-    """The folder a run writes to: ``path`` when it is new or empty (or ``resumes`` says it holds this very run),
-    else the first such of ``path-2``, ``path-3``, ..., so a new run never mixes its files with an earlier run's."""
+    """The folder a run writes to, locked for this process (``lock_run_folder``): ``path`` when it is new or empty
+    (or ``resumes`` says it holds this very run), else the first such of ``path-2``, ``path-3``, ..., so a new run
+    never mixes its files with an earlier run's; an empty one another run has just taken is passed over, and this
+    very run running elsewhere is refused (``RunFolderBusy``)."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is a file; give a folder")
     candidate, k = path, 1
-    while candidate.exists() and any(candidate.iterdir()) and not resumes(candidate):
+    while True:
+        if candidate.exists() and resumes(candidate):
+            lock_run_folder(candidate)  # this very run, running elsewhere: refused, not started again beside it
+            return candidate
+        if not (candidate.exists() and any(p.name != LOCK for p in candidate.iterdir())):
+            try:
+                lock_run_folder(candidate)
+                return candidate
+            except RunFolderBusy:  # a run that has just taken it
+                pass
         k += 1
         candidate = path.with_name(f"{path.name}-{k}")
-    candidate.mkdir(parents=True, exist_ok=True)
-    return candidate
+
+
+LOCK = ".consensus.lock"
+_held_locks: dict[Path, Any] = {}  # open until the process ends; the OS drops a lock when its holder dies
+
+
+class RunFolderBusy(ValueError):
+    """Another process is running into this folder."""
+
+
+def lock_run_folder(folder: Path, command: str | None = None) -> None:
+    """Take an exclusive OS lock (``flock``) on the run folder for the rest of this process, writing the pid and the
+    command into the lock file; a second run into the folder is refused with a ``RunFolderBusy`` naming them. A run
+    killed any way releases it (the OS does), so no stale lock is ever left behind."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    if key in _held_locks:
+        return
+    handle = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "a process that has not yet said which"
+        handle.close()
+        raise RunFolderBusy(f"{folder} is in use by another run ({holder}); wait for it to end, or give another "
+                            "--out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}: {command or shlex.join(sys.argv)}\n")
+    handle.flush()
+    _held_locks[key] = handle
 
 
 def _missing(command: str, extra: str, error: ImportError, args: argparse.Namespace) -> None:

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import consensus
-from consensus.cli import HelpFormatter, add_scorer_option, fresh_run_dir, run_manifest, user_scorers, with_user_scorers
+from consensus.cli import (HelpFormatter, add_scorer_option, fresh_run_dir, lock_run_folder, run_manifest, user_scorers,
+                           with_user_scorers)
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.feedback import TopK
@@ -102,6 +103,7 @@ def run_folder(out: str | None, settings: dict) -> Path:
     if folder.suffix == ".jsonl" or folder.is_file():
         raise ValueError(f"--out {folder} names a file; --out is the run's folder (it holds results.jsonl, "
                          f"trace.jsonl and run.json), e.g. --out runs/math")
+    lock_run_folder(folder)  # before reading what it holds: another run may be writing it
     check_settings(folder / "results.jsonl", settings)
     return folder
 
