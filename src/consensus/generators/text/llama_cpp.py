@@ -50,7 +50,7 @@ def _import_llama_cpp():
 
 
 def _print_errors(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    """llama.cpp's log, errors only: its notes on loading (repacked buffers, token types) are not the user's to act on."""
+    """llama.cpp's log, errors only: its notes on loading (repacked buffers, token types) ask nothing of the user."""
     if level == GGML_LOG_LEVEL_ERROR:
         print(text.decode("utf-8", errors="replace"), end="", file=sys.stderr, flush=True)
 
@@ -376,7 +376,8 @@ class LlamaCppGenerator:
     def _carried(self, prompt: str, continuation: str) -> torch.Tensor | None:
         """The log-probabilities a ``SampledText`` of this generator carries, when they are the ones teacher forcing
         would score: sampled from this prompt, and its tokens those of tokenising prompt + continuation."""
-        if not (isinstance(continuation, SampledText) and continuation.model is self and continuation.context == prompt):
+        if not (isinstance(continuation, SampledText) and continuation.model is self
+                and continuation.context == prompt):
             return None
         prompt_ids, ids = self.tokenize(prompt), self.tokenize(prompt + continuation)
         if ids[:len(prompt_ids)] != prompt_ids or tuple(ids[len(prompt_ids):]) != continuation.token_ids:

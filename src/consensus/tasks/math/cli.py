@@ -242,7 +242,8 @@ def run(args: argparse.Namespace) -> None:
                                                   for r in records]))
     summary["generator tokens per problem"] = f"{sum(r['tokens'] for r in records) / len(records):.0f}"
     backend = ", ".join(f"{k} {v}" for k, v in settings["generator"].items())
-    print(f"{args.source}, {len(records)} problems, method {args.method}, generator {generator or 'default'} ({backend})")
+    print(f"{args.source}, {len(records)} problems, method {args.method}, "
+          f"generator {generator or 'default'} ({backend})")
     if "greedy" in records[0]:
         summary.update(side_by_side(records, args.method))
     else:
