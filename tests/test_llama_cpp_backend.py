@@ -56,11 +56,13 @@ def test_sampled_texts_carry_the_logprobs_teacher_forcing_gives(llama_gemma):
     shared = llama_gemma.continuation_logprobs([PROMPT] * len(carried), carried)
     fresh = llama_gemma.continuation_logprobs([PROMPT] * len(carried), [str(t) for t in carried])
     # A token decoded alone and the same token in a prefill go through different kernels of llama.cpp, whose 8-bit
-    # activations round them apart: most tokens agree to hundredths, an uncertain one by up to about half a nat
-    # (seen: -0.23 against -0.79 where float32 torch gives -0.63); tokens off by one place would differ by nats
+    # activations round them apart: most tokens agree to hundredths, an uncertain one by up to a nat or so (seen:
+    # " is" after "5\n5" at -0.15 decoded, -0.20 to -0.79 in prefills of other lengths, -0.63 in float32 torch).
+    # Tokens off by one place would differ by nats on most tokens.
     for a, b in zip(shared, fresh):
         gap = (a - b).abs()
-        assert a.shape == b.shape and gap.median() < 0.05 and gap.max() < 1.0 and abs(a.mean() - b.mean()) < 0.1
+        assert a.shape == b.shape and gap.median() < 0.05 and int((gap > 0.5).sum()) <= 1
+        assert abs(a.mean() - b.mean()) < 0.2
 
 
 def test_step_level_prompts_start_from_the_kept_partial_solutions(llama_gemma):
