@@ -1,7 +1,8 @@
 """The text-generator protocol: what the engine's text steps and the scorers need of a language model.
 
-``CausalLMGenerator`` implements it over any transformers causal LM; a vLLM or llama.cpp backend
-implements the same three members and plugs into solution- and step-level consensus unchanged.
+Three backends implement it and plug into solution- and step-level consensus unchanged: ``CausalLMGenerator``
+over any transformers causal LM, ``LlamaCppGenerator`` over a GGUF, and ``OpenAIGenerator`` over any
+OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, a hosted API).
 Token-level feedback (``TokenReweight``, ``CacheShift``) needs the model's next-token distribution
 step by step, which ``CausalLMGenerator.token_steps`` provides.
 """
