@@ -144,17 +144,18 @@ def main() -> None:
     ensembles = {name: (build_ensemble(base[name], exemplars), build_ensemble(tuned[name])) for name in BACKENDS}
     gguf_bytes = gemma_gguf().stat().st_size
     torch_bytes = sum(p.numel() * 4 for p in base["torch float32"].model.parameters())
+    # Each measure of (a backend, the repeat's seed); greedy ones need no seed
     measures = {
-        "batch 1, decode": lambda lm: args.tokens / (greedy_seconds(lm, prompt, args.tokens + 1)
-                                                     - greedy_seconds(lm, prompt, 1)),
-        "batch 1, with prefill": lambda lm: args.tokens / greedy_seconds(lm, prompt, args.tokens),
+        "batch 1, decode": lambda lm, _: args.tokens / (greedy_seconds(lm, prompt, args.tokens + 1)
+                                                        - greedy_seconds(lm, prompt, 1)),
+        "batch 1, with prefill": lambda lm, _: args.tokens / greedy_seconds(lm, prompt, args.tokens),
         "N=8": lambda lm, r: rows_per_second(lm, prompt, 8, args.tokens, r),
         "N=16": lambda lm, r: rows_per_second(lm, prompt, 16, args.tokens, r),
     }
     stock_measures = {
-        "batch 1, decode": lambda: args.tokens / (stock_greedy_seconds(stock, prompt, args.tokens + 1)
-                                                  - stock_greedy_seconds(stock, prompt, 1)),
-        "batch 1, with prefill": lambda: args.tokens / stock_greedy_seconds(stock, prompt, args.tokens),
+        "batch 1, decode": lambda _: args.tokens / (stock_greedy_seconds(stock, prompt, args.tokens + 1)
+                                                    - stock_greedy_seconds(stock, prompt, 1)),
+        "batch 1, with prefill": lambda _: args.tokens / stock_greedy_seconds(stock, prompt, args.tokens),
         "N=8": lambda r: stock_rows_per_second(stock, prompt, 8, args.tokens, r),
         "N=16": lambda r: stock_rows_per_second(stock, prompt, 16, args.tokens, r),
     }
@@ -178,14 +179,11 @@ def main() -> None:
             order = list(BACKENDS) if repeat % 2 == 0 else list(BACKENDS)[::-1]
             for name, fn in measures.items():
                 for backend in order:
-                    lm = base[backend]
-                    measure(name, backend, repeat, (lambda: fn(lm, repeat)) if name.startswith("N=") else
-                            (lambda: fn(lm)))
-                stock_fn = stock_measures[name]
-                measure(name, STOCK, repeat, (lambda: stock_fn(repeat)) if name.startswith("N=") else stock_fn)
+                    measure(name, backend, repeat, functools.partial(fn, base[backend], repeat))
+                measure(name, STOCK, repeat, functools.partial(stock_measures[name], repeat))
             for name, cell in problem_cells.items():
                 for backend in order:
-                    measure(name, backend, repeat, lambda: cell(context, backend))
+                    measure(name, backend, repeat, functools.partial(cell, context, backend))
     bw = bandwidth()
     report(done, args, bw, gguf_bytes, torch_bytes, prompt_tokens, list(measures), list(problem_cells))
 

@@ -22,9 +22,8 @@ def inside(folder: Path, name: object, field: str, warnings: list[str]) -> Path 
     if not isinstance(name, str) or not name or "\0" in name:
         warnings.append(f"{field}: {name!r} is not a file name; left out")
         return None
-    root = folder.resolve()
-    path = (folder / name).resolve()
-    if not path.is_relative_to(root):
+    path = _resolved_inside(folder, name)
+    if path is None:
         warnings.append(f"{field}: {name!r} lies outside the run folder; left out, not read")
         return None
     if not path.is_file():
@@ -51,18 +50,28 @@ def image_inside(folder: Path, name: object, field: str, warnings: list[str]) ->
     return path
 
 
-def candidate_pattern(pattern: object, warnings: list[str]) -> str | None:
+def candidate_pattern(pattern: object, folder: Path, warnings: list[str]) -> str | None:
     """A manifest's ``candidate_images`` pattern when it names only ``{iteration}`` and ``{candidate}`` (with a format
-    spec, as in ``{iteration:02d}``); None and a warning otherwise (``{iteration.__class__}`` reads attributes)."""
+    spec, as in ``{iteration:02d}``) and names files inside ``folder``; None and a warning otherwise
+    (``{iteration.__class__}`` reads attributes). Each file it names is still checked as it is read."""
     if pattern is None:
         return None
     try:
-        fields = {field for _, field, _, _ in string.Formatter().parse(pattern) if field is not None} if isinstance(
-            pattern, str) else None
-    except ValueError:
-        fields = None
-    if fields is None or not fields <= {"iteration", "candidate"}:
+        fields = {field for _, field, _, _ in string.Formatter().parse(pattern)} - {None}
+        sample = pattern.format(iteration=0, candidate=0) if fields <= {"iteration", "candidate"} else None
+    except (AttributeError, TypeError, ValueError):  # not a string, or a format spec an int does not take
+        sample = None
+    if sample is None:
         warnings.append(f"candidate_images: {pattern!r} may name only {{iteration}} and {{candidate}}; thumbnails "
                         "left out")
         return None
+    if _resolved_inside(folder, sample) is None:
+        warnings.append(f"candidate_images: {pattern!r} lies outside the run folder; thumbnails left out, not read")
+        return None
     return pattern
+
+
+def _resolved_inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` resolved (``..``, absolute paths, symlinks), when that lies inside ``folder``."""
+    path = (folder / name).resolve()
+    return path if path.is_relative_to(folder.resolve()) else None

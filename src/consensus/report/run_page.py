@@ -212,7 +212,7 @@ def _item_details(run: Run, result: dict[str, Any] | None, records: list[dict[st
                 for k in range(len(curves["total"]))]
         parts.append("<div><b>energy of the chosen candidate per iteration</b>"
                      + table(["iteration", *map(esc, curves)], rows) + "</div>")
-    pattern = candidate_pattern(run.manifest.get("candidate_images"), run.warnings)
+    pattern = candidate_pattern(run.manifest.get("candidate_images"), run.folder, run.warnings)
     for record in records:
         feedback = "; ".join(f"{form}: {short(did, 120)}" for form, did in record["feedback"].items())
         parts.append(f"<h4>iteration {record['iteration']}"
@@ -238,12 +238,7 @@ def candidate_table(record: dict[str, Any], run: Run, pattern: str | None) -> st
         cell = f"<pre>{esc(candidates[i])}</pre>"
         if pattern:
             name = pattern.format(iteration=record["iteration"], candidate=i)
-            notes: list[str] = []
-            image = image_inside(run.folder, name, "candidate_images", notes)
-            # a candidate without a thumbnail is no news; one the page refused to read is, once per run
-            refused = next((n for n in notes if not n.endswith("not found")), None)
-            if refused and not any(w.startswith("candidate_images:") for w in run.warnings):
-                run.warnings.append(refused + " (and any like it)")
+            image = image_inside(run.folder, name, "candidate_images", [])  # a candidate without one is no news
             if image is not None:
                 cell = f'<img class="thumb" alt="candidate {i}" src="{data_uri(image)}">'
         row = [number(i), cell]

@@ -18,6 +18,7 @@ solutions the previous step sampled, prefills only the tokens after them.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,9 +27,9 @@ from typing import Any
 
 import torch
 
-from consensus.generators.text.decoding import Draws, Rows, check_sample_args
+from consensus.generators.text.decoding import Draws, Rows, carried_logprobs, check_sample_args, proper_prefix_tokens
 from consensus.generators.text.prefix_cache import PrefixCache
-from consensus.generators.text.protocol import Completion, SampledText
+from consensus.generators.text.protocol import Completion
 from consensus.generators.text.shared_prefix import SharedPrefix
 from consensus.generators.text.shared_prefix import install as install_shared_prefix
 
@@ -322,9 +323,8 @@ class CausalLMGenerator:
     def prefix_tokens(self, token: int) -> list[int]:
         """The tokens whose text is a proper prefix of ``token``'s text (memoised: a few per token)."""
         if token not in self._prefixes:
-            text = self.tokenizer.decode([token])
-            found = (self.tokenizer.encode(text[:i], add_special_tokens=False) for i in range(1, len(text)))
-            self._prefixes[token] = [ids[0] for ids in found if len(ids) == 1]
+            encode = functools.partial(self.tokenizer.encode, add_special_tokens=False)
+            self._prefixes[token] = proper_prefix_tokens(self.token_text(token), encode)
         return self._prefixes[token]
 
     @torch.inference_mode()
@@ -365,16 +365,7 @@ class CausalLMGenerator:
         return results
 
     def _carried(self, prompt: str, continuation: str) -> torch.Tensor | None:
-        """The log-probabilities a ``SampledText`` of this generator carries, when they are the ones teacher forcing
-        would score: sampled from this prompt, and its tokens those of tokenising prompt + continuation (a sampled
-        token sequence that the tokenizer would split otherwise is scored afresh)."""
-        if not (isinstance(continuation, SampledText) and continuation.model is self and continuation.context == prompt):
-            return None
-        prompt_ids = self.tokenizer(prompt)["input_ids"]
-        ids = self.tokenizer(prompt + continuation)["input_ids"]
-        if ids[:len(prompt_ids)] != prompt_ids or tuple(ids[len(prompt_ids):]) != continuation.token_ids:
-            return None
-        return continuation.logprobs
+        return carried_logprobs(self, prompt, continuation, lambda text: self.tokenizer(text)["input_ids"])
 
 
 def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:

@@ -12,7 +12,7 @@ restricting to the k most likely tokens before nucleus filtering changes nothing
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -88,6 +88,25 @@ def draw(logits: torch.Tensor, temperature: float, top_p: float, top_k: int,
     where = generator.device if generator is not None else probs.device
     choice = torch.multinomial(probs.to(where), 1, generator=generator).to(indices.device)
     return indices.gather(-1, choice)[:, 0]
+
+
+def proper_prefix_tokens(text: str, encode: Callable[[str], list[int]]) -> list[int]:
+    """The tokens that alone spell a proper prefix of ``text`` (a token's text), by ``encode`` (no special tokens)."""
+    found = (encode(text[:i]) for i in range(1, len(text)))
+    return [ids[0] for ids in found if len(ids) == 1]
+
+
+def carried_logprobs(lm: object, prompt: str, continuation: str,
+                     encode: Callable[[str], list[int]]) -> torch.Tensor | None:
+    """The log-probabilities a ``SampledText`` of ``lm`` carries, when they are the ones teacher forcing would score:
+    sampled from this prompt, and its tokens those ``encode`` gives prompt + continuation after the prompt's (a
+    sampled token sequence the tokenizer would split otherwise is scored afresh); None otherwise."""
+    if not (isinstance(continuation, SampledText) and continuation.model is lm and continuation.context == prompt):
+        return None
+    prompt_ids, ids = encode(prompt), encode(prompt + continuation)
+    if ids[:len(prompt_ids)] != prompt_ids or tuple(ids[len(prompt_ids):]) != continuation.token_ids:
+        return None
+    return continuation.logprobs
 
 
 def first_stop(text: str, stop: Sequence[str]) -> tuple[int | None, str | None]:

@@ -20,6 +20,7 @@ with the caller's seeded ``torch.Generator``, top-k then nucleus, so a seed give
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -30,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from consensus.generators.text.decoding import Draws, Rows, check_sample_args
-from consensus.generators.text.protocol import Completion, SampledText
+from consensus.generators.text.decoding import Draws, Rows, carried_logprobs, check_sample_args, proper_prefix_tokens
+from consensus.generators.text.protocol import Completion
 
 LLAMA_INSTALL = ("pip install llama-cpp-python==0.3.36, built from source with portable flags: see the README's "
                  "install command")
@@ -71,10 +72,11 @@ class KeptSequences:
     def __init__(self, llama_cpp, memory, n_seq_max: int):
         self._lc, self.memory, self._n_seq_max = llama_cpp, memory, n_seq_max
         self.reused_tokens = 0  # prompt tokens a call took from a kept sequence instead of reading them
-        self.reset()
+        self.clear()
 
-    def reset(self) -> None:
-        """Every sequence free, none kept, every cell empty (also after a call that failed halfway)."""
+    def clear(self) -> None:
+        """Every sequence free, none kept, every cell empty (also after a call that failed halfway): llama.cpp's
+        kernels round a row by where its cells lie, so what is drawn next then depends on nothing drawn before."""
         self.free = list(range(self._n_seq_max - 1, -1, -1))
         self.kept: OrderedDict[int, tuple[int, ...]] = OrderedDict()
         self._lc.llama_memory_clear(self.memory, True)
@@ -129,10 +131,24 @@ class KeptSequences:
         for seq in [s for s in self.kept if s not in seqs]:
             self.release(seq)
 
-    def clear(self) -> None:
-        """Forget every kept sequence, cells and all: llama.cpp's kernels round a row by where its cells lie, so what
-        is drawn next then depends on nothing drawn before."""
-        self.reset()
+    def start(self, prompts: Sequence[Sequence[int]], at_most: Sequence[int],
+              drop_others: bool = False) -> list[tuple[int, int]]:
+        """A new sequence per prompt, holding the longest prefix of it (at most its ``at_most`` tokens) that a kept
+        sequence holds: ``(sequence, length)`` each. The sources stay pinned until every prompt has its copy, so
+        taking an id never evicts one still to be copied from; ``drop_others`` first releases every other kept
+        sequence."""
+        sources = [self.longest_prefix(ids, limit) for ids, limit in zip(prompts, at_most)]
+        pinned = {seq for seq, _ in sources if seq is not None}
+        if drop_others:
+            self.keep_only(pinned)
+        started = []
+        for source, length in sources:
+            seq = self.take(pinned)
+            if source is not None:
+                self._lc.llama_memory_seq_cp(self.memory, source, seq, 0, length)
+                self.reused_tokens += length
+            started.append((seq, length))
+        return started
 
 
 class LlamaCppGenerator:
@@ -231,9 +247,8 @@ class LlamaCppGenerator:
     def prefix_tokens(self, token: int) -> list[int]:
         """The tokens whose text is a proper prefix of ``token``'s text (memoised: a few per token)."""
         if token not in self._prefixes:
-            text = self.token_text(token)
-            found = (self.tokenize(text[:i], special=False) for i in range(1, len(text)))
-            self._prefixes[token] = [ids[0] for ids in found if len(ids) == 1]
+            self._prefixes[token] = proper_prefix_tokens(self.token_text(token),
+                                                         functools.partial(self.tokenize, special=False))
         return self._prefixes[token]
 
     # -- decoding ------------------------------------------------------------------------------------------------
@@ -257,32 +272,21 @@ class LlamaCppGenerator:
                                       "n_ctx or ask for fewer rows" if status == 1 else ""))
             wanted = sum(1 for entry in chunk if entry[3])
             if wanted:
-                logits = np.ctypeslib.as_array(lc.llama_get_logits(self._ctx), shape=(wanted, self.vocab_size))
-                out.append(torch.from_numpy(logits))
-            if start + self.n_batch < len(entries) and out:  # the next call overwrites llama.cpp's buffer
-                out[-1] = out[-1].clone()
+                logits = torch.from_numpy(np.ctypeslib.as_array(lc.llama_get_logits(self._ctx),
+                                                                shape=(wanted, self.vocab_size)))
+                last = start + self.n_batch >= len(entries)  # a later call overwrites llama.cpp's buffer
+                out.append(logits if view and last else logits.clone())
         if not out:
             return torch.empty(0, self.vocab_size)
-        if len(out) == 1:
-            return out[0] if view else out[0].clone()
-        return torch.cat(out)
+        return out[0] if len(out) == 1 else torch.cat(out)
 
     def _prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[list[int], torch.Tensor]:
         """A new sequence per prompt holding all its tokens, each started from the kept sequence it extends furthest
-        (the rest kept sequences are released); and the logits after each prompt's last token."""
-        kept = self.prefix_cache
-        sources = [kept.longest_prefix(ids, len(ids) - 1) for ids in prompts]
-        pinned = {seq for seq, _ in sources if seq is not None}
-        kept.keep_only(pinned)
-        seqs, entries = [], []
-        for ids, (source, length) in zip(prompts, sources):
-            seq = kept.take(pinned)
-            if source is not None:
-                self._lc.llama_memory_seq_cp(kept.memory, source, seq, 0, length)
-                kept.reused_tokens += length
-            seqs.append(seq)
-            entries += [(tok, pos, seq, pos == len(ids) - 1) for pos, tok in enumerate(ids) if pos >= length]
-        return seqs, self._decode(entries, view=True)
+        (the other kept sequences are released); and the logits after each prompt's last token."""
+        started = self.prefix_cache.start(prompts, [len(ids) - 1 for ids in prompts], drop_others=True)
+        entries = [(tok, pos, seq, pos == len(ids) - 1)
+                   for ids, (seq, length) in zip(prompts, started) for pos, tok in enumerate(ids) if pos >= length]
+        return [seq for seq, _ in started], self._decode(entries, view=True)
 
     def sample(self, prompts: Sequence[str], n: int = 1, *, max_new_tokens: int = 128, temperature: float = 1.0,
                top_p: float = 1.0, top_k: int = 64, stop: Sequence[str] = (),
@@ -302,7 +306,7 @@ class LlamaCppGenerator:
         try:
             self._decode_rows(ids, n, draws, record, budget)
         except BaseException:  # its sequences half taken: start the cache afresh, so the next call finds it sound
-            self.prefix_cache.reset()
+            self.prefix_cache.clear()
             raise
         self.seconds += time.perf_counter() - start
         return record.completions()
@@ -342,29 +346,27 @@ class LlamaCppGenerator:
         start = time.perf_counter()
         results: list[torch.Tensor | None] = [self._carried(p, c) for p, c in zip(prompts, continuations)]
         todo = [i for i, r in enumerate(results) if r is None]
-        kept, memory = self.prefix_cache, self.prefix_cache.memory
+        kept = self.prefix_cache
         for group in (todo[i:i + batch_size] for i in range(0, len(todo), batch_size)):
-            entries, spans, seqs = [], [], []
-            for i in group:
-                prompt_len, ids = len(self.tokenize(prompts[i])), self.tokenize(prompts[i] + continuations[i])
-                if len(ids) > self.context:
-                    raise ValueError(f"a prompt and its continuation are {len(ids)} tokens, beyond the "
-                                     f"{self.context}-token context of {self.name}; shorten them")
-                first = min(prompt_len, len(ids)) - 1  # the logits at position t score token t + 1
-                source, length = kept.longest_prefix(ids, first)
-                seq = kept.take()
-                seqs.append(seq)
-                if source is not None:
-                    self._lc.llama_memory_seq_cp(memory, source, seq, 0, length)
-                wanted = [(tok, pos, seq, first <= pos < len(ids) - 1) for pos, tok in enumerate(ids) if pos >= length]
-                spans.append((ids[first + 1:], sum(w[3] for w in wanted)))
-                entries += wanted
+            texts = [self.tokenize(prompts[i] + continuations[i]) for i in group]
+            # the logits at position t score token t + 1: from the prompt's last token on
+            firsts = [min(len(self.tokenize(prompts[i])), len(ids)) - 1 for i, ids in zip(group, texts)]
+            if (longest := max(map(len, texts))) > self.context:
+                raise ValueError(f"a prompt and its continuation are {longest} tokens, beyond the "
+                                 f"{self.context}-token context of {self.name}; shorten them")
             try:
+                started = kept.start(texts, firsts)
+                entries, spans = [], []
+                for ids, first, (seq, length) in zip(texts, firsts, started):
+                    wanted = [(tok, pos, seq, first <= pos < len(ids) - 1)
+                              for pos, tok in enumerate(ids) if pos >= length]
+                    spans.append((ids[first + 1:], sum(w[3] for w in wanted)))
+                    entries += wanted
                 logits = self._decode(entries)
             except BaseException:
-                kept.reset()
+                kept.clear()
                 raise
-            for seq in seqs:
+            for seq, _ in started:
                 kept.release(seq)
             for i, (targets, count) in zip(group, spans):
                 rows, logits = logits[:count], logits[count:]
@@ -374,15 +376,7 @@ class LlamaCppGenerator:
         return results
 
     def _carried(self, prompt: str, continuation: str) -> torch.Tensor | None:
-        """The log-probabilities a ``SampledText`` of this generator carries, when they are the ones teacher forcing
-        would score: sampled from this prompt, and its tokens those of tokenising prompt + continuation."""
-        if not (isinstance(continuation, SampledText) and continuation.model is self
-                and continuation.context == prompt):
-            return None
-        prompt_ids, ids = self.tokenize(prompt), self.tokenize(prompt + continuation)
-        if ids[:len(prompt_ids)] != prompt_ids or tuple(ids[len(prompt_ids):]) != continuation.token_ids:
-            return None
-        return continuation.logprobs
+        return carried_logprobs(self, prompt, continuation, self.tokenize)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -147,8 +147,7 @@ class OpenAIGenerator:
     def _wrong_model(self, status: int, text: str) -> str:
         message = f"{self._where()} answered HTTP {status}: {text}. Is the model name {self.model!r} wrong?"
         try:
-            _, raw = self._send("GET", "/models")
-            models = [m.get("id") for m in json.loads(raw).get("data", [])]
+            models = self.models()
         except Exception:  # noqa: BLE001 - the listing is a courtesy; the first error is what matters
             return message + " (GET /models did not list the server's models either)"
         return message + f" The server serves: {', '.join(map(str, models)) or 'no models'}"
