@@ -1,22 +1,28 @@
 """The ``consensus`` command line: one subcommand per experiment.
 
 Exit status: 0 success; 1 the goal or answer was not reached, where a subcommand reports that (robot);
-2 bad input (a flag, a file, a missing model or package); 3 a model or scorer failed while running.
+2 bad input (a flag, a file, a missing model or package, an --out that cannot be written); 3 a model or scorer
+failed while running, or a run's file could not be written (a full disk); 130 stopped by Ctrl-C and 143 by
+SIGTERM (128 + the signal's number, as shells report it), the run's manifest then saying "interrupted".
 Every expected error is one line on stderr; ``--debug`` shows the traceback instead."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import os
 import shlex
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from consensus.core.engine import GeneratorError
+from consensus.core.files import WriteFailed, writing
 from consensus.core.ensemble import (
     Ensemble,
     NonFiniteEnergyError,
@@ -69,17 +75,19 @@ def with_user_scorers(ensemble: Ensemble | None, user: list[tuple[Scorer, float]
 
 def flags_of(args: argparse.Namespace) -> dict:
     """A run's flags as given, for its ``run.json``: every option but the dispatch entries and where output goes."""
-    skip = {"command", "command_line", "handler", "func", "out", "trace", "debug", "verbose"}
+    skip = {"command", "command_line", "handler", "func", "out", "trace", "debug", "verbose", "manifest"}
     return {name: value for name, value in vars(args).items() if name not in skip}
 
 
 def run_manifest(args: argparse.Namespace, folder: Path, trace: Path | None, **fields) -> Callable[..., Path]:
     """``write_manifest`` for this run's folder (``consensus.report.manifest``), bound to the command as typed and to
-    the trace's place in the folder: call it at the start, and again with ``summary=`` at the end."""
+    the trace's place in the folder: call it at the start, and again with ``summary=`` and ``state="finished"`` at the
+    end. ``main`` calls it with ``state="interrupted"`` or ``"failed"`` when the run ends otherwise."""
     from consensus.report.manifest import write_manifest
 
-    return functools.partial(write_manifest, folder, command=getattr(args, "command_line", ""),
-                             trace=None if trace is None else os.path.relpath(trace, folder), **fields)
+    args.manifest = functools.partial(write_manifest, folder, command=getattr(args, "command_line", ""),
+                                      trace=None if trace is None else os.path.relpath(trace, folder), **fields)
+    return args.manifest
 
 
 def fresh_run_dir(path: Path, flag: str = "--out", resumes: Callable[[Path], bool] = lambda folder: False) -> Path:
@@ -118,11 +126,13 @@ def lock_run_folder(folder: Path, command: str | None = None) -> None:
     killed any way releases it (the OS does), so no stale lock is ever left behind."""
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
     if key in _held_locks:
         return
-    handle = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's lifetime
+    with writing(folder):
+        handle = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -131,10 +141,11 @@ def lock_run_folder(folder: Path, command: str | None = None) -> None:
         handle.close()
         raise RunFolderBusy(f"{folder} is in use by another run ({holder}); wait for it to end, or give another "
                             "--out") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}: {command or shlex.join(sys.argv)}\n")
-    handle.flush()
+    with writing(folder):
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}: {command or shlex.join(sys.argv)}\n")
+        handle.flush()
     _held_locks[key] = handle
 
 
@@ -162,7 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         quiet_libraries()
     try:
-        status = args.handler(args)
+        with sigterm_interrupts():
+            status = args.handler(args)
+    except KeyboardInterrupt as e:
+        _interrupted(args, e)
+    except WriteFailed as e:
+        _fail(args, e, BAD if e.bad_input else FAILED)
     except FAILURES as e:
         _fail(args, e, FAILED)
     except BAD_INPUT as e:
@@ -171,6 +187,46 @@ def main(argv: list[str] | None = None) -> None:
         _fail(args, e, FAILED, f"{type(e).__name__}: {e} (run with --debug for the traceback)")
     if status:  # a handler may report failure (a robot episode that missed its goal) as an exit code
         raise SystemExit(status)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, as Ctrl-C raises ``KeyboardInterrupt``: the item in flight is dropped,
+    every finished one is on disk already."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a scheduler's or ``kill``'s stop) ends the run as Ctrl-C does, not silently mid-write."""
+    def stop(signum, frame):
+        raise Interrupted
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupted(args: argparse.Namespace, error: KeyboardInterrupt) -> None:
+    """Mark the run interrupted in its manifest, say in one line how to go on, exit 128 + the signal's number."""
+    if args.debug:
+        raise error
+    number = getattr(error, "signum", signal.SIGINT)
+    where = "; the run had not begun"
+    if getattr(args, "manifest", None) is not None:
+        with contextlib.suppress(OSError):  # a disk that is full now still lets the message through
+            args.manifest(state="interrupted")
+        folder = args.manifest.args[0]
+        resumes = args.manifest.keywords.get("results") is not None
+        where = (f"; every finished item is saved in {folder}: run the same command again to resume" if resumes
+                 else f"; what it wrote so far is in {folder}")
+    print(f"consensus {args.command}: interrupted by {signal.Signals(number).name}{where}", file=sys.stderr)
+    raise SystemExit(128 + number) from None
 
 
 def quiet_libraries() -> None:
@@ -189,6 +245,9 @@ BAD_INPUT = (FileNotFoundError, ImportError, ValueError, TypeError, OSError)
 
 
 def _fail(args: argparse.Namespace, error: BaseException, status: int, message: str | None = None) -> None:
+    if getattr(args, "manifest", None) is not None:
+        with contextlib.suppress(OSError):  # the error itself may be that nothing can be written there
+            args.manifest(state="failed")
     if args.debug:
         raise error
     print(f"consensus {args.command}: error: {message or error}", file=sys.stderr)

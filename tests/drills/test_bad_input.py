@@ -54,7 +54,7 @@ def test_robot_object_counts_and_output_paths(tmp_path, capsys):
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
     assert "is a file; give a folder" in _fails([*goal, "--out", str(a_file)], capsys)
-    assert "Not a directory" in _fails([*goal, "--out", str(a_file / "run")], capsys)
+    assert "a part of its path is a file, not a folder" in _fails([*goal, "--out", str(a_file / "run")], capsys)
     assert "is a file; give a folder" in _fails(["image", "--class", "Sneaker", "--out", str(a_file)], capsys)
 
 

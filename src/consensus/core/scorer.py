@@ -93,21 +93,35 @@ class Scorer(ABC):
         return f"{self.name}(modality={self.modality!r}, differentiable={self.differentiable})"
 
 
-def scorer_from_spec(spec: str) -> tuple[Scorer, float]:
-    """A user's scorer from ``module:Class[:weight]`` (the CLIs' ``--scorer``): the class is imported from
-    the module (found on the path or in the current directory), built with no arguments, and checked
-    against the contract. Returns the scorer and its ensemble weight (default 1)."""
+def parse_scorer_spec(spec: str) -> tuple[str, str, float]:
+    """``module:Class[:weight]`` read into its module, class and weight (default 1), without importing anything:
+    a malformed spec is a ValueError saying how to write one."""
+    if not isinstance(spec, str):
+        raise ValueError(f"--scorer {spec!r}: write module:Class or module:Class:weight")
     parts = spec.split(":")
-    if len(parts) not in (2, 3) or not all(parts[:2]):
+    if len(parts) not in (2, 3):
         raise ValueError(f"--scorer {spec!r}: write module:Class or module:Class:weight, "
                          "e.g. tests.fixtures.my_scorer:LengthScorer:0.5")
     module_name, class_name = parts[0], parts[1]
+    if not all(part.isidentifier() for part in module_name.split(".")) or not class_name.isidentifier():
+        raise ValueError(f"--scorer {spec!r}: {module_name!r} must be a module's dotted name and {class_name!r} a "
+                         "class name, e.g. tests.fixtures.my_scorer:LengthScorer")
     try:
         weight = float(parts[2]) if len(parts) == 3 else 1.0
     except ValueError:
         raise ValueError(f"--scorer {spec!r}: the weight {parts[2]!r} is not a number") from None
     if not math.isfinite(weight) or weight < 0:
         raise ValueError(f"--scorer {spec!r}: the weight must be a finite number >= 0, got {weight}")
+    return module_name, class_name, weight
+
+
+def scorer_from_spec(spec: str) -> tuple[Scorer, float]:
+    """A user's scorer from ``module:Class[:weight]`` (the CLIs' ``--scorer``): the spec is read first
+    (``parse_scorer_spec``), so a malformed one imports nothing; then the class is imported from the module (found
+    on the path or in the current directory), built with no arguments, and checked against the contract. Whatever
+    the module's own code raises, or a ``sys.exit`` in it, is a ValueError naming the spec. Returns the scorer and
+    its ensemble weight."""
+    module_name, class_name, weight = parse_scorer_spec(spec)
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # as `python -m` would, so a module next to the user's data is found
     try:
@@ -115,6 +129,8 @@ def scorer_from_spec(spec: str) -> tuple[Scorer, float]:
     except ImportError as err:
         raise ValueError(f"--scorer {spec!r}: cannot import module {module_name!r} ({err}); give a module on "
                          "the Python path or under the current directory") from err
+    except (Exception, SystemExit) as err:  # the module's own code failed; KeyboardInterrupt still stops the run
+        raise ValueError(f"--scorer {spec!r}: importing {module_name!r} raised {_said(err)}; fix the module") from err
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ValueError(f"--scorer {spec!r}: module {module_name!r} has no {class_name!r}")
@@ -126,4 +142,12 @@ def scorer_from_spec(spec: str) -> tuple[Scorer, float]:
     except TypeError as err:
         raise ValueError(f"--scorer {spec!r}: {class_name}() needs arguments ({err}); a scorer given on the "
                          "command line must build with none") from err
+    except (Exception, SystemExit) as err:
+        raise ValueError(f"--scorer {spec!r}: building {class_name}() raised {_said(err)}") from err
     return scorer, weight
+
+
+def _said(error: BaseException) -> str:
+    if isinstance(error, SystemExit):
+        return f"SystemExit({error.code!r}) (it calls sys.exit)"
+    return f"{type(error).__name__}: {error}"

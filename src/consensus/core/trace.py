@@ -13,19 +13,20 @@ episode, a batch of images), so a run can be audited or plotted afterwards:
     tokens            generator tokens spent in this iteration; generator_tokens, scorer_calls: so far
     seconds           {"generator": s, scorer name: s, ...} spent in this iteration
 
-Non-finite numbers are written as null. Lines are flushed as they are written: a crash loses at
-most the iteration in flight.
+Non-finite numbers are written as null. Each line is written whole as it is made (``consensus.core.files``): a
+crash loses at most the iteration in flight, and a write that fails leaves no torn line.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from consensus.core.files import LineWriter, json_lines, write_atomic
 
 
 def _jsonable(value: Any) -> Any:
@@ -68,16 +69,23 @@ def validate_record(record: dict[str, Any]) -> None:
     n = len(record["candidates"])
     if not all(isinstance(c, str) for c in record["candidates"]):
         raise ValueError("trace candidates must be summaries (strings)")
-    if not all(isinstance(i, int) and 0 <= i < n for i in record["survivors"]):
+    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in record["survivors"]):
         raise ValueError(f"trace survivors {record['survivors']} are not indices of the {n} candidates")
     energies = record["energies"]
     if energies is not None:
-        if set(energies) != {"total", "per_scorer"} or len(energies["total"]) != n:
-            raise ValueError("trace energies must be {'total': [one per candidate], 'per_scorer': {...}}")
-        if any(len(v) != n for v in energies["per_scorer"].values()):
-            raise ValueError("trace per-scorer energies must have one value per candidate")
-    if not all(isinstance(v, (int, float)) for v in record["seconds"].values()):
+        total, per_scorer = energies.get("total"), energies.get("per_scorer")
+        if set(energies) != {"total", "per_scorer"} or not _numbers(total, n) or not isinstance(per_scorer, dict):
+            raise ValueError("trace energies must be {'total': [one number per candidate], 'per_scorer': {...}}")
+        if not all(_numbers(v, n) for v in per_scorer.values()):
+            raise ValueError("trace per-scorer energies must have one number (or null) per candidate")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["seconds"].values()):
         raise ValueError("trace seconds must be numbers")
+
+
+def _numbers(values: Any, n: int) -> bool:
+    """Whether ``values`` is a list of ``n`` numbers, null standing for a non-finite one."""
+    return isinstance(values, list) and len(values) == n and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
 
 
 SUMMARY_CHARS = 200
@@ -99,15 +107,13 @@ class TraceWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = LineWriter(self.path)
         self._lock = threading.Lock()  # runs in lockstep write from their own threads
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(_jsonable(record), ensure_ascii=False) + "\n"
         with self._lock:
             self._file.write(line)
-            self._file.flush()
 
     def close(self) -> None:
         self._file.close()
@@ -126,30 +132,19 @@ def drop_items(path: str | Path, items: set[Any]) -> None:
     path = Path(path)
     if not path.exists():
         return
-    gone = {_TORN, *items}
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if line.endswith("\n") and _item_of(line) not in gone]
-    fresh = path.with_name(path.name + ".tmp")
-    fresh.write_text("".join(kept), encoding="utf-8")
-    os.replace(fresh, path)
+    kept = [line.text for line in json_lines(path)
+            if line.why is None and line.text.endswith("\n") and _item_of(line.value) not in items]
+    write_atomic(path, "".join(kept))  # torn and corrupt lines go too
 
 
-_TORN = object()  # the item of a line that is not JSON (a torn or corrupt line, which goes too)
-
-
-def _item_of(line: str) -> Any:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return _TORN
-    return record.get("item") if isinstance(record, dict) else None
+def _item_of(record: Any) -> Any:
+    item = record.get("item") if isinstance(record, dict) else None
+    return item if isinstance(item, (str, int)) else None
 
 
 def read_trace(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield the records of a trace file; a torn last line (a crash mid-write) is skipped."""
-    with Path(path).open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+    """Yield the records of a trace file: its lines that are JSON objects (a torn last line, from a crash
+    mid-write, is skipped, and so is any line that is not an object)."""
+    for line in json_lines(path):
+        if isinstance(line.value, dict):
+            yield line.value

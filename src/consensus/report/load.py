@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consensus.core.files import json_lines
 from consensus.core.trace import validate_record
 from consensus.eval.harness import scan_results
 from consensus.report.confined import inside
@@ -32,26 +33,19 @@ def read_jsonl(path: Path, check: Callable[[dict[str, Any]], None] | None = None
     ``warnings`` with its line number and why, and is skipped."""
     warnings = [] if warnings is None else warnings
     records = []
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for line in json_lines(path):
+        why = line.why
+        if why is None and not isinstance(line.value, dict):
+            why = f"a JSON {type(line.value).__name__}, not an object"
+        if why is None and check is not None:
+            try:
+                check(line.value)
+            except ValueError as e:
+                why = str(e)
+        if why is not None:
+            warnings.append(f"{path.name} line {line.number}: {why}; skipped")
             continue
-        torn = number == len(lines) and not text.endswith("\n")
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError(f"a JSON {type(record).__name__}, not an object")
-            if check is not None:
-                check(record)
-        except json.JSONDecodeError as e:
-            why = "half-written last line (the run was stopped mid-write)" if torn else f"not JSON ({e.msg})"
-            warnings.append(f"{path.name} line {number}: {why}; skipped")
-            continue
-        except ValueError as e:
-            warnings.append(f"{path.name} line {number}: {e}; skipped")
-            continue
-        records.append(record)
+        records.append(line.value)
     return records
 
 
@@ -65,15 +59,7 @@ def load_run(path: str | Path) -> Run:
         folder, manifest = path.parent, {"task": "run", "title": path.name, "trace": path.name}
     else:
         folder = path
-        manifest_path = folder / MANIFEST
-        if manifest_path.exists():
-            try:
-                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                manifest = {}
-                warnings.append(f"{MANIFEST}: not JSON ({e.msg}); reporting the folder's trace and results alone")
-        else:
-            manifest = {}
+        manifest = read_manifest(folder, warnings)
         if not manifest:
             manifest = {"task": "run", "title": folder.name,
                         "trace": "trace.jsonl" if (folder / "trace.jsonl").exists() else None,
@@ -93,6 +79,38 @@ def load_run(path: str | Path) -> Run:
         else:
             run.results = read_results(file, warnings)
     return run
+
+
+MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
+    "task": (str,), "title": (str,), "command": (str,), "settings": (dict,), "summary": (dict,),
+    "trace": (str, type(None)), "results": (str, type(None)), "columns": (list,), "images": (list,),
+    "candidate_images": (str, type(None)), "state": (str,),
+}
+
+
+def read_manifest(folder: Path, warnings: list[str]) -> dict[str, Any]:
+    """The folder's ``run.json`` as a dict of the fields it may hold (``consensus.report.manifest``), each of its
+    type; a field of another type (a hand edit) is left out with a warning, and an unreadable file gives ``{}``."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        warnings.append(f"{MANIFEST}: not readable JSON ({e}); reporting the folder's trace and results alone")
+        return {}
+    if not isinstance(manifest, dict):
+        warnings.append(f"{MANIFEST}: a JSON {type(manifest).__name__}, not an object; reporting the folder's trace "
+                        "and results alone")
+        return {}
+    kept = {}
+    for name, value in manifest.items():
+        types = MANIFEST_FIELDS.get(name)
+        if types is not None and not isinstance(value, types):
+            warnings.append(f"{MANIFEST}: its {name!r} is a {type(value).__name__}; left out")
+        elif types is not None:
+            kept[name] = value
+    return kept
 
 
 def read_results(path: Path, warnings: list[str]) -> list[dict[str, Any]]:

@@ -13,33 +13,37 @@ the run and again at its end, so that a killed run can still be reported:
     columns           the results' fields to show in the table of items
     images            [{"path": ..., "caption": ...}] shown at the top (grids, an episode's GIF, video frames)
     candidate_images  a pattern for a candidate's thumbnail, "xhat0/{iteration:02d}-{candidate:02d}.png", or null
+    state             "running", "finished", "interrupted" (SIGTERM, Ctrl-C) or "failed" (an error ended it)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 from typing import Any
 
+from consensus.core.files import write_atomic
+
 MANIFEST = "run.json"
+STATES = ("running", "finished", "interrupted", "failed")
 
 
 def write_manifest(folder: str | Path, *, task: str, title: str, command: str = "",
                    settings: dict[str, Any] | None = None,
                    summary: dict[str, Any] | None = None, trace: str | None = "trace.jsonl",
                    results: str | None = None, columns: list[str] | None = None,
-                   images: list[dict[str, str]] | None = None, candidate_images: str | None = None) -> Path:
+                   images: list[dict[str, str]] | None = None, candidate_images: str | None = None,
+                   state: str = "running") -> Path:
     """Write ``folder/run.json`` atomically (fields above) and return its path."""
+    if state not in STATES:
+        raise ValueError(f"a run's state is one of {', '.join(STATES)}, not {state!r}")
     folder = Path(folder)
     manifest = {"task": task, "title": title, "command": command, "settings": settings or {},
                 "summary": summary or {}, "trace": trace, "results": results, "columns": columns or [],
-                "images": images or [], "candidate_images": candidate_images}
+                "images": images or [], "candidate_images": candidate_images, "state": state}
     path = folder / MANIFEST
-    fresh = path.with_name(MANIFEST + ".tmp")
-    fresh.write_text(json.dumps(manifest, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(fresh, path)
+    write_atomic(path, json.dumps(manifest, indent=1, default=str) + "\n")
     return path
 
 

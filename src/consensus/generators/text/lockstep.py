@@ -59,6 +59,7 @@ class _Meeting:
         self.waiting: dict[int, _Call] = {}
         self.changed = threading.Condition()
         self.baton = threading.Lock()  # held by the one run that is running
+        self.stopped = False
 
     def sample(self, run: int, prompts: Sequence[str], n: int, generator: Any, options: dict[str, Any]) -> list:
         generators = list(generator) if isinstance(generator, (list, tuple)) else [generator] * len(prompts)
@@ -78,13 +79,21 @@ class _Meeting:
             with self.changed:
                 self.waiting[run] = call
                 self._run_if_all_wait()
-                while not call.done:
+                while not call.done and not self.stopped:
                     self.changed.wait()
+                if not call.done:
+                    raise _Stopped
         finally:
             self.baton.acquire()
         if call.error is not None:
             raise call.error
         return call.result
+
+    def stop(self) -> None:
+        """End every run at its next call: a call being made finishes, no other starts."""
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
 
     def finished(self) -> None:
         with self.changed:
@@ -92,7 +101,7 @@ class _Meeting:
             self._run_if_all_wait()
 
     def _run_if_all_wait(self) -> None:
-        if not self.waiting or len(self.waiting) < self.unfinished:
+        if not self.waiting or len(self.waiting) < self.unfinished or self.stopped:
             return
         calls = [self.waiting.pop(run) for run in sorted(self.waiting)]
         alike: dict[tuple[str, str], list[_Call]] = {}
@@ -127,6 +136,10 @@ class _Meeting:
             return self.ensemble.score_items([c.args["candidates"] for c in group],
                                              [c.args["condition"] for c in group],
                                              [c.args["noise_level"] for c in group])
+
+
+class _Stopped(Exception):
+    """Ends a run's thread when the caller's thread is interrupted."""
 
 
 class _GeneratorView:
@@ -178,8 +191,14 @@ def in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator, Ensem
     threads = [threading.Thread(target=work, args=(i,), name=f"lockstep-{i}", daemon=True) for i in range(len(runs))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C or SIGTERM: the runs end at their next call, so no model is mid-call at exit
+        meeting.stop()
+        for thread in threads:
+            thread.join()
+        raise
     for error in errors:
         if error is not None:
             raise error

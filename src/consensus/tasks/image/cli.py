@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             final = ensemble(result.images, class_name)
         summary.update({f"final mean energy, {k}": round(float(v.mean()), 4) for k, v in final.per_scorer.items()})
-    manifest(summary=summary)
+    manifest(summary=summary, state="finished")
     print("; ".join(f"{k} {v}" for k, v in summary.items()))
     print(f"wrote {grid}, {out / 'trajectory.png'} and {trace_path}\n{report_hint(out)}")
     return 0

@@ -206,13 +206,12 @@ def run(args: argparse.Namespace) -> None:
     settings = run_settings(args)
     folder = run_folder(args.out, settings)  # before any model loads
     results_path = folder / "results.jsonl"
-    problems = load_problems(args.source, args.size, args.seed)
-    folder.mkdir(parents=True, exist_ok=True)
     trace_path = None if args.ray else Path(args.trace) if args.trace else folder / "trace.jsonl"
     manifest = run_manifest(args, folder, trace_path, task="math", settings=settings, results="results.jsonl",
                             title=f"math: {args.method} on {args.size} {args.source} problems",
                             columns=["gold", "flexible", "correct"])
     manifest()
+    problems = load_problems(args.source, args.size, args.seed)
     trace = None
     if trace_path is not None:  # the partial lines of an item a killed run left behind go; its rerun writes them again
         drop_items(trace_path, {p.id for p in problems} - {r["id"] for r in read_results(results_path)})
@@ -232,7 +231,7 @@ def run(args: argparse.Namespace) -> None:
 
     records = run_resumable(problems, lambda p: p.id, solve, results_path, correct=correct,
                             description=f"math/{args.method}", settings=settings, executor=executor,
-                            batch_size=args.batch)
+                            batch_size=args.batch, fields=record_fields(args))
     if trace is not None:
         trace.close()
     summary = {"accuracy (strict)": str(accuracy([r["correct_strict"] for r in records])),
@@ -250,10 +249,23 @@ def run(args: argparse.Namespace) -> None:
         width = max(map(len, summary)) + 1
         for label, value in summary.items():
             print(f"  {label + ':':{width}} {value}")
-    manifest(summary=summary)
+    manifest(summary=summary, state="finished")
     if trace_path is not None and "greedy" in records[0]:
         print(worked_example(records, trace_path))
     print(f"  results: {results_path}\n{report_hint(folder)}")
+
+
+def record_fields(args: argparse.Namespace) -> dict[str, type | tuple[type, ...]]:
+    """The shape of a problem's record, which the summary reads: a record on disk edited into another shape is set
+    aside and its problem solved again."""
+    answer = (str, type(None))
+    fields = {"text": str, "tokens": int, "gold": str, "strict": answer, "flexible": answer,
+              "correct_strict": bool, "correct": bool}
+    if args.method == "self-consistency":
+        fields["samples"] = list
+    elif args.baseline == "greedy" and args.method in ("solution", "step"):
+        fields["greedy"] = dict
+    return fields
 
 
 def side_by_side(records: list[dict], method: str) -> dict[str, str]:

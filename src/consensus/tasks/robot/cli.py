@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     manifest(images=[{"path": "episode.gif", "caption": "the episode"}, *views_per_step],
              summary={"goal": str(goal), "result": verdict, "steps": result.steps, "seconds": round(result.seconds, 1),
                       **{f"step {i}": f"put {a.obj} at ({a.x:.2f}, {a.y:.2f})"
-                         for i, a in enumerate(result.actions, start=1)}})
+                         for i, a in enumerate(result.actions, start=1)}}, state="finished")
     print(f"{verdict} after {result.steps} step(s) in {result.seconds:.1f} s; views and episode.gif in {out}\n"
           f"{report_hint(out)}")
     return 0 if result.success else 1

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         answer = qa.answer(frames, args.question, trace)
     seconds = time.perf_counter() - start
     manifest(summary={"question": args.question, "answer": answer.text, "frames": len(frames),
-                      "seconds": round(seconds, 1), **{f"energy, {k}": round(v, 4) for k, v in answer.energies.items()}})
+                      "seconds": round(seconds, 1), **{f"energy, {k}": round(v, 4) for k, v in answer.energies.items()}},
+             state="finished")
     print(f"question: {args.question}\nframes: {len(frames)} from {args.video}\nanswer: {answer.text}")
     for name, energy in answer.energies.items():
         print(f"  {name}: energy {energy:.4f}")
