@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from consensus.core.engine import GeneratorError
-from consensus.core.files import WriteFailed, writing
 from consensus.core.ensemble import (
     Ensemble,
     NonFiniteEnergyError,
     NonFiniteGradientError,
     ScorerError,
 )
+from consensus.core.files import WriteFailed, writing
 from consensus.core.scorer import Scorer, scorer_from_spec
 
 # subcommand -> (module with add_parser/run, the pip extra its models and simulators need)

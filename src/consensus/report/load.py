@@ -110,6 +110,9 @@ def read_manifest(folder: Path, warnings: list[str]) -> dict[str, Any]:
             warnings.append(f"{MANIFEST}: its {name!r} is a {type(value).__name__}; left out")
         elif types is not None:
             kept[name] = value
+    if any(not isinstance(column, str) for column in kept.get("columns", [])):
+        warnings.append(f"{MANIFEST}: its 'columns' holds names that are not strings; those are left out")
+        kept["columns"] = [column for column in kept["columns"] if isinstance(column, str)]
     return kept
 
 

@@ -77,18 +77,18 @@ def _images(run: Run) -> str:
 
 
 def chosen_energies(records: list[dict[str, Any]]) -> dict[str, list[float | None]]:
-    """Per iteration, the total and each scorer's energy of the survivor with the lowest total energy."""
-    curves: dict[str, list[float | None]] = defaultdict(list)
+    """Per scored iteration, the total and each scorer's energy of the survivor with the lowest total energy; None
+    where a scorer did not score that iteration (a trace holding runs of different ensembles)."""
+    chosen = []
     for record in records:
         energies = record.get("energies")
         if not energies or not record["survivors"]:
             continue
         totals = energies["total"]
         best = min(record["survivors"], key=lambda i: float("inf") if totals[i] is None else totals[i])
-        curves["total"].append(totals[best])
-        for name, values in energies["per_scorer"].items():
-            curves[name].append(values[best])
-    return dict(curves)
+        chosen.append({"total": totals[best], **{name: values[best] for name, values in energies["per_scorer"].items()}})
+    names = list(dict.fromkeys(name for energies in chosen for name in energies))
+    return {name: [energies.get(name) for energies in chosen] for name in names}
 
 
 def _curves_section(by_item: dict[Any, list[dict[str, Any]]]) -> str:
@@ -112,6 +112,8 @@ def _curves_section(by_item: dict[Any, list[dict[str, Any]]]) -> str:
                     by_k[name][k].append(v)
     curves = {name: [float(np.mean(ks[k])) if ks.get(k) else None for k in range(max(ks) + 1)]
               for name, ks in by_k.items() if ks}
+    if not curves:
+        return "<h2>Energy</h2><p>Every energy recorded is non-finite (null in the trace): nothing to plot.</p>"
     what = "the chosen candidate" if len(per_item) == 1 else f"the chosen candidate, mean over {len(per_item)} items"
     return (f"<h2>Energy over iterations</h2><p>Energy of {what}: the ensemble's total (after its normalisation) "
             f"and each scorer's own. Lower is better.</p>" + plots.energy_curves(curves, ""))

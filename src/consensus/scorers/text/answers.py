@@ -8,6 +8,7 @@ answer, and that inflation is worth seeing.
 
 from __future__ import annotations
 
+import math
 import re
 
 _NUMBER = r"-?[$£€]?\d[\d,]*+(?:\.\d+)?+"
@@ -18,11 +19,13 @@ _ANY = re.compile(_NUMBER)
 
 
 def normalize_number(text: str) -> str | None:
-    """'1,234.50' -> '1234.5', '$12' -> '12', '7.0' -> '7'; None if it is not a number."""
+    """'1,234.50' -> '1234.5', '$12' -> '12', '7.0' -> '7'; None if it is not a (finite) number."""
     cleaned = re.sub(r"[,$£€\s]", "", text).rstrip(".")
     try:
         value = float(cleaned)
     except ValueError:
+        return None
+    if not math.isfinite(value):  # "nan", "inf", "1e999": no answer a problem has
         return None
     if value.is_integer():
         return str(int(value))

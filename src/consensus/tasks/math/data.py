@@ -8,12 +8,12 @@ template (``TEMPLATE_SPLITS``), and few-shot exemplars and training data come fr
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from consensus.core.files import json_lines
 from consensus.scorers.text.answers import normalize_number
 
 GSM_SUFFIX = " Give the result as your final answer. Do not include units."
@@ -42,29 +42,26 @@ def load_gsm8k_jsonl(path: str | Path) -> list[Problem]:
     if not path.exists():
         raise DataError(f"{path} does not exist; give the path of a GSM8K .jsonl file (e.g. test.jsonl)")
     problems = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                question, solution = record["question"], record["answer"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise DataError(
-                    f"{path}:{lineno} is not a GSM8K record ({e}); each line must be a JSON object with "
-                    "'question' and 'answer' fields, the answer ending in '#### <number>'"
-                ) from e
-            problems.append(_gsm8k_problem(f"{path.stem}-{lineno}", question, solution, f"{path}:{lineno}"))
+    for line in json_lines(path):
+        record = line.value
+        if line.why is None and not (isinstance(record, dict) and isinstance(record.get("question"), str)
+                                     and isinstance(record.get("answer"), str)):
+            line = replace(line, why="not an object with text fields 'question' and 'answer'")
+        if line.why is not None:
+            raise DataError(f"{path}:{line.number} is not a GSM8K record ({line.why}); each line must be a JSON object "
+                            "with 'question' and 'answer' fields, the answer ending in '#### <number>'")
+        problems.append(_gsm8k_problem(f"{path.stem}-{line.number}", record["question"], record["answer"],
+                                       f"{path}:{line.number}"))
     if not problems:
         raise DataError(f"{path} holds no problems")
     return problems
 
 
 def _gsm8k_problem(problem_id: str, question: str, solution: str, where: str) -> Problem:
-    match = re.search(r"####\s*(.+?)\s*$", solution)
-    if not match:
+    work, mark, gold = solution.rpartition("####")  # the last mark: what follows it, on its line, is the answer
+    gold = gold.strip().replace(",", "")
+    if not mark or not gold or "\n" in gold:
         raise DataError(f"{where}: the answer has no '#### <number>' line")
-    gold = match.group(1).replace(",", "")
     if normalize_number(gold) is None:
         raise DataError(f"{where}: the answer {gold!r} is not a number; GSM8K answers are numbers (fix or drop the line)")
     # GSM8K marks calculator annotations as <<48/2=24>>; they are not part of the text.

@@ -199,8 +199,9 @@ def _read_entries(path: Path, keys: tuple[str, ...]) -> list[dict]:
                         "(github.com/MILVLG/activitynet-qa, folder dataset/)")
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON ({e}); it should be ActivityNet-QA's {path.name}") from e
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested deeper than the parser goes
+        raise DataError(f"{path} is not valid JSON ({e or 'nested too deeply'}); it should be ActivityNet-QA's "
+                        f"{path.name}") from e
     if not isinstance(entries, list):
         raise DataError(f"{path} holds a JSON {type(entries).__name__}; ActivityNet-QA's {path.name} is a list of "
                         f"objects with keys {', '.join(keys)}")
@@ -219,7 +220,14 @@ def _video_candidates(video_dir: Path, name: str) -> list[Path]:
 def _existing_video(video_dir: Path, name: str) -> Path:
     """The video file of ``name`` if there is one; else the bare ``video_dir/name``, which
     ``_find_video`` resolves again (or explains) when the frames are asked for."""
-    return next((p for p in _video_candidates(video_dir, name) if p.is_file()), video_dir / name)
+    return next((p for p in _video_candidates(video_dir, name) if _is_file(p)), video_dir / name)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name no file can have: a NUL byte, longer than the file system allows
+        return False
 
 
 def _find_video(path: Path) -> Path:
