@@ -38,6 +38,7 @@ EXPERIMENTS = {
     "image": ("consensus.tasks.image.cli", "image"),
     "vqa": ("consensus.tasks.vqa.cli", "vqa"),
     "report": ("consensus.report.cli", "report"),
+    "serve": ("consensus.tasks.math.serve", "serve"),
 }
 
 

@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import consensus
@@ -33,17 +34,8 @@ METHODS = ("greedy", "self-consistency", "solution", "step")
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("math", help="solve math word problems with ensemble consensus",
                               description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--source", default="gsm_symbolic",
-                   help="gsm_symbolic (held-out templates), gsm_symbolic_train_templates (new problems of the "
-                        "generator's training templates), chain_sum (a ± b), leg_counting (animals' legs), "
-                        "simple_geometry (a polygon's missing angle), or a GSM8K .jsonl file")
     p.add_argument("--size", type=int, default=20, help="number of problems")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--method", choices=METHODS, default="solution",
-                   help="greedy decoding; majority vote over N; ensemble consensus over N full solutions; "
-                        "or step-level ensemble consensus")
-    p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step)")
-    p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
+    add_solver_options(p)
     p.add_argument("--baseline", choices=("greedy", "none"), default="greedy",
                    help="with --method solution or step, also decode greedily on the same problems (the generator "
                         "alone) and report both side by side")
@@ -53,6 +45,27 @@ def add_parser(subparsers) -> None:
                         "a step): faster; each draws from its own seed, so a float32 torch model draws what it "
                         "draws alone, but a bfloat16 one or llama.cpp (the offline default) rounds a batch by its "
                         "shape, and its records then depend on which problems share a batch")
+    p.add_argument("--out", default=None, help="the run folder: results.jsonl (one JSON line per problem; a run "
+                                               "started again resumes it), trace.jsonl and run.json (default: the "
+                                               "first of runs/math, runs/math-2, ... that is empty or holds a run of "
+                                               "these settings)")
+    p.add_argument("--trace", default=None, help="the consensus trace (JSON lines; default: trace.jsonl in --out)")
+    add_ray_options(p, "problems")
+
+
+def add_solver_options(p: argparse.ArgumentParser) -> None:
+    """What ``make_solve`` builds from: the problems' family, the method and its budget, the generator and the
+    scorers (``consensus math`` and ``consensus serve`` share them)."""
+    p.add_argument("--source", default="gsm_symbolic",
+                   help="gsm_symbolic (held-out templates), gsm_symbolic_train_templates (new problems of the "
+                        "generator's training templates), chain_sum (a ± b), leg_counting (animals' legs), "
+                        "simple_geometry (a polygon's missing angle), or a GSM8K .jsonl file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", choices=METHODS, default="solution",
+                   help="greedy decoding; majority vote over N; ensemble consensus over N full solutions; "
+                        "or step-level ensemble consensus")
+    p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step)")
+    p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
     p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
     p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
                    help="what to do when a scorer returns NaN/inf")
@@ -71,12 +84,6 @@ def add_parser(subparsers) -> None:
                                                    "for llama.cpp)")
     p.add_argument("--shots", type=int, default=None, help="few-shot exemplars (default: 0 with the GSM adapter, "
                                                           "4 for the few-shot families)")
-    p.add_argument("--out", default=None, help="the run folder: results.jsonl (one JSON line per problem; a run "
-                                               "started again resumes it), trace.jsonl and run.json (default: the "
-                                               "first of runs/math, runs/math-2, ... that is empty or holds a run of "
-                                               "these settings)")
-    p.add_argument("--trace", default=None, help="the consensus trace (JSON lines; default: trace.jsonl in --out)")
-    add_ray_options(p, "problems")
     add_scorer_option(p)
 
 
@@ -136,35 +143,42 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     if ensemble is not None:
         ensemble.nonfinite = args.nonfinite
     ensemble = with_user_scorers(ensemble, user_scorers(args.scorer))
-    with_baseline = args.baseline == "greedy" and args.method in ("solution", "step")
 
-    def solve(batch):
+    def solve(batch, method: str = args.method, n: int = args.n, beam: int = args.beam, seed: int = args.seed,
+              max_new_tokens: int = sampling.max_new_tokens, on_iteration=None):
         """Records of a batch of problems: their greedy solutions drawn in one generator call, their consensus runs
         in lockstep (each step's generator calls in one batch, its scorers' calls too), each problem from its own
         seeded generator (so in float32 its draws are those it gets alone), from no kept prefixes (so a resumed run
-        draws what an uninterrupted one drew)."""
+        draws what an uninterrupted one drew). The method and its budget default to the command line's (a server
+        gives each batch its own); ``on_iteration(problem, record)`` sees every engine iteration as it ends."""
+        drawing = replace(sampling, max_new_tokens=max_new_tokens)
+        with_baseline = args.baseline == "greedy" and method in ("solution", "step")
+        if ensemble is None and method in ("solution", "step"):
+            raise ValueError(f"--method {method} needs the scorers, which a --method {args.method} run does not load")
         forget_kept_prefixes(lm)
         prompts = [format_prompt(problem.question, exemplars) for problem in batch]
-        if args.method == "greedy" or with_baseline:
+        if method == "greedy" or with_baseline:
             start = time.perf_counter()
             greedy = [out for [out] in lm.sample(prompts, 1, temperature=0.0, stop=STOP,
-                                                  max_new_tokens=sampling.max_new_tokens)]
+                                                  max_new_tokens=drawing.max_new_tokens)]
             seconds = (time.perf_counter() - start) / len(batch)  # each problem's share of the batch
-        if args.method == "greedy":
+        if method == "greedy":
             for problem, out in zip(batch, greedy):
                 yield record(problem, out.text, out.tokens, {})
             return
         baseline = {}
         forget_kept_prefixes(lm)  # the method's draws do not depend on whether the baseline ran, nor reuse its prefill
-        if args.method == "self-consistency":
-            drawn = draw_samples(lm, batch, args.n, args.seed, sampling, exemplars)
+        if method == "self-consistency":
+            drawn = draw_samples(lm, batch, n, seed, drawing, exemplars)
         else:  # the problems' consensus runs in lockstep: each step's generator and scorer calls in one batch
-            runs = consensus_in_lockstep(lm, [functools.partial(consensus_run, problem) for problem in batch], ensemble)
+            run = functools.partial(consensus_run, method=method, n=n, beam=beam, seed=seed, sampling=drawing,
+                                    on_iteration=on_iteration)
+            runs = consensus_in_lockstep(lm, [functools.partial(run, problem) for problem in batch], ensemble)
         for i, problem in enumerate(batch):
             if with_baseline:
                 alone = record(problem, greedy[i].text, greedy[i].tokens, {"seconds": seconds})
                 baseline = {"greedy": {k: alone[k] for k in ("text", "flexible", "correct", "tokens", "seconds")}}
-            if args.method == "self-consistency":
+            if method == "self-consistency":
                 samples = drawn[i]["samples"]
                 vote = majority([extract_flexible(s) for s in samples])
                 text = next((s for s in samples if extract_flexible(s) == vote), samples[0])
@@ -174,13 +188,14 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
             yield record(problem, result.best, result.generator_tokens,
                          {"stop_reason": result.stop_reason, "seconds": result.seconds, **baseline})
 
-    def consensus_run(problem, view, ensemble) -> ConsensusResult:
+    def consensus_run(problem, view, ensemble, *, method, n, beam, seed, sampling, on_iteration) -> ConsensusResult:
         """Solution level (best of N, one iteration) or step level (a beam of partial solutions, a line a step)."""
-        solution = args.method == "solution"
-        steps = (solution_steps if solution else line_steps)(view, args.n, sampling, exemplars)
-        return run_consensus(steps, ensemble, problem.question, feedback=TopK(1 if solution else args.beam),
-                             budget=Budget(iterations=1 if solution else 24), seed=args.seed, trace=trace,
-                             item=problem.id)
+        solution = method == "solution"
+        steps = (solution_steps if solution else line_steps)(view, n, sampling, exemplars)
+        callback = None if on_iteration is None else functools.partial(on_iteration, problem)
+        return run_consensus(steps, ensemble, problem.question, feedback=TopK(1 if solution else beam),
+                             budget=Budget(iterations=1 if solution else 24), seed=seed, trace=trace,
+                             item=problem.id, callback=callback)
 
     def record(problem, text: str, tokens: int, extra: dict) -> dict:
         strict, flexible = extract_strict(text), extract_flexible(text)
@@ -188,7 +203,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
                 "strict": strict, "flexible": flexible, "correct_strict": is_correct(strict, problem.answer),
                 "correct": is_correct(flexible, problem.answer), **extra}
 
-    solve.generator = lm.name
+    solve.generator, solve.lm = lm.name, lm
     return solve
 
 
