@@ -89,7 +89,7 @@ def test_a_completion_is_the_ensembles_pick_for_its_seed(server):
     assert response.object == "text_completion" and response.choices[0].finish_reason == "stop"
     assert extension["method"] == "solution" and extension["n"] == 3 and extension["seed"] == 5
     assert "iterations" not in extension, "the energies come only when asked for"
-    assert response.usage.completion_tokens == extension["tokens"] > 0
+    assert response.usage.completion_tokens == extension["tokens"] > 0 and response.usage.prompt_tokens > 0
     solve = make_solve(argparse.Namespace(**{**vars(server.args), "method": "solution", "baseline": "none"}))
     [alone] = solve([Problem("alone", QUESTION, "")], method="solution", n=3, seed=5, max_new_tokens=16)
     assert response.choices[0].text == alone["text"] and extension["answer"] == alone["flexible"]

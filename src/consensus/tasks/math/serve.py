@@ -8,9 +8,9 @@ the server's limits through an extra field, ``"consensus": {"method": "step", "n
 tokens, and with ``explain`` every iteration's candidates, energies per scorer and survivors.
 
 Concurrency: one worker thread owns the models. Requests wait in a bounded queue; the worker takes every waiting
-request of one method and budget (up to ``--batch``) and solves them together in lockstep, their generator calls
-merged into one batch and their scorers' calls too, each request from its own seed. A request whose client has gone
-or whose time is up before its batch starts is dropped unrun.
+request of one method and budget (up to ``--batch``, after waiting 20 ms for more to come) and solves them together
+in lockstep, their generator calls merged into one batch and their scorers' calls too, each request from its own
+seed. A request whose client has gone or whose time is up before its batch starts is dropped unrun.
 
 Starlette under uvicorn, not FastAPI: every refusal must be OpenAI's error body naming the field, so the body is
 validated here rather than by pydantic's 422s, and Starlette alone gives routing and server-sent events.
@@ -50,8 +50,9 @@ class Limits:
     beam: int = 8
     max_tokens: int = 512
     queue: int = 64  # requests waiting or running; one more is a 429
-    batch: int = 16  # requests solved together
+    batch: int = 4  # requests solved together: batch x n rows must fit the generator (llama.cpp: 128 sequences)
     seconds: float = 600.0  # a request not answered by then is a 504 and is dropped
+    gather: float = 0.02  # seconds the worker waits, once a request comes, for others to share its batch
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Job:
     problem: Problem
     how: How
     explain: bool
+    prompt_tokens: int = 0
     future: Future = field(default_factory=Future)
     iterations: list[dict[str, Any]] = field(default_factory=list)
     gone: bool = False  # its client left, or its time ran out: not worth running
@@ -112,6 +114,10 @@ class Worker:
         with self.changed:
             while not self.jobs:
                 self.changed.wait()
+            # Clients sending together arrive a few milliseconds apart: a short wait lets them share one batch.
+            until = time.monotonic() + self.limits.gather
+            while len(self.jobs) < self.limits.batch and (left := until - time.monotonic()) > 0:
+                self.changed.wait(left)
             how = self.jobs[0].how
             batch = [job for job in self.jobs if job.how == how][: self.limits.batch]
             for job in batch:
@@ -160,9 +166,9 @@ def _answer(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_request(body: dict[str, Any], chat: bool, defaults: How, limits: Limits, model: str,
-                  count_tokens) -> tuple[str, How, bool, bool]:
-    """The question, how to solve it, whether to explain, whether to stream; a ``RequestError`` naming the first
-    field that is wrong."""
+                  count_tokens) -> tuple[str, int, How, bool, bool]:
+    """The question, its tokens, how to solve it, whether to explain, whether to stream; a ``RequestError`` naming
+    the first field that is wrong."""
     if body.get("model") not in (None, model):
         raise RequestError(404, f"the model {body.get('model')!r} is not served here; this server serves {model!r}",
                            param="model", code="model_not_found")
@@ -205,7 +211,7 @@ def parse_request(body: dict[str, Any], chat: bool, defaults: How, limits: Limit
     for name, value in (("consensus.explain", explain), ("stream", stream)):
         if not isinstance(value, bool):
             raise RequestError(400, f"{name} must be true or false", param=name)
-    return question, How(method, n, beam, seed, max_tokens), explain, stream
+    return question, tokens, How(method, n, beam, seed, max_tokens), explain, stream
 
 
 def _check_int(value: Any, low: int, high: int, name: str) -> int:
@@ -293,8 +299,8 @@ def build_app(solve, model: str, defaults: How, limits: Limits = Limits(), api_k
                                        code="invalid_api_key"))
         try:
             body = await read_body(request)
-            question, how, explain, stream = parse_request(body, chat, defaults, limits, model, count_tokens)
-            job = Job(Problem(f"req-{uuid.uuid4().hex[:12]}", question, ""), how, explain)
+            question, tokens, how, explain, stream = parse_request(body, chat, defaults, limits, model, count_tokens)
+            job = Job(Problem(f"req-{uuid.uuid4().hex[:12]}", question, ""), how, explain, tokens)
             worker.submit(job)
         except RequestError as error:
             return refuse(error)
@@ -358,7 +364,8 @@ def build_app(solve, model: str, defaults: How, limits: Limits = Limits(), api_k
 def _response(job: Job, record: dict[str, Any], chat: bool, model: str) -> dict[str, Any]:
     """OpenAI's completion object for a solved job, with the ``consensus`` extension."""
     text = record["text"]
-    usage = {"prompt_tokens": 0, "completion_tokens": record["tokens"], "total_tokens": record["tokens"]}
+    usage = {"prompt_tokens": job.prompt_tokens, "completion_tokens": record["tokens"],
+             "total_tokens": job.prompt_tokens + record["tokens"]}  # the problem's tokens, without the exemplars
     extension = {**_answer(record), "method": job.how.method, "n": job.how.n, "seed": job.how.seed,
                  **({"iterations": job.iterations} if job.explain else {})}
     extension.pop("text")
@@ -382,7 +389,9 @@ def add_parser(subparsers) -> None:
     add_solver_options(p)
     p.add_argument("--max-tokens", type=int, default=256, help="new tokens per proposal, unless a request asks for "
                                                                "fewer or more (up to --limit-max-tokens)")
-    p.add_argument("--batch", type=int, default=Limits.batch, help="requests solved together, in lockstep")
+    p.add_argument("--batch", type=int, default=Limits.batch,
+                   help="requests solved together, in lockstep; their rows (batch x n) and tokens must fit the "
+                        "generator (the offline llama.cpp Gemma: 128 sequences in an 8,192-token cache)")
     p.add_argument("--queue", type=int, default=Limits.queue, help="requests waiting or running; more are a 429")
     p.add_argument("--limit-n", type=int, default=Limits.n, help="the most proposals a request may ask for")
     p.add_argument("--limit-max-tokens", type=int, default=Limits.max_tokens)
