@@ -37,7 +37,7 @@ from consensus.core.feedback import TopK
 from consensus.generators.text.causal_lm import cpu_has_native_bfloat16
 from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import Sampling
-from consensus.tasks.math.data import few_shot_exemplars, load_problems
+from consensus.tasks.math.data import EXEMPLAR_SEED, few_shot_exemplars, load_problems
 from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
 from consensus.tasks.math.generator import load_math_generator
 from consensus.tasks.math.prompt import format_prompt
@@ -133,7 +133,7 @@ def main() -> None:
         for line in log_path.read_text().splitlines():
             entry = json.loads(line)
             done[(entry["measure"], entry["backend"], entry["repeat"])] = entry["value"]
-    exemplars = few_shot_exemplars("chain_sum", 4, seed=777)
+    exemplars = few_shot_exemplars("chain_sum", 4, seed=EXEMPLAR_SEED)
     chain = load_problems("chain_sum", args.problems, 0)
     gsm = load_problems("gsm_symbolic", args.problems, 0)
     prompt = format_prompt("What is 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 + 14 + 15 + 16?", exemplars)

@@ -1,6 +1,6 @@
 """Image guidance chosen on validation seeds by one rule, for every scorer set, then measured on the benchmark's seeds.
 
-Issue 16's protocol. Every scorer set (each guidance scorer alone: cnn, mlp, resnet; and their ensemble) tries
+The protocol: every scorer set (each guidance scorer alone: cnn, mlp, resnet; and their ensemble) tries
 the same grid of techniques (``TECHNIQUES``), each setting on 200 validation samples (20 per class, seeds
 1000+batch, disjoint from the benchmark's 0+batch). One rule, the same for every set and technique, picks a
 setting: the best validation FID among those whose validation held-out accuracy is at least 0.9 (if none

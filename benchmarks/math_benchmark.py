@@ -48,6 +48,7 @@ from consensus.eval.harness import run_resumable
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, is_correct
 from consensus.tasks.math.data import (
+    EXEMPLAR_SEED,
     FEW_SHOT_FAMILIES,
     chain_sum,
     few_shot_exemplars,
@@ -158,7 +159,7 @@ def main() -> None:
                         if p.question not in asked][:args.dev] if args.dev else []
     else:
         make = FEW_SHOT_FAMILIES[args.family]
-        exemplars = few_shot_exemplars(args.family, 4, seed=777)
+        exemplars = few_shot_exemplars(args.family, 4, seed=EXEMPLAR_SEED)
         shown = {e.question for e in exemplars}
         # Drop questions equal to an exemplar (two one-digit terms make only 200 distinct questions).
         problems = [p for p in make(args.problems + 20, seed=args.seed) if p.question not in shown]

@@ -47,8 +47,8 @@ from consensus.generators.text.lockstep import consensus_in_lockstep
 from consensus.generators.text.prefix_cache import PrefixCache
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible
-from consensus.tasks.math.data import few_shot_exemplars, load_problems
-from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
+from consensus.tasks.math.data import EXEMPLAR_SEED, few_shot_exemplars, load_problems
+from consensus.tasks.math.experiment import MAX_STEPS, build_ensemble, line_steps, solution_steps
 from consensus.tasks.math.generator import load_math_generator
 from consensus.zoo.gemma import load_gemma
 
@@ -72,7 +72,7 @@ class ScoredAfresh:
 
 def setup(source: str, dtype: str = "bfloat16"):
     if source == "chain_sum":
-        return load_gemma(dtype), few_shot_exemplars("chain_sum", 4, seed=777)
+        return load_gemma(dtype), few_shot_exemplars("chain_sum", 4, seed=EXEMPLAR_SEED)
     return load_math_generator(dtype=dtype), []
 
 
@@ -82,7 +82,7 @@ def measure(lm, ensemble, exemplars, problem, source: str, n: int, level: str, p
     if path == "old":
         steps = ScoredAfresh(steps)
     result = run_consensus(steps, ensemble, problem.question, feedback=TopK(1 if level == "solution" else 2),
-                           budget=Budget(iterations=1 if level == "solution" else 24), seed=seed)
+                           budget=Budget(iterations=1 if level == "solution" else MAX_STEPS), seed=seed)
     return {"seconds": result.seconds, "answer": extract_flexible(result.best), "text": str(result.best),
             "tokens": result.generator_tokens}
 
@@ -95,7 +95,7 @@ def twenty_problems(lm, ensemble, problems, seed: int) -> dict:
     out = {}
     for level, batch in (("solution", 4), ("step", 8)):
         steps = solution_steps if level == "solution" else line_steps
-        feedback, budget = (TopK(1), Budget(iterations=1)) if level == "solution" else (TopK(2), Budget(iterations=24))
+        feedback, budget = (TopK(1), Budget(iterations=1)) if level == "solution" else (TopK(2), Budget(iterations=MAX_STEPS))
         for way in ("before", "now"):
             lm.prefix_cache = PrefixCache() if way == "now" else None
             lm.shares_prompts = way == "now"

@@ -22,7 +22,7 @@ import torch
 
 from consensus.generators.text import CausalLMGenerator
 from consensus.generators.text.prefix_cache import forget_kept_prefixes
-from consensus.tasks.math.data import few_shot_exemplars, load_problems
+from consensus.tasks.math.data import EXEMPLAR_SEED, few_shot_exemplars, load_problems
 from consensus.tasks.math.prompt import format_prompt
 from consensus.zoo.gemma import load_gemma
 
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=48)
     args = parser.parse_args()
     lm = load_gemma()
-    exemplars = few_shot_exemplars("chain_sum", 4, seed=777)
+    exemplars = few_shot_exemplars("chain_sum", 4, seed=EXEMPLAR_SEED)
     prompt = format_prompt(load_problems("chain_sum", 1, 0)[0].question, exemplars)
     prompt_tokens = len(lm.tokenizer(prompt)["input_ids"])
     copies = CausalLMGenerator(lm.model, lm.tokenizer, shared_prompt_attention=False)

@@ -4,7 +4,8 @@ and core/feedback/token_reweight.py, core/feedback/cache_shift.py)."""
 import pytest
 import torch
 
-from consensus import Budget, CacheShift, Ensemble, Scorer, TokenReweight, run_consensus
+from consensus import Budget, CacheShift, Ensemble, Scorer, TokenReweight, TopK, TraceWriter, read_trace, run_consensus
+from consensus.core.feedback import Feedback
 from consensus.core.feedback.cache_shift import steering_loss
 from consensus.generators.text.steering import SteeringConfig, TokenSteps, steer
 
@@ -26,6 +27,17 @@ class Prefers(Scorer):
     def energy(self, candidates, condition):
         self.calls.append(list(candidates))
         return torch.tensor([-1.0 if self.test(i, c) else 0.0 for i, c in enumerate(candidates)])
+
+
+class KeepOnly(Feedback):
+    """Keeps the given candidates of those still alive: a form that narrows the field without energies."""
+
+    def __init__(self, keep):
+        self.keep = keep
+
+    def __call__(self, proposals, energies, context):
+        proposals.survivors = [i for i in proposals.alive() if i in self.keep]
+        return {"kept": proposals.survivors}
 
 
 class Returns(Scorer):
@@ -54,6 +66,31 @@ def test_a_scorer_that_prefers_one_token_makes_it_win(tiny_lm, form):
     done = seen[0]["feedback"][form.name]
     assert done["chosen"] == 7 and seen[0]["survivors"] == [7] and done["lm_probs"][7] < done["lm_probs"][0]
     assert done["final_probs"][7] > done["lm_probs"][7]
+
+
+@pytest.mark.parametrize("form", [TokenReweight(temperature=0.05),
+                                  CacheShift(temperature=0.05, steps=2, step_size=2.0, kl_weight=0.0, fusion=1.0)])
+def test_a_token_form_chooses_among_the_survivors_the_forms_before_it_left(tiny_lm, form):
+    """TopK keeps the four lowest energies and KeepOnly narrows them to candidates 2 and 3; the token form then
+    picks one of those two, though candidate 0 is both the LM's first choice and one the scorers prefer."""
+    underdog = Prefers(lambda i, text: i in (0, 2, 3))
+    seen = []
+    chain = [TopK(4), KeepOnly([2, 3]), form]
+    run_consensus(TokenSteps(tiny_lm, PROMPT, top_k=8, stop=()), Ensemble([underdog]), None, feedback=chain,
+                  budget=Budget(iterations=1), callback=seen.append)
+    assert seen[0]["feedback"][form.name]["chosen"] in (2, 3) and seen[0]["survivors"] in ([2], [3])
+
+
+def test_two_forms_of_one_class_in_a_chain_are_both_recorded(tiny_lm, tmp_path):
+    trace = TraceWriter(tmp_path / "trace.jsonl")
+    chain = [TopK(4), TopK(2), TokenReweight(temperature=0.05)]
+    run_consensus(TokenSteps(tiny_lm, PROMPT, top_k=8, stop=()), Ensemble([Prefers(lambda i, text: i > 3)]), None,
+                  feedback=chain, budget=Budget(iterations=1), trace=trace)
+    trace.close()
+    [line] = list(read_trace(tmp_path / "trace.jsonl"))
+    assert list(line["feedback"]) == ["TopK", "TopK#2", "TokenReweight"]
+    assert len(line["feedback"]["TopK"]["kept"]) == 4 and len(line["feedback"]["TopK#2"]["kept"]) == 2
+    assert line["feedback"]["TokenReweight"]["chosen"] in line["feedback"]["TopK#2"]["kept"]
 
 
 def test_the_cache_shift_lowers_the_loss_it_optimises(tiny_lm):

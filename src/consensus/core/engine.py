@@ -1,4 +1,4 @@
-"""The consensus engine (DESIGN.md §1–2): one loop for every generator and every feedback form.
+"""The consensus engine: one loop for every generator and every feedback form.
 
 Generation is a sequence of steps over a population of candidates (particles):
 
@@ -201,7 +201,7 @@ def run_consensus(
         context = Context(ensemble, condition, iteration, rng)
         done = {}
         for form in forms:
-            done[form.name] = form(proposals, energies, context) or {}
+            done[_record_key(form.name, done)] = form(proposals, energies, context) or {}
         survivors = proposals.alive()
         chosen = take(proposals.candidates, survivors)
         t = time.perf_counter()
@@ -248,6 +248,12 @@ def run_consensus(
         best=best, best_energy=best_energy, survivors=chosen, population=population, iterations=iteration + 1,
         generator_tokens=tokens, scorer_calls=calls, stop_reason=stop_reason, seconds=seconds,
     )  # fmt: skip
+
+
+def _record_key(name: str, done: dict[str, Any]) -> str:
+    """``name``, or ``name#k`` for the k-th form of that name in a chain, so a chain is recorded whole."""
+    k = 1 + sum(key.split("#")[0] == name for key in done)
+    return name if k == 1 else f"{name}#{k}"
 
 
 def trace_record(record: dict[str, Any], seconds: dict[str, float], item: Any) -> dict[str, Any]:

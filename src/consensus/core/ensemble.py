@@ -1,4 +1,4 @@
-"""The ensemble: a weighted sum of scorers' energies, the consensus energy of DESIGN.md §1.
+"""The ensemble: a weighted sum of scorers' energies, the consensus energy the method minimises.
 
     E(x, c) = sum_n w_n * norm(E_n(x, c))
 

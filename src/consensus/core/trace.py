@@ -8,7 +8,8 @@ episode, a batch of images), so a run can be audited or plotted afterwards:
     candidates        a short summary of every candidate (a text, "image 1x28x28", an action)
     energies          {"total": [...], "per_scorer": {name: [...]}}, or null when nothing scored
     survivors         indices of the candidates that went on
-    feedback          {form name: what it did} (kept indices, the chosen token, the guidance step, ...)
+    feedback          {form name: what it did} (kept indices, the chosen token, the guidance step, ...), in the
+                      chain's order; a second form of one name is "Name#2", a third "Name#3"
     best_energy       the lowest total energy among the survivors (null when unscored)
     tokens            generator tokens spent in this iteration; generator_tokens, scorer_calls: so far
     seconds           {"generator": s, scorer name: s, ...} spent in this iteration

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from consensus.distributed.ray_scorers import _import_ray, task_error
+from consensus.distributed.ray_scorers import import_ray, task_error
 from consensus.generators.text.protocol import Completion
 
 
@@ -45,7 +45,7 @@ class RemoteTextGenerator:
         self.actor, self.name = actor, name
 
     def _get(self, call: Any) -> Any:
-        ray = _import_ray()
+        ray = import_ray()
         try:
             return ray.get(call)
         except ray.exceptions.RayTaskError as err:
@@ -71,7 +71,7 @@ class RemoteTextGenerator:
 def remote_text_generator(build: Any, *args: Any, num_cpus: float = 1, num_gpus: float = 0,
                           actor_options: dict[str, Any] | None = None, **kwargs: Any) -> RemoteTextGenerator:
     """``build(*args, **kwargs)`` (e.g. ``CausalLMGenerator.from_pretrained`` or ``load_gemma``) in a new actor."""
-    ray = _import_ray()
+    ray = import_ray()
     actor_class = ray.remote(_GeneratorActor).options(num_cpus=num_cpus, num_gpus=num_gpus, **(actor_options or {}))
     actor = actor_class.remote(build, args, kwargs)
     try:

@@ -22,7 +22,8 @@ import torch
 from consensus.core.scorer import Scorer
 
 
-def _import_ray():
+def import_ray():
+    """ray, or an ImportError saying how to install it."""
     try:
         import ray
     except ImportError as err:  # pragma: no cover - depends on the install
@@ -73,7 +74,7 @@ class RemoteScorer(Scorer):
     def collect(self, call: Any, timeout: float | None = None) -> torch.Tensor:
         """The energies of a submitted call; an exception in the actor is raised here as its own type,
         and a call past ``timeout`` seconds raises TimeoutError."""
-        ray = _import_ray()
+        ray = import_ray()
         try:
             return ray.get(call, timeout=timeout)
         except ray.exceptions.GetTimeoutError as err:
@@ -93,7 +94,7 @@ def remote(build: Any, *args: Any, num_cpus: float = 1, num_gpus: float = 0, nam
     ``actor_options`` passes any other Ray actor option, such as a placement on a node
     (``{"resources": {"node:10.0.0.2": 0.01}}`` or a ``scheduling_strategy``). The model loads once, in
     the actor. The scorer keeps the built scorer's name and modality (its class declares them)."""
-    ray = _import_ray()
+    ray = import_ray()
     actor_class = ray.remote(_ScorerActor).options(num_cpus=num_cpus, num_gpus=num_gpus, **(actor_options or {}))
     actor = actor_class.remote(build, args, kwargs)
     try:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from consensus.distributed.ray_scorers import _import_ray, task_error
+from consensus.distributed.ray_scorers import import_ray, task_error
 
 T = TypeVar("T")
 MAX_RESTARTS = 10  # lost workers replaced in one run before it gives up (a crash loop is a bug, not bad luck)
@@ -42,7 +42,7 @@ def add_ray_options(parser: argparse.ArgumentParser, items: str = "items") -> No
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address``, or start a local one (``address`` None or "local"), once."""
-    ray = _import_ray()
+    ray = import_ray()
     if ray.is_initialized():
         return
     if address in (None, "local"):
@@ -64,7 +64,7 @@ def sharded(make_solve: Callable[[], Callable[[list[T]], Iterable[dict[str, Any]
         raise ValueError(f"a sharded run needs workers >= 1 and batch_size >= 1, got {workers}, {batch_size}")
 
     def run(todo: list[T]) -> Iterable[tuple[T, dict[str, Any]]]:
-        ray = _import_ray()
+        ray = import_ray()
         actor = ray.remote(_Worker).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0)
         queue: deque[list[T]] = deque(todo[i:i + batch_size] for i in range(0, len(todo), batch_size))
         pool = [actor.remote(make_solve) for _ in range(min(workers, len(queue)))]

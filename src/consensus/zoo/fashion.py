@@ -1,4 +1,5 @@
-"""The small Fashion-MNIST models the project trains itself (DESIGN.md §3, the embedded default).
+"""The small Fashion-MNIST models the project trains itself (the embedded default of the image
+experiment).
 
 - the generator: an unconditional diffusers ``UNet2DModel`` with its DDPM scheduler; it
   knows nothing of classes;

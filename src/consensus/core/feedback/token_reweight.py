@@ -35,8 +35,10 @@ def target_distribution(energies, temperature: float) -> torch.Tensor:
 
 
 def choose(proposals, final: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
-    """Keep the argmax of ``final`` (the log-scores of the candidates); record the distributions."""
-    choice = int(final.argmax())
+    """Keep the argmax of ``final`` (the log-scores of the candidates) among those still alive, as every form acts
+    on the survivors the forms before it left; record the distributions."""
+    alive = proposals.alive()
+    choice = alive[int(final[alive].argmax())]
     proposals.survivors = [choice]
     lm = proposals.hooks.lm_logprobs[proposals.hooks.candidate_ids]
     return {"chosen": choice, "lm_probs": lm.exp().tolist(), "target": target.tolist(),

@@ -1,6 +1,6 @@
 """The engine's step for diffusion: one denoising step per iteration over a population of samples.
 
-Each step (DESIGN.md §1, the diffusion form of the method):
+Each step (the diffusion form of the method: the ensemble guides each denoising step):
 
 1. Predict the clean sample from the denoiser's output at timestep t, with ᾱ = ᾱ_t:
        x̂0 = (x_t − √(1−ᾱ) ε) / √ᾱ            (DDPM, Ho et al. 2020, eq. 4 solved for x0)

@@ -33,17 +33,16 @@ from consensus.generators.text.protocol import Completion
 from consensus.generators.text.shared_prefix import SharedPrefix
 from consensus.generators.text.shared_prefix import install as install_shared_prefix
 
-# Deprecations inside transformers' own model code and PEFT's merge, which a user can do nothing about
-# (the cache still has to be passed as past_key_values before 5.40, the pinned range).
-warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
-warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-
-
-def _import_transformers():
+def import_transformers():
+    """transformers, or an ImportError saying how to install it; silences, once it is imported, the deprecations
+    inside transformers' own model code and PEFT's merge, which a user can do nothing about (the cache still has to
+    be passed as past_key_values before 5.40, the pinned range)."""
     try:
         import transformers
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError("the causal-LM generator needs transformers: pip install 'consensus[lm]'") from e
+    warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     return transformers
 
 
@@ -122,7 +121,7 @@ class CausalLMGenerator:
         merged into the weights so generation runs at the base model's speed. ``prefix_cache_bytes`` bounds the
         keys and values kept for later prompts (0: keep none); ``shared_prompt_attention`` lets the samples of a
         prompt read its keys and values from one copy (``consensus.generators.text.shared_prefix``)."""
-        transformers = _import_transformers()
+        transformers = import_transformers()
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **kwargs)
             model = transformers.AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device),
@@ -210,7 +209,7 @@ class CausalLMGenerator:
             group = torch.arange(len(prompts), device=self.device).repeat_interleave(n)
             shared = SharedPrefix([(layer.keys, layer.values) for layer in cache.layers], mask.bool(),
                                   _positions(mask), group)
-            cache = _import_transformers().DynamicCache(config=self.model.config)
+            cache = import_transformers().DynamicCache(config=self.model.config)
         elif n > 1:
             cache.batch_repeat_interleave(n)
         if n > 1:
@@ -265,7 +264,7 @@ class CausalLMGenerator:
         and its prefilled part are adjacent: the columns of a row's real tokens are contiguous, as in a plain
         left-padded batch, and a sliding-window layer, which masks by column, sees what it would see without
         the cache."""
-        cache = _import_transformers().DynamicCache(config=self.model.config)
+        cache = import_transformers().DynamicCache(config=self.model.config)
         kept = [self.prefix_cache.longest_prefix(x) for x in ids] if self._can_keep(cache) else []
         prefill = max((len(x) - length for x, (length, _) in zip(ids, kept)), default=0)
         used = [max(0, len(x) - prefill) for x in ids] if kept else [0] * len(ids)
@@ -290,7 +289,7 @@ class CausalLMGenerator:
 
     def _can_keep(self, cache: Any) -> bool:
         """Prefixes are kept for caches of plain per-token keys and values (not recurrent or indexed layers)."""
-        transformers = _import_transformers()
+        transformers = import_transformers()
         plain = (transformers.cache_utils.DynamicLayer, transformers.cache_utils.DynamicSlidingWindowLayer)
         return self.prefix_cache is not None and all(type(layer) in plain for layer in cache.layers)
 

@@ -1,4 +1,5 @@
-"""Token-level consensus: the engine steps a causal LM one token at a time (DESIGN.md §1).
+"""Token-level consensus: the engine steps a causal LM one token at a time, the ensemble choosing each next token
+among the LM's proposals.
 
 Each engine iteration is one token. ``TokenSteps`` proposes the LM's k most likely next tokens as
 candidate continuations (the text so far plus that token); the ensemble scores them in one batched
@@ -24,7 +25,7 @@ from consensus.core.engine import Proposals, run_consensus
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback import CacheShift, Feedback, TokenReweight
 from consensus.core.trace import TraceWriter
-from consensus.generators.text.causal_lm import CausalLMGenerator, _import_transformers
+from consensus.generators.text.causal_lm import CausalLMGenerator, import_transformers
 from consensus.generators.text.decoding import first_stop
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]
@@ -117,14 +118,14 @@ class TokenSteps:
         return [t.strip() for t in texts], stops
 
     def prefill(self, ids: torch.Tensor) -> Cache:
-        cache = _import_transformers().DynamicCache(config=self.model.config)
+        cache = import_transformers().DynamicCache(config=self.model.config)
         with torch.no_grad():
             self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def read(self, past: Cache, last: torch.Tensor) -> tuple[torch.Tensor, Cache]:
         """Read the last token under ``past``: the next-token log-probs and the cache that now includes it."""
-        cache = _import_transformers().DynamicCache(ddp_cache_data=past, config=self.model.config)
+        cache = import_transformers().DynamicCache(ddp_cache_data=past, config=self.model.config)
         logits = self.model(input_ids=last, past_key_values=cache, use_cache=True).logits[:, -1]
         return torch.log_softmax(logits.float(), dim=-1)[0], [(layer.keys, layer.values) for layer in cache.layers]
 

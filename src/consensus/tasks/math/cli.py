@@ -24,7 +24,7 @@ from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import Sampling
 from consensus.report.manifest import MANIFEST, report_hint
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
-from consensus.tasks.math.data import FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
+from consensus.tasks.math.data import EXEMPLAR_SEED, FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
 from consensus.tasks.math.prompt import STOP, format_prompt
 from consensus.zoo.text_generators import BACKENDS, resolve_backend
 
@@ -125,23 +125,21 @@ def _holds_run_of(folder: Path, settings: dict) -> bool:
 def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     """Load the generator and the scorers once; return ``solve(problems) -> records`` (in a sharded run,
     each worker calls this once). ``solve.generator`` names the generator."""
-    from consensus.tasks.math.experiment import build_ensemble, draw_samples, line_steps, solution_steps
+    from consensus.tasks.math.experiment import MAX_STEPS, build_ensemble, draw_samples, line_steps, solution_steps
     from consensus.tasks.math.generator import load_math_generator
     from consensus.zoo.text_generators import load_text_generator
 
     few_shot_task = args.source in FEW_SHOT_FAMILIES
     shots = args.shots if args.shots is not None else (4 if few_shot_task else 0)
-    exemplars = (few_shot_exemplars(args.source, shots, seed=args.seed + 777) if few_shot_task
-                 else gsm_symbolic("train", shots, 777)) if shots else []
+    exemplars = (few_shot_exemplars(args.source, shots, seed=args.seed + EXEMPLAR_SEED) if few_shot_task
+                 else gsm_symbolic("train", shots, EXEMPLAR_SEED)) if shots else []
     if args.model is None and few_shot_task:
         lm = load_text_generator(backend=args.backend)
     else:
         lm = load_math_generator(args.model, args.adapter, backend=args.backend, base_url=args.base_url)
     sampling = Sampling()
-    ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(lm, exemplars,
-                                                                                          args.normalization)
-    if ensemble is not None:
-        ensemble.nonfinite = args.nonfinite
+    ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(
+        lm, exemplars, args.normalization, nonfinite=args.nonfinite)
     ensemble = with_user_scorers(ensemble, user_scorers(args.scorer))
 
     def solve(batch, method: str = args.method, n: int = args.n, beam: int = args.beam, seed: int = args.seed,
@@ -194,7 +192,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
         steps = (solution_steps if solution else line_steps)(view, n, sampling, exemplars)
         callback = None if on_iteration is None else functools.partial(on_iteration, problem)
         return run_consensus(steps, ensemble, problem.question, feedback=TopK(1 if solution else beam),
-                             budget=Budget(iterations=1 if solution else 24), seed=seed, trace=trace,
+                             budget=Budget(iterations=1 if solution else MAX_STEPS), seed=seed, trace=trace,
                              item=problem.id, callback=callback)
 
     def record(problem, text: str, tokens: int, extra: dict) -> dict:

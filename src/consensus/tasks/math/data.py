@@ -32,6 +32,11 @@ class Problem:
     template: str | None = None
 
 
+# Few-shot exemplars come from a seed of their own, EXEMPLAR_SEED past the run's (gsm_symbolic's from the training
+# templates at this seed), so the exemplars do not move with the problems a seed draws.
+EXEMPLAR_SEED = 777
+
+
 class DataError(ValueError):
     """A data file or set that cannot be used as given."""
 

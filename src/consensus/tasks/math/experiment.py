@@ -19,7 +19,7 @@ import torch
 
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, Proposals, run_consensus
-from consensus.core.ensemble import Ensemble, Normalization
+from consensus.core.ensemble import Ensemble, NonFinitePolicy, Normalization
 from consensus.core.feedback import TopK
 from consensus.generators import TextGenerator
 from consensus.generators.text.lockstep import consensus_in_lockstep, in_lockstep
@@ -42,8 +42,11 @@ def line_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(), exemp
     return LineSteps(lm, n, lambda q: format_prompt(q, exemplars), is_complete, sampling, STOP, new_item="Question:")
 
 
-def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (),
-                   normalization: Normalization = "zscore", step_verifier: bool = False) -> Ensemble:
+MAX_STEPS = 24  # lines a step-level solution may take: twice the longest gold solution of the problem sets here
+
+
+def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (), normalization: Normalization = "zscore",
+                   step_verifier: bool = False, nonfinite: NonFinitePolicy = "raise") -> Ensemble:
     """The four math experts, equally weighted, z-scored across each candidate set; ``step_verifier`` adds a
     fifth, the process verifier, sharing the outcome verifier's sentence encoder (and its embeddings of the
     candidates). It is not a default: measured, it adds nothing the four do not (README, math results)."""
@@ -55,7 +58,7 @@ def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (),
         TrainedVerifier(encoder=encoder),
         *([StepVerifier(encoder=encoder)] if step_verifier else []),
     ]
-    return Ensemble(scorers, normalization=normalization)
+    return Ensemble(scorers, normalization=normalization, nonfinite=nonfinite)
 
 
 def draw_samples(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: int, sampling: Sampling = Sampling(),
@@ -82,7 +85,7 @@ class Experiment:
     beam: int = 2
     exemplars: Sequence[Problem] = ()
     sampling: Sampling = field(default_factory=Sampling)
-    max_steps: int = 24
+    max_steps: int = MAX_STEPS
 
     def greedy(self, problems: Sequence[Problem]) -> list[dict]:
         prompts = [format_prompt(p.question, self.exemplars) for p in problems]

@@ -23,6 +23,7 @@ import asyncio
 import hmac
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -446,6 +447,11 @@ def run(args: argparse.Namespace) -> None:
     key = os.environ.get(args.api_key_env)
     print(f"serving {app.state.model} ({args.method}, n {args.n}) at http://{args.host}:{args.port}/v1"
           + (f"; requests need the key in ${args.api_key_env}" if key else ""), flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    except KeyboardInterrupt:  # uvicorn shut down gracefully on Ctrl-C or SIGTERM, then passed the signal on
+        pass
     if args.out is not None:
-        args.manifest(state="finished")
+        args.manifest(state="finished")  # a stopped server has finished: every answered request is on disk
+    print("consensus serve: stopped" + (f"; every answered request is in {args.out}" if args.out else ""),
+          file=sys.stderr)

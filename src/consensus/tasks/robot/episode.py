@@ -4,7 +4,7 @@ budget is spent.
 Two policies share one interface, ``act(scene, goal, generator) -> (action, info)``:
 
 - ``RandomPolicy``: the generator alone, one pick-and-place from its prior per step.
-- ``ConsensusPolicy``: model-predictive control by consensus (DESIGN.md §1, gradient-free): the
+- ``ConsensusPolicy``: model-predictive control by consensus (gradient-free): the
   CEM step (``generators.planning.CEMSteps``) rolls candidate actions through the world model, the
   Ensemble of view scorers gives each predicted state an energy, TopK survivors seed the next round,
   and the lowest-energy action of the last round is executed.
