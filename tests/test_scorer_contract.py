@@ -265,6 +265,11 @@ def test_returns_one_finite_energy_per_candidate_and_never_mutates(case):
     assert torch.allclose(energies, case.energy())  # deterministic
 
 
+def test_scores_in_two_halves_as_in_one_call(case):
+    call = case.scorer.submit(case.candidates, case.condition, case.noise_level)
+    assert torch.allclose(case.scorer.collect(call, timeout=60), case.energy())
+
+
 def test_scores_several_items_in_one_call_as_each_alone(case):
     alone = case.energy()
     together = case.scorer.energy_items([case.candidates, case.candidates], [case.condition, case.condition],

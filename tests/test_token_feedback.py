@@ -93,6 +93,22 @@ def test_two_forms_of_one_class_in_a_chain_are_both_recorded(tiny_lm, tmp_path):
     assert line["feedback"]["TokenReweight"]["chosen"] in line["feedback"]["TopK#2"]["kept"]
 
 
+def test_a_form_given_a_step_without_its_hooks_is_refused_at_the_first_iteration_naming_both(tiny_lm):
+    from consensus import Guidance
+    from consensus.generators.text.steps import Sampling, SolutionSteps
+
+    class Smooth(Prefers):  # declares a gradient, so Guidance's own check of the ensemble passes
+        differentiable = True
+
+    ensemble = Ensemble([Smooth(lambda i, text: i == 0)])
+    with pytest.raises(TypeError, match="feedback Guidance acts through DenoisingHooks, which the step TokenSteps"):
+        run_consensus(TokenSteps(tiny_lm, PROMPT, top_k=4, stop=()), ensemble, None, feedback=[TopK(2), Guidance()],
+                      budget=Budget(iterations=2))
+    with pytest.raises(TypeError, match="feedback TokenReweight acts through TokenHooks, which the step SolutionSteps"):
+        run_consensus(SolutionSteps(tiny_lm, 2, lambda question: question, Sampling(max_new_tokens=4)), ensemble,
+                      PROMPT, feedback=TokenReweight(), budget=Budget(iterations=1))
+
+
 def test_the_cache_shift_lowers_the_loss_it_optimises(tiny_lm):
     steps = TokenSteps(tiny_lm, PROMPT, top_k=8)
     proposals = steps(None, None, torch.Generator())

@@ -187,6 +187,8 @@ def run_consensus(
             raise GeneratorError(f"the generator step {name} failed at iteration {iteration}{_of(item)}: "
                                  f"{type(error).__name__}: {error}") from error
         generator_seconds = time.perf_counter() - t
+        if iteration == 0:
+            check_hooks(forms, step, proposals)
         tokens += proposals.tokens
         if len(proposals.candidates) == 0:
             raise ValueError("the generator proposed no candidates; check the generator and the condition")
@@ -248,6 +250,16 @@ def run_consensus(
         best=best, best_energy=best_energy, survivors=chosen, population=population, iterations=iteration + 1,
         generator_tokens=tokens, scorer_calls=calls, stop_reason=stop_reason, seconds=seconds,
     )  # fmt: skip
+
+
+def check_hooks(forms: Sequence[Feedback], step: Step, proposals: Proposals) -> None:
+    """Refuse a chain whose forms act through hooks the step's proposals do not carry, naming both."""
+    for form in forms:
+        if form.needs_hooks is not None and not isinstance(proposals.hooks, form.needs_hooks):
+            step_name = getattr(step, "__name__", type(step).__name__)
+            raise TypeError(f"feedback {form.name} acts through {form.needs_hooks.__name__}, which the step "
+                            f"{step_name} does not give (its proposals carry {type(proposals.hooks).__name__}); "
+                            "pair it with a step that does, or use a form that only selects (Best, TopK, Resample)")
 
 
 def _record_key(name: str, done: dict[str, Any]) -> str:

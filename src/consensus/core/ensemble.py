@@ -262,7 +262,7 @@ class Ensemble:
         seconds: dict[str, float] = {}
         # Remote scorers first: their calls run while the local ones below do.
         started = {s.name: (time.perf_counter(), [self._submit(s, c, x) for c, x in zip(candidate_sets, conditions)])
-                   for s in self.scorers if hasattr(s, "submit")}
+                   for s in self.scorers if s.runs_elsewhere}
         for scorer in self.scorers:
             start = time.perf_counter()
             try:

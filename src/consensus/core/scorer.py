@@ -13,9 +13,10 @@ guidance) or a smoothed scorer knows how noisy the sample behind its candidate i
 Several items can be scored in one call (``energy_items``: runs in lockstep share their scorers' calls as they
 share their generator's); by default it is one ``energy`` per item.
 
-A scorer that runs elsewhere (``consensus.distributed``: a Ray actor) also offers
-``submit(candidates, condition) -> call`` and ``collect(call, timeout) -> Tensor``; an Ensemble starts
-every such call before it runs its local scorers, so remote experts work at the same time.
+Every scorer can be called in two halves, ``submit(candidates, condition) -> call`` and ``collect(call, timeout) ->
+Tensor``; here they compute the energy at once. A scorer that runs elsewhere (``consensus.distributed``: a Ray
+actor) sets ``runs_elsewhere`` and makes ``submit`` start the work and return at once; an Ensemble starts every such
+call before it runs its local scorers, so remote experts work at the same time.
 """
 
 from __future__ import annotations
@@ -60,11 +61,14 @@ class Scorer(ABC):
             so that gradient-based feedback (diffusion guidance) may use it.
         reads_noise_level: whether ``energy`` takes a keyword ``noise_level`` (a ``NoiseLevel``, or None
             for clean candidates); the Ensemble passes it to such scorers only.
+        runs_elsewhere: whether ``submit`` only starts the work (another process or machine does it), so an
+            Ensemble submits to it before running its local scorers.
     """
 
     modality: ClassVar[str]
     differentiable: ClassVar[bool] = False
     reads_noise_level: ClassVar[bool] = False
+    runs_elsewhere: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -80,6 +84,14 @@ class Scorer(ABC):
         if self.reads_noise_level:
             return self.energy(candidates, condition, noise_level=noise_level)
         return self.energy(candidates, condition)
+
+    def submit(self, candidates: Sequence[Any], condition: Any, noise_level: NoiseLevel | None = None) -> Any:
+        """Start scoring; ``collect`` gives the energies. Here the work is done now, and the call is its result."""
+        return self.energy_at(candidates, condition, noise_level)
+
+    def collect(self, call: Any, timeout: float | None = None) -> torch.Tensor:
+        """The energies of a ``submit`` call (a TimeoutError past ``timeout`` seconds, for a scorer elsewhere)."""
+        return call
 
     def energy_items(self, candidate_sets: Sequence[Sequence[Any]], conditions: Sequence[Any],
                      noise_levels: Sequence[NoiseLevel | None] | None = None) -> list[torch.Tensor]:

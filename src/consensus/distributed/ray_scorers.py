@@ -59,6 +59,7 @@ class RemoteScorer(Scorer):
 
     modality = "any"
     differentiable = False
+    runs_elsewhere = True
 
     def __init__(self, actor: Any, name: str):
         self.actor, self._name = actor, name
@@ -67,8 +68,9 @@ class RemoteScorer(Scorer):
     def name(self) -> str:
         return self._name
 
-    def submit(self, candidates: Sequence[Any], condition: Any) -> Any:
-        """Start a call on the actor; ``collect`` its result."""
+    def submit(self, candidates: Sequence[Any], condition: Any, noise_level: Any = None) -> Any:
+        """Start a call on the actor; ``collect`` its result. (``remote`` refuses a scorer that reads the noise
+        level, so there is none to pass on.)"""
         return self.actor.energy.remote(candidates, condition)
 
     def collect(self, call: Any, timeout: float | None = None) -> torch.Tensor:

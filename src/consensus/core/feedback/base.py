@@ -10,6 +10,8 @@ It returns a small JSON-able dict of what it did, which the trace records under 
 Class attributes:
     needs_energies: the form reads the ensemble's energies (False for a form that runs unscored).
     needs_gradient: the engine scores with autograd on, so the form can differentiate the energies.
+    needs_hooks: the protocol (``runtime_checkable``) the step's ``proposals.hooks`` must follow for this form to
+        act through it, or None; the engine checks it at the first iteration, naming the form and the step.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Context:
 class Feedback(ABC):
     needs_energies: ClassVar[bool] = True
     needs_gradient: ClassVar[bool] = False
+    needs_hooks: ClassVar[type | None] = None
 
     @property
     def name(self) -> str:

@@ -17,7 +17,7 @@ through the LM only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -25,6 +25,7 @@ from consensus.core.feedback.base import Context, Feedback
 from consensus.core.feedback.token_reweight import TokenHooks, choose, target_distribution
 
 
+@runtime_checkable
 class ShiftableTokenHooks(TokenHooks, Protocol):
     """A token step whose cache can be shifted: ``shift_shapes`` gives the zero shift (one float32 tensor
     per cached key and value), ``logprobs_under(deltas)`` the next-token log-probabilities with the cache
@@ -48,6 +49,8 @@ def steering_loss(logp: torch.Tensor, base_logp: torch.Tensor, candidates: torch
 
 class CacheShift(Feedback):
     """ZeroCap's cache shift; the settings are the module docstring's (τ, steps, step size, norm power, λ, γ)."""
+
+    needs_hooks = ShiftableTokenHooks
 
     def __init__(self, temperature: float = 0.25, steps: int = 3, step_size: float = 0.3,
                  grad_norm_power: float = 0.9, kl_weight: float = 0.2, fusion: float = 0.99):

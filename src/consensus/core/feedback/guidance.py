@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -40,6 +40,7 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
+@runtime_checkable
 class DenoisingHooks(Protocol):
     """What a denoiser step exposes to guidance: the predicted clean sample (a leaf with gradient, from
     which the scored images were decoded), the timestep, and where the moved sample goes."""
@@ -62,6 +63,7 @@ class Guidance(Feedback):
     """
 
     needs_gradient = True
+    needs_hooks = DenoisingHooks
 
     def __init__(self, scale: float = 0.1, schedule: str | Schedule = "constant", balance: bool = True,
                  clip: float | None = None):

@@ -11,13 +11,14 @@ and the scorers' target (a product of experts), with no backward pass.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from consensus.core.feedback.base import Context, Feedback
 
 
+@runtime_checkable
 class TokenHooks(Protocol):
     """What a token step exposes: the unshifted next-token log-probabilities ``[V]`` and the k
     candidates' token ids ``[k]``, in the LM's order (most likely first)."""
@@ -47,6 +48,8 @@ def choose(proposals, final: torch.Tensor, target: torch.Tensor) -> dict[str, An
 
 class TokenReweight(Feedback):
     """Pick the next token by log p_LM + log softmax(−E/τ) over the k candidates."""
+
+    needs_hooks = TokenHooks
 
     def __init__(self, temperature: float = 0.25):
         if not temperature > 0:

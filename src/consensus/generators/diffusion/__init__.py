@@ -2,6 +2,6 @@
 
 from consensus.generators.diffusion.diffusers import DiffusionGenerator, GenerationResult
 from consensus.generators.diffusion.protocol import Denoiser
-from consensus.generators.diffusion.steps import DenoisingHooks, DenoisingState, DenoisingSteps
+from consensus.generators.diffusion.steps import DenoisingStepHooks, DenoisingState, DenoisingSteps
 
-__all__ = ["Denoiser", "DenoisingHooks", "DenoisingState", "DenoisingSteps", "DiffusionGenerator", "GenerationResult"]
+__all__ = ["Denoiser", "DenoisingStepHooks", "DenoisingState", "DenoisingSteps", "DiffusionGenerator", "GenerationResult"]

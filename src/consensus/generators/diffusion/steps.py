@@ -5,7 +5,7 @@ Each step (the diffusion form of the method: the ensemble guides each denoising 
 1. Predict the clean sample from the denoiser's output at timestep t, with ᾱ = ᾱ_t:
        x̂0 = (x_t − √(1−ᾱ) ε) / √ᾱ            (DDPM, Ho et al. 2020, eq. 4 solved for x0)
 2. Decode x̂0 to images in [0, 1] (through the VAE in latent space): the candidates the scorers read,
-   with x̂0 a leaf that keeps the gradient, so ``Guidance`` can move it (``DenoisingHooks``).
+   with x̂0 a leaf that keeps the gradient, so ``Guidance`` can move it (``DenoisingStepHooks``).
 3. After the feedback forms, each surviving sample takes the scheduler's own update with the
    prediction that matches the (possibly moved) x̂0':   ε' = (x_t − √ᾱ x̂0') / √(1−ᾱ),
    converted back to ``sample`` or ``v_prediction`` when the model predicts those.
@@ -82,8 +82,9 @@ class DenoisingState:
 
 
 @dataclass
-class DenoisingHooks:
-    """What feedback forms act through: x̂0 (a leaf with gradient), the timestep, and the moved x̂0'."""
+class DenoisingStepHooks:
+    """A denoising step's hooks, following ``DenoisingHooks`` (``consensus.core.feedback.guidance``): x̂0 (a leaf
+    with gradient), the timestep, and the moved x̂0'."""
 
     x0: torch.Tensor
     timestep: int
@@ -154,7 +155,7 @@ class DenoisingSteps:
                 candidates = self.denoiser.decode(x0)
         else:
             candidates = x0
-        hooks = DenoisingHooks(x0, timestep, len(self.scheduler.alphas_cumprod))
+        hooks = DenoisingStepHooks(x0, timestep, len(self.scheduler.alphas_cumprod))
         last = state.step + 1 == self.num_steps and state.repeat == self.recurrence
         extra = {**self.extra, **({"generator": generator} if self.takes_generator else {})}
 

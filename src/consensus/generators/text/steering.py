@@ -42,8 +42,9 @@ class TokenState:
 
 
 @dataclass
-class TokenHooks:
-    """What the token feedback forms act through (``consensus.core.feedback.cache_shift``)."""
+class TokenStepHooks:
+    """A token step's hooks, following ``ShiftableTokenHooks`` (``consensus.core.feedback.cache_shift``): what
+    ``TokenReweight`` and ``CacheShift`` act through."""
 
     lm_logprobs: torch.Tensor
     candidate_ids: torch.Tensor
@@ -95,7 +96,7 @@ class TokenSteps:
             logp, advanced = self.read(state.past, state.last)
         candidates = logp.topk(self.top_k).indices
         texts, stops = self.candidate_texts(state.generated, candidates.tolist())
-        hooks = TokenHooks(logp, candidates, advanced, stops, self, state)
+        hooks = TokenStepHooks(logp, candidates, advanced, stops, self, state)
 
         def advance(survivors: list[int]) -> list[TokenState]:
             return [TokenState([*state.generated, int(candidates[i])], hooks.advanced, candidates[i].view(1, 1))
