@@ -31,9 +31,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """llama-cpp-python's OpenAI server over the Gemma GGUF, started on a free loopback port, killed at the end."""
+    """llama-cpp-python's OpenAI server over the Gemma GGUF, started on a free loopback port, killed when this
+    module's tests end (idle, it still takes a third of a core, which the rest of the suite would lose)."""
     missing = [p for p in SERVER_PACKAGES if importlib.util.find_spec(p) is None]
     assert not missing, f"llama-cpp-python's server needs {', '.join(missing)}: pip install -e '.[dev]'"
     from consensus.zoo.gemma import gemma_gguf

@@ -187,3 +187,28 @@ def test_a_client_that_leaves_frees_its_place(server):
         time.sleep(0.1)
     assert health["dropped"] == before["dropped"] + 1
     assert server.client().completions.create(model=server.app.state.model, prompt=QUESTION).choices[0].text
+
+
+def test_a_full_queue_is_a_429_and_a_request_out_of_time_a_504(tiny_math_model, monkeypatch):
+    monkeypatch.delenv("CONSENSUS_API_KEY", raising=False)  # and a server without a key takes any
+    served = Served(serve.app_from_args(serve_args(tiny_math_model, "--queue", "1", "--timeout", "1")))
+    try:
+        client = served.client(key="anything")
+        late = {}
+
+        def slow():
+            try:
+                client.completions.create(model=served.app.state.model, prompt="Compute 5 + 5, slowly.")
+            except openai.APIStatusError as error:
+                late["error"] = error
+
+        first = threading.Thread(target=slow)
+        first.start()
+        time.sleep(0.3)  # the slow one runs: the queue of one is full
+        with pytest.raises(openai.RateLimitError) as busy:
+            client.completions.create(model=served.app.state.model, prompt=QUESTION)
+        assert busy.value.body["code"] == "rate_limit_exceeded"
+        first.join()
+        assert late["error"].status_code == 504 and "no answer within 1 s" in late["error"].body["message"]
+    finally:
+        served.stop()

@@ -79,6 +79,8 @@ class RequestError(Exception):
 
 @dataclass
 class Job:
+    """One request on its way: its problem, how to solve it, and the future its answer arrives in."""
+
     problem: Problem
     how: How
     explain: bool
@@ -91,8 +93,8 @@ class Job:
 class Worker:
     """The thread that owns the models: it solves the queued jobs, alike ones together."""
 
-    def __init__(self, solve, limits: Limits, trace: TraceWriter | None = None, results: LineWriter | None = None):
-        self.solve, self.limits, self.trace, self.results = solve, limits, trace, results
+    def __init__(self, solve, limits: Limits, results: LineWriter | None = None):
+        self.solve, self.limits, self.results = solve, limits, results
         self.jobs: deque[Job] = deque()
         self.changed = threading.Condition()
         self.counts = {"answered": 0, "failed": 0, "dropped": 0}
@@ -237,14 +239,15 @@ def _last_user_message(messages: Any) -> str:
 
 
 def build_app(solve, model: str, defaults: How, limits: Limits = Limits(), api_key: str | None = None,
-              count_tokens=len, trace: TraceWriter | None = None, results: LineWriter | None = None):
-    """The ASGI app around ``solve`` (``make_solve``'s); its worker starts with it."""
+              count_tokens=len, results: LineWriter | None = None):
+    """The ASGI app around ``solve`` (``make_solve``'s, which writes the trace when it has one); its worker starts
+    with it and writes each answer to ``results``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    worker = Worker(solve, limits, trace, results)
+    worker = Worker(solve, limits, results)
 
     def refuse(error: RequestError) -> Response:
         return JSONResponse(error.body, status_code=error.status)
@@ -437,7 +440,7 @@ def app_from_args(args: argparse.Namespace):
     solve = make_solve(argparse.Namespace(**{**vars(args), "method": "solution", "baseline": "none"}), trace)
     api_key = os.environ.get(args.api_key_env) or None
     defaults = How(args.method, args.n, args.beam, args.seed, args.max_tokens)
-    return build_app(solve, solve.generator, defaults, limits, api_key, count_tokens_of(solve.lm), trace, results)
+    return build_app(solve, solve.generator, defaults, limits, api_key, count_tokens_of(solve.lm), results)
 
 
 def run(args: argparse.Namespace) -> None:
