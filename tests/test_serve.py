@@ -165,6 +165,26 @@ def test_a_failing_scorer_is_a_500_naming_it_and_the_server_goes_on(server):
     assert server.client().completions.create(model=server.app.state.model, prompt=QUESTION).choices[0].text
 
 
+def test_a_request_that_breaks_a_scorer_fails_alone_not_the_requests_batched_with_it(server):
+    outcomes = {}
+
+    def ask(prompt):
+        try:
+            outcomes[prompt] = server.client().completions.create(model=server.app.state.model, prompt=prompt,
+                                                                  extra_body={"consensus": {"seed": 9}})
+        except openai.APIStatusError as error:
+            outcomes[prompt] = error
+
+    prompts = ["The judge is down: compute 2 + 5.", "Compute 6 + 1.", "Compute 8 - 3."]
+    threads = [threading.Thread(target=ask, args=(p,)) for p in prompts]
+    for thread in threads:  # sent together: one batch (the worker waits 20 ms for company)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert isinstance(outcomes[prompts[0]], openai.InternalServerError)
+    assert all(outcomes[p].choices[0].text for p in prompts[1:])
+
+
 def test_a_client_that_leaves_frees_its_place(server):
     """One slow request runs; a second waits behind it; both clients give up: the waiting one is dropped unrun, and
     the server answers the next request."""

@@ -10,7 +10,8 @@ tokens, and with ``explain`` every iteration's candidates, energies per scorer a
 Concurrency: one worker thread owns the models. Requests wait in a bounded queue; the worker takes every waiting
 request of one method and budget (up to ``--batch``, after waiting 20 ms for more to come) and solves them together
 in lockstep, their generator calls merged into one batch and their scorers' calls too, each request from its own
-seed. A request whose client has gone or whose time is up before its batch starts is dropped unrun.
+seed. A request whose client has gone or whose time is up before its batch starts is dropped unrun; a batch that
+fails is solved again one request at a time, so a request that breaks a scorer fails alone.
 
 Starlette under uvicorn, not FastAPI: every refusal must be OpenAI's error body naming the field, so the body is
 validated here rather than by pydantic's 422s, and Starlette alone gives routing and server-sent events.
@@ -134,33 +135,47 @@ class Worker:
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
-            if not batch:
-                continue
-            how = batch[0].how
-            by_id = {job.problem.id: job for job in batch}
-
-            def seen(problem: Problem, record: dict[str, Any]) -> None:
-                if by_id[problem.id].explain:
-                    by_id[problem.id].iterations.append(trace_record(record, {}, problem.id))
-
-            try:
-                records = list(self.solve([job.problem for job in batch], method=how.method, n=how.n, beam=how.beam,
-                                          seed=how.seed, max_new_tokens=how.max_tokens, on_iteration=seen))
-            except Exception as error:  # noqa: BLE001 - every request of the batch gets it, as a 500
-                with self.changed:
-                    self.counts["failed"] += len(batch)
-                    self.running = 0
-                for job in batch:
-                    job.future.set_exception(error)
-                continue
-            for job, record in zip(batch, records, strict=True):
+            outcomes = self._solved(batch)
+            for job, outcome in zip(batch, outcomes):
+                if isinstance(outcome, Exception):
+                    job.future.set_exception(outcome)
+                    continue
                 if self.results is not None:
                     self.results.write(json.dumps({"id": job.problem.id, "question": job.problem.question,
-                                                   **_answer(record), "how": vars(how)}, ensure_ascii=False) + "\n")
-                job.future.set_result(record)
+                                                   **_answer(outcome), "how": vars(job.how)},
+                                                  ensure_ascii=False) + "\n")
+                job.future.set_result(outcome)
             with self.changed:
-                self.counts["answered"] += len(batch)
+                failed = sum(isinstance(outcome, Exception) for outcome in outcomes)
+                self.counts["failed"] += failed
+                self.counts["answered"] += len(outcomes) - failed
                 self.running = 0
+
+    def _solved(self, batch: list[Job]) -> list[Any]:
+        """Each job's record, or the error that failed it. A batch that fails is solved again one job at a time, so
+        a request that breaks a scorer fails alone, not every request it was batched with."""
+        outcomes = self._solve(batch)
+        if len(batch) > 1 and isinstance(outcomes[0], Exception):
+            for job in batch:
+                job.iterations.clear()
+            outcomes = [outcome for job in batch for outcome in self._solve([job])]
+        return outcomes
+
+    def _solve(self, batch: list[Job]) -> list[Any]:
+        if not batch:
+            return []
+        how = batch[0].how
+        by_id = {job.problem.id: job for job in batch}
+
+        def seen(problem: Problem, record: dict[str, Any]) -> None:
+            if by_id[problem.id].explain:
+                by_id[problem.id].iterations.append(trace_record(record, {}, problem.id))
+
+        try:
+            return list(self.solve([job.problem for job in batch], method=how.method, n=how.n, beam=how.beam,
+                                   seed=how.seed, max_new_tokens=how.max_tokens, on_iteration=seen))
+        except Exception as error:  # noqa: BLE001 - said to the request as a 500
+            return [error] * len(batch)
 
 
 def _answer(record: dict[str, Any]) -> dict[str, Any]:
