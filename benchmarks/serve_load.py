@@ -26,11 +26,9 @@ from pathlib import Path
 
 import openai
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' loopback server helper
-from consensus.tasks.math import serve  # noqa: E402
-from consensus.tasks.math.data import load_problems  # noqa: E402
-from consensus.zoo.text_generators import resolve_backend  # noqa: E402
-from tests.test_serve import Served  # noqa: E402
+from consensus.tasks.math import serve
+from consensus.tasks.math.data import load_problems
+from consensus.zoo.text_generators import resolve_backend
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -75,7 +73,7 @@ def main() -> None:
                  "p90": percentile(latencies, .9), "p99": percentile(latencies, .99)})
     print(rows[-1], flush=True)
 
-    served = Served(app)
+    served = serve.ServerThread(app)
     try:
         client = openai.OpenAI(base_url=served.url + "/v1", api_key="none", max_retries=0, timeout=3600)
         model = app.state.model

@@ -14,7 +14,6 @@ import urllib.request
 
 import openai
 import pytest
-import uvicorn
 
 from consensus.tasks.math import serve
 from consensus.tasks.math.cli import make_solve
@@ -42,25 +41,11 @@ def http(url, body: bytes | None = None, headers=None) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-class Served:
-    """An app on a free loopback port, in a thread, until ``stop``."""
-
-    def __init__(self, app):
-        self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+class Served(serve.ServerThread):
+    """The server on loopback, and an ``openai`` client of it."""
 
     def client(self, key=KEY, **options):
         return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **options)
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")

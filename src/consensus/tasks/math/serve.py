@@ -398,6 +398,29 @@ def _response(job: Job, record: dict[str, Any], chat: bool, model: str) -> dict[
             "choices": [choice], "usage": usage, "consensus": extension}
 
 
+class ServerThread:
+    """``app`` served by uvicorn on a free loopback port in a thread of this process, until ``stop``: for tests,
+    benchmarks and notebooks (``url`` is where it listens)."""
+
+    def __init__(self, app, host: str = "127.0.0.1"):
+        import uvicorn
+
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the server did not start; see its log above")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve the math consensus behind an OpenAI-compatible endpoint",
                               description=__doc__, formatter_class=HelpFormatter)
