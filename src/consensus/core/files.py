@@ -15,7 +15,6 @@ import errno
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ class WriteFailed(OSError):
         return self.errno in UNWRITABLE
 
 
-@contextmanager
+@contextlib.contextmanager
 def writing(path: str | Path) -> Iterator[None]:
     """An ``OSError`` raised inside becomes ``WriteFailed`` naming ``path``."""
     try:
