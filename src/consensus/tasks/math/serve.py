@@ -273,42 +273,6 @@ def build_app(solve, model: str, defaults: How, limits: Limits = Limits(), api_k
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         return hmac.compare_digest(given.encode(), api_key.encode())
 
-    async def read_body(request: Request) -> dict[str, Any]:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limits.body_bytes:
-            raise RequestError(400, f"the request body is {declared} bytes; this server takes at most "
-                                    f"{limits.body_bytes}", param="body")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limits.body_bytes:
-                raise RequestError(400, f"the request body is over {limits.body_bytes} bytes, this server's limit",
-                                   param="body")
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise RequestError(400, "the request body is not JSON", param="body") from None
-        if not isinstance(body, dict):
-            raise RequestError(400, "the request body must be a JSON object", param="body")
-        return body
-
-    async def answered(request: Request, job: Job) -> dict[str, Any]:
-        """The job's record once solved; a client that leaves, or a request out of time, drops the job."""
-        waiting = asyncio.wrap_future(job.future)
-        deadline = time.monotonic() + limits.seconds
-        try:
-            while True:
-                done, _ = await asyncio.wait({waiting}, timeout=0.1)
-                if done:
-                    return waiting.result()
-                if await request.is_disconnected():
-                    raise asyncio.CancelledError
-                if time.monotonic() > deadline:
-                    raise RequestError(504, f"no answer within {limits.seconds:g} s; the request was dropped",
-                                       kind="timeout")
-        finally:
-            job.gone = not job.future.done()
-
     def failed(error: Exception) -> RequestError:
         return RequestError(500, f"{type(error).__name__}: {error} (model {model})", kind="server_error")
 
@@ -317,44 +281,30 @@ def build_app(solve, model: str, defaults: How, limits: Limits = Limits(), api_k
             return refuse(RequestError(401, "a valid API key is needed: send it as 'Authorization: Bearer <key>'",
                                        code="invalid_api_key"))
         try:
-            body = await read_body(request)
+            body = await read_body(request, limits)
             question, tokens, how, explain, stream = parse_request(body, chat, defaults, limits, model, count_tokens)
             job = Job(Problem(f"req-{uuid.uuid4().hex[:12]}", question, ""), how, explain, tokens)
             worker.submit(job)
         except RequestError as error:
             return refuse(error)
         if stream:
-            return StreamingResponse(_events(request, job, chat), media_type="text/event-stream")
+            return StreamingResponse(events(request, job, chat), media_type="text/event-stream")
         try:
-            record = await answered(request, job)
+            record = await answered(request, job, limits)
         except RequestError as error:
             return refuse(error)
         except Exception as error:  # noqa: BLE001 - a model or scorer failed: said, never a hung connection
             return refuse(failed(error))
         return JSONResponse(_response(job, record, chat, model))
 
-    async def _events(request: Request, job: Job, chat: bool):
+    async def events(request: Request, job: Job, chat: bool):
         try:
-            record = await answered(request, job)
+            parts = _chunks(_response(job, await answered(request, job, limits), chat, model), chat)
         except RequestError as error:
-            yield f"data: {json.dumps(error.body)}\n\n"
-            return
-        except Exception as error:  # noqa: BLE001
-            yield f"data: {json.dumps(failed(error).body)}\n\n"
-            return
-        whole = _response(job, record, chat, model)
-        choice = whole["choices"][0]
-        if chat:
-            chunk = {**whole, "object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": choice["message"]["content"]},
-                                  "finish_reason": None}]}
-            last = {**whole, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}
-        else:
-            chunk = {**whole, "choices": [{**choice, "finish_reason": None}]}
-            last = {**whole, "choices": [{"index": 0, "text": "", "finish_reason": choice["finish_reason"],
-                                          "logprobs": None}]}
-        for part in (chunk, last):
+            parts = [error.body]
+        except Exception as error:  # noqa: BLE001 - said in the stream, as the response would have said it
+            parts = [failed(error).body]
+        for part in parts:
             yield f"data: {json.dumps(part, ensure_ascii=False)}\n\n"
         yield "data: [DONE]\n\n"
 
@@ -378,6 +328,57 @@ def build_app(solve, model: str, defaults: How, limits: Limits = Limits(), api_k
                             Route("/v1/models", models, methods=["GET"]), Route("/health", health, methods=["GET"])])
     app.state.worker, app.state.model = worker, model
     return app
+
+
+async def read_body(request, limits: Limits) -> dict[str, Any]:
+    """The request's JSON object, read up to the body limit; a ``RequestError`` naming ``body`` otherwise."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.body_bytes:
+        raise RequestError(400, f"the request body is {declared} bytes; this server takes at most "
+                                f"{limits.body_bytes}", param="body")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limits.body_bytes:
+            raise RequestError(400, f"the request body is over {limits.body_bytes} bytes, this server's limit",
+                               param="body")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise RequestError(400, "the request body is not JSON", param="body") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object", param="body")
+    return body
+
+
+async def answered(request, job: Job, limits: Limits) -> dict[str, Any]:
+    """The job's record once solved; a client that leaves, or a request out of time, drops the job."""
+    waiting = asyncio.wrap_future(job.future)
+    deadline = time.monotonic() + limits.seconds
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=0.1)
+            if done:
+                return waiting.result()
+            if await request.is_disconnected():
+                raise asyncio.CancelledError
+            if time.monotonic() > deadline:
+                raise RequestError(504, f"no answer within {limits.seconds:g} s; the request was dropped",
+                                   kind="timeout")
+    finally:
+        job.gone = not job.future.done()
+
+
+def _chunks(whole: dict[str, Any], chat: bool) -> list[dict[str, Any]]:
+    """A response as the stream sends it: one chunk with the whole answer, then one with the finish reason."""
+    choice = whole["choices"][0]
+    if chat:
+        kind = {"object": "chat.completion.chunk"}
+        return [{**whole, **kind, "choices": [{"index": 0, "finish_reason": None,
+                                               "delta": {"role": "assistant", "content": choice["message"]["content"]}}]},
+                {**whole, **kind, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}]
+    return [{**whole, "choices": [{**choice, "finish_reason": None}]},
+            {**whole, "choices": [{"index": 0, "text": "", "finish_reason": choice["finish_reason"], "logprobs": None}]}]
 
 
 def _response(job: Job, record: dict[str, Any], chat: bool, model: str) -> dict[str, Any]:
