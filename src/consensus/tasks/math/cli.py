@@ -195,14 +195,16 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
                              budget=Budget(iterations=1 if solution else MAX_STEPS), seed=seed, trace=trace,
                              item=problem.id, callback=callback)
 
-    def record(problem, text: str, tokens: int, extra: dict) -> dict:
-        strict, flexible = extract_strict(text), extract_flexible(text)
-        return {"question": problem.question, "gold": problem.answer, "text": text, "tokens": tokens,
-                "strict": strict, "flexible": flexible, "correct_strict": is_correct(strict, problem.answer),
-                "correct": is_correct(flexible, problem.answer), **extra}
-
     solve.generator, solve.lm = lm.name, lm
     return solve
+
+
+def record(problem, text: str, tokens: int, extra: dict) -> dict:
+    """A problem's record: its solution, the answers extracted from it (strict and flexible), whether they are right."""
+    strict, flexible = extract_strict(text), extract_flexible(text)
+    return {"question": problem.question, "gold": problem.answer, "text": text, "tokens": tokens,
+            "strict": strict, "flexible": flexible, "correct_strict": is_correct(strict, problem.answer),
+            "correct": is_correct(flexible, problem.answer), **extra}
 
 
 def run(args: argparse.Namespace) -> None:
