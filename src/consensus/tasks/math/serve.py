@@ -142,7 +142,7 @@ class Worker:
                     continue
                 if self.results is not None:
                     self.results.write(json.dumps({"id": job.problem.id, "question": job.problem.question,
-                                                   **_answer(outcome), "how": vars(job.how)},
+                                                   "text": outcome["text"], **_answer(outcome), "how": vars(job.how)},
                                                   ensure_ascii=False) + "\n")
                 job.future.set_result(outcome)
             with self.changed:
@@ -179,7 +179,8 @@ class Worker:
 
 
 def _answer(record: dict[str, Any]) -> dict[str, Any]:
-    return {"text": record["text"], "answer": record["flexible"], "tokens": record["tokens"],
+    """What a solved problem's record says beyond its text: the extracted answer, the tokens, the stop reason."""
+    return {"answer": record["flexible"], "tokens": record["tokens"],
             **({"stop_reason": record["stop_reason"]} if "stop_reason" in record else {})}
 
 
@@ -207,8 +208,9 @@ def parse_request(body: dict[str, Any], chat: bool, defaults: How, limits: Limit
     if body.get("n", 1) != 1:
         raise RequestError(400, "n must be 1: the answer is the ensemble's one pick (ask for more proposals with "
                                 "consensus.n)", param="n")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens", defaults.max_tokens)) if chat else \
-        body.get("max_tokens", defaults.max_tokens)
+    max_tokens = body.get("max_tokens")
+    if chat:  # chat's newer name for it wins
+        max_tokens = body.get("max_completion_tokens", max_tokens)
     max_tokens = defaults.max_tokens if max_tokens is None else max_tokens
     _check_int(max_tokens, 1, limits.max_tokens, "max_tokens")
     extra = body.get("consensus") or {}
@@ -388,7 +390,6 @@ def _response(job: Job, record: dict[str, Any], chat: bool, model: str) -> dict[
              "total_tokens": job.prompt_tokens + record["tokens"]}  # the problem's tokens, without the exemplars
     extension = {**_answer(record), "method": job.how.method, "n": job.how.n, "seed": job.how.seed,
                  **({"iterations": job.iterations} if job.explain else {})}
-    extension.pop("text")
     if chat:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
                   "logprobs": None}
@@ -457,7 +458,7 @@ def count_tokens_of(lm) -> Any:
 def app_from_args(args: argparse.Namespace):
     """The app ``consensus serve`` runs: the limits and defaults of its flags, the models ``consensus math`` would
     load for them (the scorers always, so any request may ask for a scored method)."""
-    from consensus.cli import lock_run_folder, run_manifest, user_scorers
+    from consensus.cli import flags_of, lock_run_folder, run_manifest, user_scorers
 
     user_scorers(args.scorer)  # a bad --scorer fails before any model loads
     limits = Limits(prompt_tokens=args.limit_prompt_tokens, n=args.limit_n, max_tokens=args.limit_max_tokens,
@@ -473,8 +474,7 @@ def app_from_args(args: argparse.Namespace):
         lock_run_folder(folder)
         trace, results = TraceWriter(folder / "trace.jsonl"), LineWriter(folder / "results.jsonl", durable=True)
         run_manifest(args, folder, folder / "trace.jsonl", task="serve", title=f"serve: {args.method} on {args.host}",
-                     settings={k: v for k, v in vars(args).items() if k in ("source", "method", "n", "beam", "seed",
-                                                                             "model", "backend", "scorer")},
+                     settings=flags_of(args),
                      results="results.jsonl", columns=["answer", "tokens", "stop_reason"])()
     solve = make_solve(argparse.Namespace(**{**vars(args), "method": "solution", "baseline": "none"}), trace)
     api_key = os.environ.get(args.api_key_env) or None
