@@ -47,14 +47,7 @@ from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.generators.text.steps import Sampling
 from consensus.scorers.text.answers import extract_flexible, is_correct
-from consensus.tasks.math.data import (
-    EXEMPLAR_SEED,
-    FEW_SHOT_FAMILIES,
-    chain_sum,
-    few_shot_exemplars,
-    gsm_symbolic,
-    training_template_problems,
-)
+from consensus.tasks.math.data import benchmark_problems
 from consensus.tasks.math.experiment import Experiment, build_ensemble
 from consensus.tasks.math.generator import load_math_generator
 from consensus.tasks.math.report import Fitted, markdown, summarize
@@ -148,28 +141,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    if args.family.startswith("gsm_symbolic"):
-        exemplars = []
-        problems = (gsm_symbolic("test", args.problems, seed=args.seed) if args.family == "gsm_symbolic"
-                    else training_template_problems(args.problems, seed=args.seed))
-        # Development problems: new problems of the training templates (another seed than the generator's
-        # development loss, seed 3), none an evaluation question.
-        asked = {p.question for p in problems}
-        dev_problems = [p for p in training_template_problems(args.dev + 20, seed=args.seed + 4)
-                        if p.question not in asked][:args.dev] if args.dev else []
-    else:
-        make = FEW_SHOT_FAMILIES[args.family]
-        exemplars = few_shot_exemplars(args.family, 4, seed=EXEMPLAR_SEED)
-        shown = {e.question for e in exemplars}
-        # Drop questions equal to an exemplar (two one-digit terms make only 200 distinct questions).
-        problems = [p for p in make(args.problems + 20, seed=args.seed) if p.question not in shown]
-        problems = problems[:args.problems]
-        if args.family == "chain_sum":  # every one-digit question is already an evaluation problem
-            dev_problems = chain_sum(args.dev, seed=args.seed, digits=2) if args.dev else []
-        else:  # reasoning-gym draws item i of seed s from Random(s + i): a far seed gives other draws
-            asked = shown | {p.question for p in problems}
-            dev_problems = [p for p in make(args.dev + 20, seed=args.seed + 100_000) if p.question not in asked]
-            dev_problems = dev_problems[:args.dev]
+    chosen = benchmark_problems(args.family, args.problems, args.dev, args.seed)
+    exemplars, problems, dev_problems = chosen.exemplars, chosen.problems, chosen.development
     # What the results files must agree on to be resumed (not --problems: a run may grow).
     # The samples depend on these; every record made from scores also on the scorers.
     experiment = build_experiment(args, exemplars)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from consensus import (
+    Agreement,
     Best,
     Budget,
     Ensemble,
@@ -203,11 +204,11 @@ def test_seconds_budget_stops_the_loop():
 
 def test_stops_when_survivors_agree():
     result = run_consensus(RandomWalk(n=8, spread=0.1), Ensemble([DistanceTo(0.0)]), None, feedback=TopK(3),
-                           budget=Budget(iterations=20), agreement=lambda x: round(x))
+                           budget=Budget(iterations=20), agreement=Agreement(round))
     assert result.stop_reason == "agreement" and result.iterations == 1
     assert len({round(s) for s in result.survivors}) == 1
     never = run_consensus(RandomWalk(), Ensemble([DistanceTo(0.0)]), None, feedback=TopK(3),
-                          budget=Budget(iterations=3), agreement=lambda x: None)
+                          budget=Budget(iterations=3), agreement=Agreement(lambda x: None))
     assert never.stop_reason == "budget"
 
 

@@ -135,3 +135,19 @@ def test_missing_model_package_names_the_install_command():
 
     with pytest.raises(ImportError, match="pip install some-model-package"):
         require("no_such_module_xyz", "pip install some-model-package")
+
+
+@pytest.mark.parametrize("family", ["gsm_symbolic_train_templates", "chain_sum"])
+def test_benchmark_problems_are_the_committed_tables_and_their_development_set_is_disjoint(family):
+    from pathlib import Path
+
+    from consensus.tasks.math.data import benchmark_problems
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    chosen = benchmark_problems(family, 200, dev=100)
+    committed = [json.loads(line) for line in (results / f"math-{family}.jsonl").read_text().splitlines()]
+    assert [(p.id, p.question) for p in chosen.problems] == [(r["id"], r["question"]) for r in committed]
+    dev = [json.loads(line)["id"] for line in (results / f"math-{family}-dev.jsonl").read_text().splitlines()]
+    assert [p.id for p in chosen.development] == dev
+    asked = {p.question for p in chosen.problems} | {e.question for e in chosen.exemplars}
+    assert not asked & {p.question for p in chosen.development}

@@ -8,6 +8,7 @@ from consensus import Budget, TopK, TraceWriter, read_trace, run_consensus
 from consensus.cli import main
 from consensus.eval.harness import read_results
 from consensus.core.trace import summarize_candidate, validate_record
+from consensus.scorers.text.answers import extract_flexible
 from consensus.tasks.math.data import chain_sum, gsm_symbolic
 from consensus.tasks.math.experiment import build_ensemble, line_steps, solution_steps
 from consensus.tasks.math.prompt import is_complete
@@ -39,6 +40,21 @@ def test_step_level_consensus_builds_a_solution_line_by_line(gemma):
         assert all(any(c.startswith(p) for p in parents) for c in after["proposals"].candidates)
     if result.stop_reason == "complete":
         assert all(is_complete(s) or s in proposer.ended for s in result.survivors)
+
+
+def test_adaptive_compute_draws_rounds_until_the_answers_agree(tmp_path):
+    folder = tmp_path / "adaptive"
+    main(["math", "--source", "chain_sum", "--size", "3", "--method", "adaptive", "--n", "8", "--out", str(folder)])
+    records = read_results(folder / "results.jsonl")
+    trace = list(read_trace(folder / "trace.jsonl"))
+    for r in records:
+        rounds = [t for t in trace if t["item"] == r["id"]]
+        assert [len(t["candidates"]) for t in rounds] == [2, 4, 8][:len(rounds)]
+        assert r["tokens"] == sum(t["tokens"] for t in rounds) and r["stop_reason"] in ("agreement", "complete")
+        answers = [extract_flexible(c) for c in rounds[-1]["candidates"]]
+        agreed = max(answers.count(a) for a in set(answers) if a is not None) >= 0.75 * len(answers)
+        assert agreed == (r["stop_reason"] == "agreement") or len(rounds) == 3
+        assert r["greedy"]["text"] and "correct" in r
 
 
 def test_cli_evaluates_resumes_takes_a_users_scorer_and_writes_the_trace(tmp_path, capsys):

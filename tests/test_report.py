@@ -95,3 +95,23 @@ def test_accuracy_against_fid_draws_one_panel_per_scorer_set():
                                 "ensemble": [(0.9, 120.0, "gradient")]}, 0.9, "every setting")
     assert svg.startswith("<svg") and svg.count(">cnn<") == 1 and svg.count(">ensemble<") == 1
     assert ">particles<" in svg and ">held-out accuracy<" in svg
+
+
+def test_accuracy_against_tokens_draws_a_line_per_method_and_one_per_adaptive_rule():
+    from consensus.report.benchmark_page import curve_lines
+    from consensus.report.plots import accuracy_against_tokens
+
+    def point(tokens, accuracy):
+        return {"tokens": tokens, "accuracy": accuracy, "low": accuracy - 5, "high": accuracy + 5, "problems": 10}
+
+    curves = {"maj@N": {"1": point(90, 13), "4": point(360, 15), "16": point(1440, 16)},
+              "adaptive ensemble, votes ≥ 50%": {"0": point(200, 18)},
+              "adaptive ensemble, votes ≥ 90%": {"0": point(700, 21)}}
+    lines = curve_lines(curves)
+    assert lines["maj@N"] == [(90, 13, 8, 18), (360, 15, 10, 20), (1440, 16, 11, 21)]
+    assert lines["adaptive ensemble, votes (over the share)"] == [(200, 18, 13, 23), (700, 21, 16, 26)]
+    svg = accuracy_against_tokens(lines, "curves")
+    assert svg.startswith("<svg") and ">maj@N<" in svg and "log" in svg
+    bench = read_benchmark({"curves": curves, "claims": {}})
+    assert [m.name for m in bench.methods] == ["maj@N (N=16)", "adaptive ensemble, votes ≥ 50%",
+                                               "adaptive ensemble, votes ≥ 90%"]

@@ -67,16 +67,17 @@ def monkeypatch_module():
 QUESTION = "Compute 3 + 4."
 
 
-def test_a_completion_is_the_ensembles_pick_for_its_seed(server):
+@pytest.mark.parametrize("method, n", [("solution", 3), ("adaptive", 4)])
+def test_a_completion_is_the_ensembles_pick_for_its_seed(server, method, n):
     response = server.client().completions.create(model=server.app.state.model, prompt=QUESTION, max_tokens=16,
-                                                  extra_body={"consensus": {"method": "solution", "n": 3, "seed": 5}})
+                                                  extra_body={"consensus": {"method": method, "n": n, "seed": 5}})
     extension = response.model_extra["consensus"]
     assert response.object == "text_completion" and response.choices[0].finish_reason == "stop"
-    assert extension["method"] == "solution" and extension["n"] == 3 and extension["seed"] == 5
+    assert extension["method"] == method and extension["n"] == n and extension["seed"] == 5
     assert "iterations" not in extension, "the energies come only when asked for"
     assert response.usage.completion_tokens == extension["tokens"] > 0 and response.usage.prompt_tokens > 0
     solve = make_solve(argparse.Namespace(**{**vars(server.args), "method": "solution", "baseline": "none"}))
-    [alone] = solve([Problem("alone", QUESTION, "")], method="solution", n=3, seed=5, max_new_tokens=16)
+    [alone] = solve([Problem("alone", QUESTION, "")], method=method, n=n, seed=5, max_new_tokens=16)
     assert response.choices[0].text == alone["text"] and extension["answer"] == alone["flexible"]
 
 

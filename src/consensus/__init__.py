@@ -4,14 +4,17 @@ A generator proposes, an ensemble of scorers gives each proposal an energy (lowe
 one engine feeds the scorers' verdict back to the generator through feedback forms until they agree.
 """
 
+from consensus.core.agreement import Agreement
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, Proposals, run_consensus
 from consensus.core.ensemble import Ensemble, EnsembleEnergies, NonFiniteEnergyError, normalize
 from consensus.core.feedback import Best, CacheShift, Feedback, Guidance, Resample, TokenReweight, TopK
+from consensus.core.rounds import Rounds
 from consensus.core.scorer import Scorer
 from consensus.core.trace import TraceWriter, read_trace
 
 __all__ = [
+    "Agreement",
     "Best",
     "Budget",
     "CacheShift",
@@ -23,6 +26,7 @@ __all__ = [
     "NonFiniteEnergyError",
     "Proposals",
     "Resample",
+    "Rounds",
     "Scorer",
     "TokenReweight",
     "TopK",

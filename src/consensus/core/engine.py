@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import torch
 
+from consensus.core.agreement import Agreement
 from consensus.core.budget import Budget
 from consensus.core.ensemble import Ensemble, EnsembleEnergies, ScorerError
 from consensus.core.feedback.base import Context, Feedback
@@ -133,7 +134,7 @@ def run_consensus(
     feedback: Feedback | Sequence[Feedback] = Best(),
     budget: Budget = Budget(),
     patience: int | None = None,
-    agreement: Callable[[Any], Any] | None = None,
+    agreement: Agreement | None = None,
     seed: int | torch.Generator = 0,
     callback: Callable[[dict[str, Any]], None] | None = None,
     trace: TraceWriter | None = None,
@@ -145,8 +146,8 @@ def run_consensus(
     the iteration, generator-token, scorer-call or seconds budget is spent (``"budget"``); the best
     energy has not fallen for ``patience`` iterations (``"plateau"``; only with normalization
     ``none``, since normalised energies are relative to one iteration's candidates); two or more
-    survivors agree, i.e. ``agreement`` maps them all to one value that is not None, such as the same
-    final answer (``"agreement"``).
+    survivors agree by the ``Agreement`` rule, e.g. all reach the same final answer, or one answer holds
+    75% of the ensemble's weight (``"agreement"``; ``consensus.core.agreement``).
 
     ``ensemble=None`` with ``feedback=()`` runs the generator alone (the baseline), through the same
     loop and accounting. ``seed`` is an int or a ``torch.Generator`` that the step and the forms draw
@@ -166,6 +167,8 @@ def run_consensus(
     if ensemble is not None:
         for form in forms:
             form.check(ensemble)
+    if agreement is not None and agreement.weighted and ensemble is None:
+        raise ValueError("a weighted Agreement reads the ensemble's energies; pass an ensemble, or weighted=False")
     if patience is not None and (ensemble is None or ensemble.normalization != "none"):
         raise ValueError("patience compares energies across iterations; use it with normalization='none'")
     rng = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
@@ -233,11 +236,9 @@ def run_consensus(
         if all(proposals.complete[i] for i in survivors):
             stop_reason = "complete"
             break
-        if agreement is not None and len(survivors) > 1:
-            keys = [agreement(c) for c in chosen]
-            if keys[0] is not None and all(k == keys[0] for k in keys):
-                stop_reason = "agreement"
-                break
+        if agreement is not None and agreement.reached(chosen, None if energies is None else total[survivors]):
+            stop_reason = "agreement"
+            break
         if patience is not None and stale >= patience:
             stop_reason = "plateau"
             break

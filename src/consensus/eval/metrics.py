@@ -69,14 +69,25 @@ def pass_at_k(correct: Sequence[bool], k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def paired_difference(a: Sequence[bool], b: Sequence[bool], resamples: int = 10_000, seed: int = 0) -> dict:
-    """Mean of a - b over problems with a 95% paired bootstrap interval, in accuracy points."""
+def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int = 10_000, seed: int = 0) -> dict:
+    """Mean of a - b over problems with a 95% paired bootstrap interval, in accuracy points. Each outcome is a
+    bool, or a problem's expected correctness (a method's accuracy averaged over subsets of a draw, or seeds);
+    wins and losses count the problems where a is above or below b."""
     rng = random.Random(seed)
-    diffs = [int(x) - int(y) for x, y in zip(a, b)]
+    diffs = [float(x) - float(y) for x, y in zip(a, b)]
     n = len(diffs)
     low, high = _interval_95([sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples)])
-    return {"points": 100 * sum(diffs) / n, "low": 100 * low, "high": 100 * high, "wins": diffs.count(1),
-            "losses": diffs.count(-1)}
+    return {"points": 100 * sum(diffs) / n, "low": 100 * low, "high": 100 * high, "wins": sum(d > 0 for d in diffs),
+            "losses": sum(d < 0 for d in diffs)}
+
+
+def mean_interval(values: Sequence[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """The mean of per-problem outcomes in [0, 1] (expected correctness, where Wilson's count of successes does not
+    apply) with its 95% bootstrap interval over problems."""
+    rng = random.Random(seed)
+    n = len(values)
+    low, high = _interval_95([sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples)])
+    return sum(values) / n, low, high
 
 
 def _interval_95(resampled: Sequence[float]) -> tuple[float, float]:

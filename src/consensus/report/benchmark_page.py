@@ -77,6 +77,15 @@ def read_benchmark(data: dict[str, Any]) -> Benchmark | None:
                   if versus else [])
         return Benchmark("success rate", rows, claims, data.get("config", {}),
                          {"sign test p": versus.get("sign_test_p")} if versus else {})
+    curves = data.get("curves")
+    if isinstance(curves, dict) and curves and all(isinstance(c, dict) and c for c in curves.values()):  # scaling
+        rows = []
+        for name, by_n in curves.items():
+            n, c = max(by_n.items(), key=lambda kv: int(kv[0]))
+            rows.append(Method(name if int(n) <= 1 else f"{name} (N={n})", c["accuracy"] / 100, c["low"] / 100,
+                               c["high"] / 100, {"tokens per problem": c["tokens"], "problems": c["problems"]}))
+        return Benchmark("accuracy at the largest budget", rows, _claims(data.get("claims", {})),
+                         _scalars(data, set()))
     conditions = data.get("conditions")
     if isinstance(conditions, dict) and all("accuracy" in c for c in conditions.values()):  # video QA
         rows = [Method(name, c["accuracy"], c["low"], c["high"],
@@ -126,6 +135,9 @@ def benchmark_page(path: Path) -> tuple[str, list[str]]:
     if bench is None:
         parts.append("<h2>Results</h2>" + _nested(data))
     else:
+        if isinstance(data.get("curves"), dict):
+            parts.append("<h2>Accuracy against generator tokens</h2>" +
+                         plots.accuracy_against_tokens(curve_lines(data["curves"]), str(data.get("title", ""))))
         parts.append(_methods_section(bench))
     parts.append(_grids(path, [m.name for m in bench.methods] if bench else [], warnings))
     records_path = records_beside(path)
@@ -141,6 +153,17 @@ def benchmark_page(path: Path) -> tuple[str, list[str]]:
             templates.append(template)
     body = parts[0] + parts[1] + warnings_block(warnings) + "".join(parts[2:]) + "".join(blocks)
     return page(str(data.get("title") or path.stem), body, "".join(templates)), warnings
+
+
+def curve_lines(curves: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, list[tuple[float, float, float, float]]]:
+    """A scaling benchmark's curves as figure lines, (tokens, accuracy, low, high) per point: each method over its
+    budgets N, and each adaptive rule's points (one per stopping share, keyed by N = 0) as one line per rule."""
+    lines: dict[str, list[tuple[float, float, float, float]]] = {}
+    for name, by_n in curves.items():
+        adaptive = set(map(int, by_n)) == {0}
+        line = name.split(" ≥ ")[0] + " (over the share)" if adaptive else name
+        lines.setdefault(line, []).extend((c["tokens"], c["accuracy"], c["low"], c["high"]) for c in by_n.values())
+    return lines
 
 
 def _methods_section(bench: Benchmark) -> str:

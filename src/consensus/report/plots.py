@@ -116,3 +116,24 @@ def accuracy_against_fid(points: dict[str, Sequence[tuple[float, float, str]]], 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _svg(fig)
+
+
+def accuracy_against_tokens(lines: dict[str, Sequence[tuple[float, float, float, float]]], title: str) -> str:
+    """Accuracy against generator tokens per problem on a log axis: one line per method through its points
+    (tokens, accuracy, low, high), with its 95% interval as a band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for i, (name, points) in enumerate(lines.items()):
+        ordered = sorted(points)
+        x, y, low, high = (np.array(v, dtype=float) for v in zip(*ordered))
+        colour = plt.cm.tab10(i % 10) if i < 10 else plt.cm.Set2(i % 8)
+        style = "--" if name.startswith(("pass@", "adaptive")) else "-"
+        ax.plot(x, y, style, marker="o", markersize=3, color=colour, label=name, linewidth=1.2)
+        ax.fill_between(x, low, high, color=colour, alpha=0.12, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("generator tokens per problem (log)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title, fontsize=9)
+    return _svg(fig)

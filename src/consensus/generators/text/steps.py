@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from consensus.core.engine import Proposals
-from consensus.generators.text.protocol import TextGenerator, join
+from consensus.generators.text.protocol import Completion, TextGenerator, join
 
 
 @dataclass
@@ -44,11 +44,20 @@ class SolutionSteps:
     stop: Sequence[str] = ()
 
     def __call__(self, condition: Any, population: Sequence[str] | None, generator: torch.Generator) -> Proposals:
+        return self.propose(condition, self.n, generator)
+
+    def propose(self, condition: Any, n: int, generator: torch.Generator) -> Proposals:
+        """``n`` fresh solutions as proposals (``consensus.core.rounds.Rounds`` draws its rounds this way)."""
+        completions = self.completions(condition, n, generator)
+        return Proposals([c.text for c in completions], tokens=sum(c.tokens for c in completions))
+
+    def completions(self, condition: Any, n: int, generator: torch.Generator) -> list[Completion]:
+        """``n`` fresh solutions with what each cost (its tokens) and how it ended."""
         s = self.sampling
-        [completions] = self.lm.sample([self.prompt(condition)], self.n, max_new_tokens=s.max_new_tokens,
+        [completions] = self.lm.sample([self.prompt(condition)], n, max_new_tokens=s.max_new_tokens,
                                        temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, stop=self.stop,
                                        generator=generator)
-        return Proposals([c.text for c in completions], tokens=sum(c.tokens for c in completions))
+        return completions
 
 
 @dataclass

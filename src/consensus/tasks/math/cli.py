@@ -28,7 +28,8 @@ from consensus.tasks.math.data import EXEMPLAR_SEED, FEW_SHOT_FAMILIES, few_shot
 from consensus.tasks.math.prompt import STOP, format_prompt
 from consensus.zoo.text_generators import BACKENDS, resolve_backend
 
-METHODS = ("greedy", "self-consistency", "solution", "step")
+METHODS = ("greedy", "self-consistency", "solution", "step", "adaptive")
+SCORED = ("solution", "step", "adaptive")  # the methods that need the scorers
 
 
 def add_parser(subparsers) -> None:
@@ -37,8 +38,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", type=int, default=20, help="number of problems")
     add_solver_options(p)
     p.add_argument("--baseline", choices=("greedy", "none"), default="greedy",
-                   help="with --method solution or step, also decode greedily on the same problems (the generator "
-                        "alone) and report both side by side")
+                   help="with --method solution, step or adaptive, also decode greedily on the same problems (the "
+                        "generator alone) and report both side by side")
     p.add_argument("--batch", type=int, default=1,
                    help="problems solved together, their generator calls merged into one batch (every method; "
                         "solution and step level run them in lockstep, one generator call and one call per scorer "
@@ -63,8 +64,10 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", choices=METHODS, default="solution",
                    help="greedy decoding; majority vote over N; ensemble consensus over N full solutions; "
-                        "or step-level ensemble consensus")
-    p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step)")
+                        "step-level ensemble consensus; or adaptive compute: full solutions drawn in rounds of 2, 4, "
+                        "8, ... up to N, stopped once 75%% of them give one answer, the ensemble choosing among them")
+    p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step; at most, for "
+                                                    "--method adaptive)")
     p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
     p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
     p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
@@ -125,7 +128,14 @@ def _holds_run_of(folder: Path, settings: dict) -> bool:
 def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     """Load the generator and the scorers once; return ``solve(problems) -> records`` (in a sharded run,
     each worker calls this once). ``solve.generator`` names the generator."""
-    from consensus.tasks.math.experiment import MAX_STEPS, build_ensemble, draw_samples, line_steps, solution_steps
+    from consensus.tasks.math.experiment import (
+        MAX_STEPS,
+        adaptive,
+        build_ensemble,
+        draw_samples,
+        line_steps,
+        solution_steps,
+    )
     from consensus.tasks.math.generator import load_math_generator
     from consensus.zoo.text_generators import load_text_generator
 
@@ -150,8 +160,8 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
         draws what an uninterrupted one drew). The method and its budget default to the command line's (a server
         gives each batch its own); ``on_iteration(problem, record)`` sees every engine iteration as it ends."""
         drawing = replace(sampling, max_new_tokens=max_new_tokens)
-        with_baseline = args.baseline == "greedy" and method in ("solution", "step")
-        if ensemble is None and method in ("solution", "step"):
+        with_baseline = args.baseline == "greedy" and method in SCORED
+        if ensemble is None and method in SCORED:
             raise ValueError(f"--method {method} needs the scorers, which a --method {args.method} run does not load")
         forget_kept_prefixes(lm)
         prompts = [format_prompt(problem.question, exemplars) for problem in batch]
@@ -187,10 +197,14 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
                          {"stop_reason": result.stop_reason, "seconds": result.seconds, **baseline})
 
     def consensus_run(problem, view, ensemble, *, method, n, beam, seed, sampling, on_iteration) -> ConsensusResult:
-        """Solution level (best of N, one iteration) or step level (a beam of partial solutions, a line a step)."""
+        """Solution level (best of N, one iteration), step level (a beam of partial solutions, a line a step) or
+        adaptive (whole solutions in rounds until their answers agree)."""
+        callback = None if on_iteration is None else functools.partial(on_iteration, problem)
+        if method == "adaptive":
+            return adaptive(view, ensemble, problem.question, n, seed, sampling, exemplars, trace=trace,
+                            item=problem.id, callback=callback)
         solution = method == "solution"
         steps = (solution_steps if solution else line_steps)(view, n, sampling, exemplars)
-        callback = None if on_iteration is None else functools.partial(on_iteration, problem)
         return run_consensus(steps, ensemble, problem.question, feedback=TopK(1 if solution else beam),
                              budget=Budget(iterations=1 if solution else MAX_STEPS), seed=seed, trace=trace,
                              item=problem.id, callback=callback)
@@ -212,7 +226,7 @@ def run(args: argparse.Namespace) -> None:
 
     user = user_scorers(args.scorer)
     if user and args.method in ("greedy", "self-consistency"):
-        raise ValueError(f"--scorer needs --method solution or step; --method {args.method} scores nothing")
+        raise ValueError(f"--scorer needs --method solution, step or adaptive; --method {args.method} scores nothing")
     if args.n < 1 or args.beam < 1 or args.workers < 1 or args.batch < 1:
         raise ValueError(f"--n, --beam, --batch and --workers must be at least 1, got {args.n}, {args.beam}, "
                          f"{args.batch}, {args.workers}")
@@ -278,7 +292,7 @@ def record_fields(args: argparse.Namespace) -> dict[str, type | tuple[type, ...]
               "correct_strict": bool, "correct": bool}
     if args.method == "self-consistency":
         fields["samples"] = list
-    elif args.baseline == "greedy" and args.method in ("solution", "step"):
+    elif args.baseline == "greedy" and args.method in SCORED:
         fields["greedy"] = dict
     return fields
 

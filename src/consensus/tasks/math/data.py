@@ -267,3 +267,40 @@ def load_problems(source: str, size: int, seed: int = 0, split: str = "test") ->
         return problems[:size] if size else problems
     raise DataError(f"unknown problem source {source!r}; use gsm_symbolic, gsm_symbolic_train_templates, "
                     f"{', '.join(FEW_SHOT_FAMILIES)}, gsm8k (hub) or a GSM8K .jsonl path")
+
+
+@dataclass(frozen=True)
+class BenchmarkSet:
+    """The problems a math benchmark asks of a family: its few-shot exemplars, its evaluation problems, and
+    development problems disjoint from both (for fitting ensemble weights)."""
+
+    exemplars: list[Problem]
+    problems: list[Problem]
+    development: list[Problem]
+
+
+def benchmark_problems(family: str, size: int, dev: int = 0, seed: int = 0) -> BenchmarkSet:
+    """The benchmarks' problem sets of ``family`` (every math benchmark asks the same ones at one seed).
+
+    gsm_symbolic families are zero-shot; their development problems are new problems of the training templates at
+    another seed (not 3, the generator's development loss), none an evaluation question. The few-shot families drop
+    questions equal to an exemplar (two one-digit terms make only 200 distinct questions); chain_sum's development
+    problems have two-digit terms, as every one-digit question is already an evaluation problem; the word-problem
+    families' are far-seed draws (reasoning-gym draws item i of seed s from Random(s + i)), none a question asked.
+    """
+    if family.startswith("gsm_symbolic"):
+        problems = (gsm_symbolic("test", size, seed=seed) if family == "gsm_symbolic"
+                    else training_template_problems(size, seed=seed))
+        asked = {p.question for p in problems}
+        development = [p for p in training_template_problems(dev + 20, seed=seed + 4) if p.question not in asked]
+        return BenchmarkSet([], problems, development[:dev] if dev else [])
+    make = FEW_SHOT_FAMILIES[family]
+    exemplars = few_shot_exemplars(family, 4, seed=EXEMPLAR_SEED)
+    shown = {e.question for e in exemplars}
+    problems = [p for p in make(size + 20, seed=seed) if p.question not in shown][:size]
+    if family == "chain_sum":
+        development = chain_sum(dev, seed=seed, digits=2) if dev else []
+    else:
+        asked = shown | {p.question for p in problems}
+        development = [p for p in make(dev + 20, seed=seed + 100_000) if p.question not in asked][:dev]
+    return BenchmarkSet(exemplars, problems, development)

@@ -14,18 +14,23 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from consensus.core.agreement import Agreement
 from consensus.core.budget import Budget
-from consensus.core.engine import ConsensusResult, Proposals, run_consensus
+from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.ensemble import Ensemble, NonFinitePolicy, Normalization
 from consensus.core.feedback import TopK
+from consensus.core.rounds import Rounds, doubling
 from consensus.generators import TextGenerator
+from consensus.generators.text.protocol import Completion
 from consensus.generators.text.lockstep import consensus_in_lockstep, in_lockstep
 from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
+from consensus.scorers.text.answers import extract_flexible
 from consensus.scorers.text.verifier import SolutionEncoder, StepVerifier, TrainedVerifier
 from consensus.tasks.math.data import Problem
 from consensus.tasks.math.prompt import STOP, format_prompt, is_complete
@@ -40,6 +45,20 @@ def solution_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(),
 def line_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(), exemplars: Sequence[Problem] = ()) -> LineSteps:
     """N proposed next lines per step in the math prompt format, complete at the ``#### N`` line."""
     return LineSteps(lm, n, lambda q: format_prompt(q, exemplars), is_complete, sampling, STOP, new_item="Question:")
+
+
+ADAPTIVE_SHARE = 0.75  # stop once one answer holds 75% of the votes: its_hub's adaptive self-consistency
+
+
+def adaptive(lm: TextGenerator, ensemble: Ensemble, question: str, n: int, seed: int | torch.Generator,
+             sampling: Sampling = Sampling(), exemplars: Sequence[Problem] = (), **engine: Any) -> ConsensusResult:
+    """Adaptive compute: whole solutions drawn in rounds of 2, 4, 8, … up to ``n``, stopped once one final answer
+    holds ``ADAPTIVE_SHARE`` of them; the ensemble chooses among all drawn (``consensus.core.rounds``). ``engine``:
+    the rest of ``run_consensus``'s options (trace, item, callback)."""
+    sizes = doubling(n)
+    rounds = Rounds(solution_steps(lm, n, sampling, exemplars).propose, sizes)
+    return run_consensus(rounds, ensemble, question, feedback=(), budget=Budget(iterations=len(sizes)),
+                         agreement=Agreement(extract_flexible, share=ADAPTIVE_SHARE), seed=seed, **engine)
 
 
 MAX_STEPS = 24  # lines a step-level solution may take: twice the longest gold solution of the problem sets here
@@ -64,17 +83,18 @@ def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (), normali
 def draw_samples(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: int, sampling: Sampling = Sampling(),
                  exemplars: Sequence[Problem] = ()) -> list[dict]:
     """N sampled solutions per problem, each problem from its own seeded generator, the problems' draws in one
-    generator call (lockstep) from no kept prefixes: ``{"samples", "tokens", "seconds"}`` per problem (seconds: its
-    share of the batch)."""
-    def draw(problem: Problem, view: TextGenerator, _: None) -> Proposals:
+    generator call (lockstep) from no kept prefixes: ``{"samples", "tokens", "sample_tokens", "seconds"}`` per
+    problem (tokens: all the samples', sample_tokens: each one's; seconds: its share of the batch)."""
+    def draw(problem: Problem, view: TextGenerator, _: None) -> list[Completion]:
         steps = solution_steps(view, n, sampling, exemplars)
-        return steps(problem.question, None, torch.Generator().manual_seed(seed))
+        return steps.completions(problem.question, n, torch.Generator().manual_seed(seed))
 
     forget_kept_prefixes(lm)
     start = time.perf_counter()
     drawn = in_lockstep(lm, [functools.partial(draw, p) for p in problems])
     seconds = (time.perf_counter() - start) / len(problems)
-    return [{"samples": [str(c) for c in d.candidates], "tokens": d.tokens, "seconds": seconds} for d in drawn]
+    return [{"samples": [c.text for c in d], "tokens": sum(c.tokens for c in d), "sample_tokens": [c.tokens for c in d],
+             "seconds": seconds} for d in drawn]
 
 
 @dataclass
