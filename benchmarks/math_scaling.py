@@ -1,12 +1,13 @@
 """Math accuracy against compute: every method's curve over the budget, and adaptive compute.
 
-Per family and seed, one seeded draw of N_max solutions per problem (a resumable harness file), each scorer's
-energies of them in a file of its own (a new scorer scores the cached draws; nothing is sampled again), and greedy
-once. A solution-level method at N in 1, 2, 4, …, N_max is computed by subsampling the draw: ``--subsets`` random
+Per family and seed, one seeded draw of N_max solutions per problem (a resumable harness file) with the energies
+of the experts that judge a solution alone, scored as it is drawn; a ``--scorer`` added later scores the cached
+draws into a file of its own (nothing is sampled again). Greedy once. A solution-level method at N in 1, 2, 4, …, N_max is computed by subsampling the draw: ``--subsets`` random
 subsets of N solutions per problem (at N_max the whole draw), the method's correctness averaged over them, so a
 problem contributes its expected correctness at N and a method's tokens are its subsets' own. Methods: greedy,
-maj@N, best-of-N by each single scorer, the ensemble with equal weights and with the dev-fitted and unlabelled
-weights of ``math-<family>.json`` (fitted by ``math_benchmark.py --dev 100`` on development problems disjoint from
+maj@N, best-of-N by each single scorer, the ensemble with equal weights (summed, and in the two conservative
+combinations: worst case and uncertainty-weighted) and with the dev-fitted and unlabelled weights of
+``math-<family>.json`` (fitted by ``math_benchmark.py --dev 100`` on development problems disjoint from
 these), weighted majority (each vote weighted by exp(−E) of the equal-weight ensemble), and pass@N, the ceiling.
 AnswerAgreement reads the whole candidate set, so it is scored on each subset, not cached per solution.
 
@@ -35,7 +36,7 @@ import torch
 
 from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
 from consensus.core.agreement import Agreement
-from consensus.core.ensemble import Ensemble, weighted_sum
+from consensus.core.ensemble import Ensemble, combine
 from consensus.core.rounds import DOUBLING
 from consensus.eval.harness import run_resumable
 from consensus.eval.metrics import majority, mean_interval, paired_difference
@@ -51,6 +52,8 @@ from consensus.zoo.text_generators import load_text_generator
 
 SHARES = (0.5, 0.6, 0.75, 0.9, 1.0)  # the adaptive curve's points; 0.75 is its_hub's rule, stated before measuring
 HEADLINE_SHARE = 0.75
+# the Ensemble's conservative combinations (equal weights), λ = 1 stated before measuring
+CONSERVATIVE = {"worst case": ("worst", 0.0), "uncertainty (λ = 1)": ("uncertainty", 1.0)}
 
 
 def load(args: argparse.Namespace, exemplars: list) -> Experiment:
@@ -143,8 +146,9 @@ class Drawn:
         out = {name: torch.tensor([e[i] for i in chosen], dtype=torch.float64) for name, e in self.energies.items()}
         return {**out, "AnswerAgreement": self.agreement.energy(texts, self.draw["question"])}
 
-    def total(self, per_scorer: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-        return weighted_sum([per_scorer[k] for k in weights], list(weights.values()), "zscore")
+    def total(self, per_scorer: dict[str, torch.Tensor], weights: dict[str, float], combination: str = "sum",
+              spread: float = 1.0) -> torch.Tensor:
+        return combine([per_scorer[k] for k in weights], list(weights.values()), "zscore", combination, spread)
 
     def outcomes(self, chosen: list[int]) -> dict[str, float]:
         """Whether each solution-level method is right on this subset of the draw."""
@@ -155,6 +159,9 @@ class Drawn:
             out[f"best-of-N: {name}"] = float(self.right[chosen[int(torch.argmin(e))]])
         for kind, weights in self.weightings.items():
             out[f"ensemble, {kind}"] = float(self.right[chosen[int(torch.argmin(self.total(per_scorer, weights)))]])
+        for name, (combination, spread) in CONSERVATIVE.items():
+            total = self.total(per_scorer, self.weightings["equal"], combination, spread)
+            out[f"ensemble, {name}"] = float(self.right[chosen[int(torch.argmin(total))]])
         votes = Agreement(lambda a: a, weighted=True).leader(answers, self.total(per_scorer, self.weightings["equal"]))
         out["weighted majority"] = float(is_correct(votes, self.draw["gold"]))
         out["pass@N"] = float(any(self.right[i] for i in chosen))

@@ -133,3 +133,49 @@ def test_total_keeps_the_gradient_for_gradient_feedback():
     x = torch.tensor([[1.0, 2.0], [3.0, 0.0]], requires_grad=True)
     Ensemble([Square()], weights=[0.5])(x, None).total.sum().backward()
     assert torch.allclose(x.grad, x.detach().double().float())  # d(0.5 x²)/dx = x
+
+
+def test_the_worst_case_keeps_the_verdict_of_the_scorer_that_is_not_fooled():
+    # Candidate a fools scorer "fooled" (its best) and wins the sum, though "honest" rates it poorly; b is fair
+    # for both, and the worst case picks it.
+    fooled, honest = Fixed([0.0, 0.5, 1.0, 1.0], "fooled"), Fixed([0.8, 0.5, 0.0, 1.0], "honest")
+    summed = Ensemble([fooled, honest], normalization="minmax")(list("abcd"), None).total
+    worst = Ensemble([fooled, honest], normalization="minmax", combination="worst")(list("abcd"), None).total
+    assert int(torch.argmin(summed)) == 0 and int(torch.argmin(worst)) == 1
+    assert worst.tolist() == pytest.approx([0.8, 0.5, 1.0, 1.0])  # per candidate, the larger of its two energies
+    ignored = Ensemble([fooled, honest], [0.0, 1.0], normalization="minmax", combination="worst")
+    assert ignored(list("abcd"), None).total.tolist() == pytest.approx([0.8, 0.5, 0.0, 1.0]), "a zero weight: no say"
+
+
+def test_uncertainty_is_the_weighted_mean_plus_the_spread_across_scorers():
+    a, b = Fixed([0.0, 1.0, 2.0], "a"), Fixed([2.0, 1.0, 0.0], "b")
+    ens = Ensemble([a, b], [3.0, 1.0], normalization="minmax", combination="uncertainty", spread=2.0)
+    total = ens(list("xyz"), None).total
+    z = torch.tensor([[0.0, 0.5, 1.0], [1.0, 0.5, 0.0]], dtype=torch.float64)
+    w = torch.tensor([[3.0], [1.0]], dtype=torch.float64)
+    mean = (w * z).sum(0) / 4
+    assert total.tolist() == pytest.approx((mean + 2.0 * ((w * (z - mean) ** 2).sum(0) / 4).sqrt()).tolist())
+    no_spread = Ensemble([a, b], [3.0, 1.0], normalization="minmax", combination="uncertainty", spread=0.0)
+    summed = Ensemble([a, b], [3.0, 1.0], normalization="minmax")
+    assert int(torch.argmin(no_spread(list("xyz"), None).total)) == int(torch.argmin(summed(list("xyz"), None).total))
+    assert "combination=uncertainty, spread=2" in repr(ens)
+
+
+def test_conservative_combinations_keep_the_nonfinite_policy():
+    ens = Ensemble([Fixed([1.0, math.nan, 3.0], "a"), Fixed([0.0, 1.0, 1.0], "b")], normalization="zscore",
+                   nonfinite="drop", combination="worst")
+    total = ens(list("abc"), None).total
+    assert math.isinf(total[1]) and math.isfinite(total[0]) and math.isfinite(total[2])
+    with pytest.raises(NonFiniteEnergyError, match="scorer a"):
+        Ensemble([Fixed([math.nan, 1.0], "a")], normalization="zscore", combination="worst")(list("ab"), None)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"combination": "median"}, "unknown combination 'median'"),
+    ({"combination": "worst"}, "needs them on one scale"),
+    ({"combination": "uncertainty", "normalization": "zscore", "spread": -1.0}, "spread must be"),
+    ({"combination": "worst", "normalization": "zscore", "weights": [0.0]}, "positive weight"),
+])
+def test_conservative_combinations_refuse_what_they_cannot_do(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Ensemble([Fixed([1.0, 2.0])], **kwargs)

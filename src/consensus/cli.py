@@ -23,6 +23,7 @@ from typing import Any
 
 from consensus.core.engine import GeneratorError
 from consensus.core.ensemble import (
+    COMBINATIONS,
     Ensemble,
     NonFiniteEnergyError,
     NonFiniteGradientError,
@@ -58,6 +59,25 @@ def add_scorer_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scorer", action="append", default=[], metavar="MODULE:CLASS[:WEIGHT]",
                         help="add your own scorer (a consensus.Scorer subclass that builds with no arguments) to "
                              "the ensemble, with a weight (default 1); repeatable")
+
+
+def add_ensemble_options(parser: argparse.ArgumentParser, normalization: str = "none") -> None:
+    """How the task's ensemble combines its scorers' energies (``consensus.core.ensemble``): every task CLI takes
+    these, each with its task's default normalisation."""
+    parser.add_argument("--normalization", default=normalization, choices=("none", "zscore", "rank", "minmax"),
+                        help="how each scorer's energies are normalised across the candidates before they combine")
+    parser.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
+                        help="what to do when a scorer returns NaN/inf: stop naming it, or drop that candidate")
+    parser.add_argument("--combination", default="sum", choices=COMBINATIONS,
+                        help="the weighted sum of the normalised energies; the worst case (each candidate's highest "
+                             "normalised energy); or uncertainty (their weighted mean + --spread x their spread); the "
+                             "last two need a --normalization other than none")
+    parser.add_argument("--spread", type=float, default=1.0, help="λ of --combination uncertainty")
+
+
+def ensemble_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Ensemble`` keywords of ``add_ensemble_options``' flags."""
+    return {name: getattr(args, name) for name in ("normalization", "nonfinite", "combination", "spread")}
 
 
 def user_scorers(specs: list[str]) -> list[tuple[Scorer, float]]:
@@ -154,7 +174,8 @@ def _missing(command: str, extra: str, error: ImportError, args: argparse.Namesp
     raise ImportError(f"{error}; `consensus {command}` needs: pip install 'consensus[{extra}]'")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``consensus`` command line: one subcommand per task (and report, serve)."""
     parser = argparse.ArgumentParser(prog="consensus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -169,7 +190,11 @@ def main(argv: list[str] | None = None) -> None:
             continue
         module.add_parser(subparsers)
         subparsers.choices[command].set_defaults(handler=module.run)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["consensus", *(sys.argv[1:] if argv is None else argv)])
     if not args.verbose:
         quiet_libraries()

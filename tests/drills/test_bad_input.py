@@ -23,8 +23,10 @@ def test_math_input_bounds(tmp_path, capsys):
     assert "generated: give a size >= 1" in _fails(["math", "--source", "chain_sum", "--size", "0", "--out", out],
                                                    capsys)
     assert "--n, --beam, --batch and --workers must be at least 1" in _fails(["math", "--n", "0", "--out", out], capsys)
-    assert "--scorer needs --method solution or step" in _fails(
+    assert "--scorer needs --method solution, step or adaptive" in _fails(
         ["math", "--method", "greedy", "--scorer", "tests.fixtures.my_scorer:LengthScorer", "--out", out], capsys)
+    assert "needs them on one scale: use normalization zscore, rank or minmax" in _fails(
+        ["math", "--combination", "worst", "--normalization", "none", "--size", "1", "--out", out], capsys)
 
 
 def test_a_gsm8k_line_with_a_non_numeric_answer_is_named(tmp_path, capsys):

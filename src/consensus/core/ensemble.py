@@ -1,11 +1,13 @@
-"""The ensemble: a weighted sum of scorers' energies, the consensus energy the method minimises.
+"""The ensemble: the scorers' energies combined into the consensus energy the method minimises.
 
     E(x, c) = sum_n w_n * norm(E_n(x, c))
 
 ``norm`` is chosen explicitly because scorers speak on different scales (a log-likelihood
 in nats, a share of wrong equations in [0, 1], a vote count): summed raw, the one with the
 widest range decides alone. The normalisations act across the candidate set of one item, also where several
-items are scored in one call per scorer (``Ensemble.score_items``).
+items are scored in one call per scorer (``Ensemble.score_items``). Beside the weighted sum, two conservative
+combinations (``combine``) make selection robust to a scorer that is fooled: the worst case and the
+uncertainty-weighted mean.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import torch
 from consensus.core.scorer import NoiseLevel, Scorer
 
 Normalization = Literal["none", "zscore", "rank", "minmax"]
+Combination = Literal["sum", "worst", "uncertainty"]
+COMBINATIONS = ("sum", "worst", "uncertainty")
 NonFinitePolicy = Literal["raise", "drop"]
 LatePolicy = Literal["raise", "skip"]
 
@@ -81,6 +85,33 @@ def weighted_sum(energies: Sequence[torch.Tensor], weights: Sequence[float], mod
     return sum(w * normalize(e.double(), mode) for w, e in zip(weights, energies))
 
 
+def combine(energies: Sequence[torch.Tensor], weights: Sequence[float], mode: Normalization,
+            combination: Combination = "sum", spread: float = 1.0) -> torch.Tensor:
+    """The ensemble's total over one candidate set from each scorer's energies ẑ_n = normalize(E_n), in float64.
+
+    - ``sum``: Σ_n w_n ẑ_n, the product of experts p(x) ∝ Π_n exp(−w_n ẑ_n).
+    - ``worst``: max over the scorers with w_n > 0 of ẑ_n. A candidate is as good as its harshest judge, so
+      choosing the lowest maximises the worst normalised reward across scorers (Coste et al., ICLR 2024,
+      worst-case optimisation): a candidate that fools one scorer keeps the others' verdict.
+    - ``uncertainty``: μ + λ·σ with μ = Σ w_n ẑ_n / Σ w_n and σ² = Σ w_n (ẑ_n − μ)² / Σ w_n, λ = ``spread``:
+      the weighted mean (at λ = 0 the sum's choice) penalised where the scorers disagree (Coste et al.'s
+      uncertainty-weighted optimisation, r̄ − λ·Var, with the spread in the energies' own units).
+    Both conservative forms compare scorers with one another, so they need a normalisation that puts them on one
+    scale (``Ensemble`` refuses them with ``none``).
+    """
+    if combination == "sum":
+        return weighted_sum(energies, weights, mode)
+    rows = [normalize(e.double(), mode) for e, w in zip(energies, weights) if w > 0]
+    if not rows:  # no scorer of positive weight answered (the others were late): no opinion
+        return torch.zeros_like(energies[0], dtype=torch.float64)
+    normed = torch.stack(rows)
+    if combination == "worst":
+        return normed.max(0).values
+    w = torch.tensor([w for w in weights if w > 0], dtype=torch.float64)[:, None]
+    mean = (w * normed).sum(0) / w.sum()
+    return mean + spread * ((w * (normed - mean) ** 2).sum(0) / w.sum()).sqrt()
+
+
 def combine_gradients(gradients: Sequence[torch.Tensor], weights: Sequence[float], balance: bool) -> torch.Tensor:
     """ĝ = Σ w_n g_n / rms(g_n) / Σ w_n per sample (``balance``), else Σ w_n g_n (see ``Ensemble.gradient``)."""
     if not balance:
@@ -133,6 +164,8 @@ class Ensemble:
             ``late``: ``raise`` stops with an error naming it; ``skip`` leaves it out of that call's
             total (and of ``per_scorer``), so one hung expert cannot stall a run. (Python cannot stop
             the hung call; it is left running in a background thread.)
+        combination: how the normalised energies make the total (``combine``): ``sum`` (default), ``worst``
+            or ``uncertainty`` (mean + ``spread`` · the scorers' spread).
     """
 
     def __init__(
@@ -143,6 +176,8 @@ class Ensemble:
         nonfinite: NonFinitePolicy = "raise",
         deadline: float | None = None,
         late: LatePolicy = "raise",
+        combination: Combination = "sum",
+        spread: float = 1.0,
     ):
         self.scorers = list(scorers)
         if not self.scorers:
@@ -164,6 +199,16 @@ class Ensemble:
             raise ValueError(f"deadline must be a number of seconds > 0 (or None), got {deadline}")
         if late not in ("raise", "skip"):
             raise ValueError(f"unknown late policy {late!r}; use 'raise' or 'skip'")
+        if combination not in COMBINATIONS:
+            raise ValueError(f"unknown combination {combination!r}; use one of {', '.join(COMBINATIONS)}")
+        if combination != "sum" and normalization == "none":
+            raise ValueError(f"combination={combination!r} compares the scorers' energies with one another, which "
+                             "needs them on one scale: use normalization zscore, rank or minmax")
+        if combination != "sum" and not any(w > 0 for w in self.weights):
+            raise ValueError(f"combination={combination!r} reads the scorers of positive weight; give one")
+        if not (math.isfinite(spread) and spread >= 0):
+            raise ValueError(f"spread must be a finite number >= 0, got {spread}")
+        self.combination, self.spread = combination, float(spread)
         self.normalization = normalization
         self.nonfinite = nonfinite
         self.deadline, self.late = deadline, late
@@ -179,10 +224,10 @@ class Ensemble:
     def extended(self, scorers: Sequence[Scorer], weights: Sequence[float]) -> Ensemble:
         """This ensemble with more scorers (each with its weight), same normalisation and NaN policy."""
         return Ensemble([*self.scorers, *scorers], [*self.weights, *weights], self.normalization, self.nonfinite,
-                        self.deadline, self.late)
+                        self.deadline, self.late, self.combination, self.spread)
 
     @classmethod
-    def log_linear_pool(cls, scorers: Sequence[Scorer], scales: Sequence[float]) -> Ensemble:
+    def log_linear_pool(cls, scorers: Sequence[Scorer], scales: Sequence[float], **options: Any) -> Ensemble:
         """The log-linear pool (geometric mean) of scorers whose energies are ``1 − cos`` with logit scales s_n.
 
         Each scorer n is its own contrastive model over the candidates, p_n(i) ∝ exp(s_n cos_n(i)).
@@ -191,11 +236,12 @@ class Ensemble:
             softmax(−E) = softmax(−Σ_n (s_n / N)(1 − cos_n)) ∝ Π_n p_n^(1/N),
 
         the geometric mean of the models' own distributions: as sure of itself as one model where
-        they agree, and less where they do not.
+        they agree, and less where they do not. ``options``: the other keywords of ``Ensemble`` (a normalisation
+        other than none makes it another pool).
         """
         if len(scales) != len(scorers):
             raise ValueError(f"{len(scales)} logit scales for {len(scorers)} scorers; give one scale per scorer")
-        return cls(scorers, weights=[s / len(scorers) for s in scales], normalization="none")
+        return cls(scorers, weights=[s / len(scorers) for s in scales], **{"normalization": "none", **options})
 
     def gradient(self, energies: EnsembleEnergies, wrt: torch.Tensor, balance: bool = True,
                  where: str = "") -> torch.Tensor:
@@ -316,7 +362,8 @@ class Ensemble:
         # Out-of-place index_put keeps the autograd graph, so gradient feedback can use `total`.
         total = torch.full((n,), math.inf, dtype=torch.float64)
         if keep.any():
-            kept = weighted_sum([e[keep] for e in raw.values()], self._weights_of(raw), self.normalization)
+            kept = combine([e[keep] for e in raw.values()], self._weights_of(raw), self.normalization,
+                           self.combination, self.spread)
             total = total.index_put((keep,), kept)
         return EnsembleEnergies(total=total, per_scorer=raw, seconds=seconds)
 
@@ -366,4 +413,6 @@ class Ensemble:
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{w:g}*{s.name}" for w, s in zip(self.weights, self.scorers))
-        return f"Ensemble({parts}; normalization={self.normalization}, nonfinite={self.nonfinite})"
+        combination = "" if self.combination == "sum" else f", combination={self.combination}" + (
+            f", spread={self.spread:g}" if self.combination == "uncertainty" else "")
+        return f"Ensemble({parts}; normalization={self.normalization}, nonfinite={self.nonfinite}{combination})"

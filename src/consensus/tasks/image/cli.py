@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from consensus.cli import HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, run_manifest, user_scorers
+from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, flags_of,
+                           fresh_run_dir, run_manifest, user_scorers)
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback import Guidance, Resample
 from consensus.core.feedback.guidance import SCHEDULES
@@ -84,6 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", type=Path, default=Path("runs/image"), help="output folder")
     parser.add_argument("--trace", type=Path, default=None, help="the consensus trace (default: trace.jsonl in --out)")
     add_scorer_option(parser)
+    add_ensemble_options(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     scorers += [scorer for scorer, _ in user]
     if args.smoothing is not None:
         scorers = [Smoothed(scorer, args.smoothing, args.smoothing_copies) for scorer in scorers]
-    ensemble = Ensemble(scorers, [1.0] * len(args.scorers) + [w for _, w in user]) if scorers else None
+    ensemble = Ensemble(scorers, [1.0] * len(args.scorers) + [w for _, w in user],
+                        **ensemble_options(args)) if scorers else None
     particles = ensemble is not None and args.resample_every > 0
     scale = args.scale if args.scale is not None else (
         ON_MANIFOLD_SCALE if particles else ON_MANIFOLD_SCALE_WITHOUT_PARTICLES)

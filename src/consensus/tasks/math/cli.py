@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import consensus
-from consensus.cli import (HelpFormatter, add_scorer_option, fresh_run_dir, lock_run_folder, run_manifest, user_scorers,
-                           with_user_scorers)
+from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, fresh_run_dir,
+                           lock_run_folder, run_manifest, user_scorers, with_user_scorers)
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.feedback import TopK
@@ -69,9 +69,7 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step; at most, for "
                                                     "--method adaptive)")
     p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
-    p.add_argument("--normalization", default="zscore", choices=("none", "zscore", "rank", "minmax"))
-    p.add_argument("--nonfinite", default="raise", choices=("raise", "drop"),
-                   help="what to do when a scorer returns NaN/inf")
+    add_ensemble_options(p, normalization="zscore")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="what runs the generator: torch (transformers; bfloat16 where the CPU computes it natively, "
                         "float32 otherwise), llama.cpp (a GGUF) or openai (an OpenAI-compatible server at --base-url); "
@@ -93,8 +91,8 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
 def run_settings(args: argparse.Namespace) -> dict:
     """What a results file must agree on to be resumed (not --size: a run may grow), with the generator's backend as
     resolved (and the torch path's dtype), so a results file never mixes backends."""
-    names = ("source", "seed", "method", "n", "beam", "baseline", "normalization", "nonfinite", "model", "adapter",
-             "shots", "scorer", "base_url")
+    names = ("source", "seed", "method", "n", "beam", "baseline", "normalization", "nonfinite", "combination", "spread",
+             "model", "adapter", "shots", "scorer", "base_url")
     backend = resolve_backend(args.backend, args.model)
     generator = {"backend": backend, **({"dtype": str(resolve_dtype("auto")).removeprefix("torch.")}
                                         if backend == "torch" else {})}
@@ -149,7 +147,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
         lm = load_math_generator(args.model, args.adapter, backend=args.backend, base_url=args.base_url)
     sampling = Sampling()
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(
-        lm, exemplars, args.normalization, nonfinite=args.nonfinite)
+        lm, exemplars, **ensemble_options(args))
     ensemble = with_user_scorers(ensemble, user_scorers(args.scorer))
 
     def solve(batch, method: str = args.method, n: int = args.n, beam: int = args.beam, seed: int = args.seed,

@@ -21,7 +21,7 @@ import torch
 from consensus.core.agreement import Agreement
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
-from consensus.core.ensemble import Ensemble, NonFinitePolicy, Normalization
+from consensus.core.ensemble import Ensemble, Normalization
 from consensus.core.feedback import TopK
 from consensus.core.rounds import Rounds, doubling
 from consensus.generators import TextGenerator
@@ -65,10 +65,11 @@ MAX_STEPS = 24  # lines a step-level solution may take: twice the longest gold s
 
 
 def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (), normalization: Normalization = "zscore",
-                   step_verifier: bool = False, nonfinite: NonFinitePolicy = "raise") -> Ensemble:
+                   step_verifier: bool = False, **options: Any) -> Ensemble:
     """The four math experts, equally weighted, z-scored across each candidate set; ``step_verifier`` adds a
     fifth, the process verifier, sharing the outcome verifier's sentence encoder (and its embeddings of the
-    candidates). It is not a default: measured, it adds nothing the four do not (README, math results)."""
+    candidates). It is not a default: measured, it adds nothing the four do not (README, math results).
+    ``options``: the rest of ``Ensemble``'s keywords (nonfinite, combination, spread)."""
     encoder = SolutionEncoder()
     scorers = [
         ArithmeticVerifier(),
@@ -77,7 +78,7 @@ def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (), normali
         TrainedVerifier(encoder=encoder),
         *([StepVerifier(encoder=encoder)] if step_verifier else []),
     ]
-    return Ensemble(scorers, normalization=normalization, nonfinite=nonfinite)
+    return Ensemble(scorers, normalization=normalization, **options)
 
 
 def draw_samples(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: int, sampling: Sampling = Sampling(),

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from consensus.cli import (HelpFormatter, add_scorer_option, flags_of, fresh_run_dir, run_manifest, user_scorers,
-                           with_user_scorers)
+from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, flags_of,
+                           fresh_run_dir, run_manifest, user_scorers, with_user_scorers)
 from consensus.report.manifest import report_hint
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS
 
@@ -46,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, help="output folder (default runs/robot/<time>)")
     p.add_argument("--trace", default=None, help="the consensus trace (JSON lines; default: trace.jsonl in --out)")
     add_scorer_option(p)
+    add_ensemble_options(p)
     return p
 
 
@@ -54,10 +55,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from consensus.core.ensemble import Ensemble
     from consensus.core.trace import TraceWriter
     from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_episode, step_budget
-    from consensus.tasks.robot.experiment import view_scorer
+    from consensus.tasks.robot.experiment import build_ensemble
     from consensus.tasks.robot.relations import parse_goal
     from consensus.tasks.robot.scene import DEFAULT_CAMERAS, MAX_OBJECTS, TabletopScene, random_scene_spec
     from consensus.zoo.segmenter import load_segmenter
@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
             policy = RandomPolicy()
         else:
             segmenter = load_segmenter(args.segmenter)
-            ensemble = with_user_scorers(Ensemble([view_scorer(cameras[v], segmenter) for v in views]), user)
+            ensemble = with_user_scorers(build_ensemble([cameras[v] for v in views], segmenter,
+                                                        **ensemble_options(args)), user)
             policy = ConsensusPolicy(ensemble, samples=args.samples, iterations=args.iterations, trace=trace)
         result = run_episode(
             spec,

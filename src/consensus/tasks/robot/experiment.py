@@ -23,9 +23,10 @@ def view_scorer(camera: Camera, segmenter: Segmenter) -> ViewScorer:
     return ViewScorer(camera, segmenter, TABLETOP)
 
 
-def build_ensemble(cameras: Sequence[Camera], segmenter: Segmenter) -> Ensemble:
-    """One scorer per camera, summed raw: their energies are all in image widths (``scorers.views``)."""
-    return Ensemble([view_scorer(c, segmenter) for c in cameras])
+def build_ensemble(cameras: Sequence[Camera], segmenter: Segmenter, **options: Any) -> Ensemble:
+    """One scorer per camera, summed raw: their energies are all in image widths (``scorers.views``). ``options``:
+    ``Ensemble``'s keywords (the CLI's normalization, nonfinite, combination, spread)."""
+    return Ensemble([view_scorer(c, segmenter) for c in cameras], **options)
 
 
 def make_policy(method: str, segmenter: Segmenter | None, samples: int, iterations: int):

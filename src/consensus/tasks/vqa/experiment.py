@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image
 
@@ -93,7 +94,7 @@ def load_scorers(spec: str) -> list[FrameTextScorer]:
     return scorers
 
 
-def build_ensemble(scorers: Sequence[FrameTextScorer]) -> Ensemble:
+def build_ensemble(scorers: Sequence[FrameTextScorer], **options: Any) -> Ensemble:
     """The log-linear pool of the scorers' own contrastive distributions (``Ensemble.log_linear_pool``): each
     weighted by its logit scale over the N scorers, no normalisation, so the target softmax(−E) at τ = 1 is
     their geometric mean.
@@ -105,6 +106,7 @@ def build_ensemble(scorers: Sequence[FrameTextScorer]) -> Ensemble:
     on, "no it is not"), and the plain product (weights s_n; 41 of 60 against 51 of 60, three
     scorers), N times as sure as one model, which outvotes the LM's end of line the same way
     ("no yes"). (The rule was first picked in a smaller pilot on test questions; rerun on training
-    questions, which is where such a choice belongs, it stands.)
+    questions, which is where such a choice belongs, it stands.) ``options``: ``Ensemble``'s other keywords; a
+    normalisation or a conservative combination makes it another pool than the log-linear one.
     """
-    return Ensemble.log_linear_pool(scorers, [s.logit_scale for s in scorers])
+    return Ensemble.log_linear_pool(scorers, [s.logit_scale for s in scorers], **options)
