@@ -15,7 +15,8 @@ problems disjoint from the evaluation ones (gsm_symbolic: new problems of the tr
 chain_sum: two-digit terms, as every one-digit question is already an evaluation problem; the
 word-problem families leg_counting and simple_geometry: other draws, none equal to a question
 asked), sampled and scored the same way and kept in math-<family>-dev.jsonl: dev-fitted weights
-from their labels, and unlabelled weights from their energies alone. It reports the ensemble with
+from their labels, and unlabelled weights from their energies alone (each written to
+weights/math-<family>-<kind>.json, the file ``consensus math --weights`` reads). It reports the ensemble with
 each beside the equal-weight one: at solution level (chosen from the stored energies) and, for the
 weightings of ``--step-weightings``, at step level (run again, in math-<family>-<kind>-step.jsonl).
 ``--more-samples`` draws N more samples per problem for self-consistency at twice the budget, the
@@ -42,7 +43,7 @@ from pathlib import Path
 import torch
 
 from consensus.core.ensemble import Ensemble
-from consensus.core.weighting import DevSet, fit_unlabelled_weights, fit_weights
+from consensus.core.weighting import DevSet, fit_unlabelled_weights, fit_weights, write_weights
 from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.generators.text.steps import Sampling
@@ -172,6 +173,10 @@ def main() -> None:
         weightings = [Fitted(names, fit_weights(sets, names, normalization), normalization, len(dev)),
                       Fitted(names, fit_unlabelled_weights([r["energies"] for r in dev], names, normalization),
                              normalization, len(dev), kind="unlabelled")]
+        for fitted in weightings:  # what `consensus math --weights FILE` reads
+            write_weights(out / "weights" / f"{name}-{fitted.kind}.json", fitted.names, fitted.weights,
+                          fitted.normalization, fitted=fitted.kind, family=args.family, dev_problems=fitted.dev_problems,
+                          by="benchmarks/math_benchmark.py --dev")
     level = "step" if args.step_level else "solution"
     records = run_resumable(problems, lambda p: p.id, solve, out / f"{name}.jsonl",
                             batch_size=args.batch, description=f"{args.family} (accuracy: ensemble, {level} level)",

@@ -2,30 +2,33 @@
 
 Per family and seed, one seeded draw of N_max solutions per problem (a resumable harness file) with the energies
 of the experts that judge a solution alone, scored as it is drawn; a ``--scorer`` added later scores the cached
-draws into a file of its own (nothing is sampled again). Greedy once. A solution-level method at N in 1, 2, 4, …, N_max is computed by subsampling the draw: ``--subsets`` random
-subsets of N solutions per problem (at N_max the whole draw), the method's correctness averaged over them, so a
-problem contributes its expected correctness at N and a method's tokens are its subsets' own. Methods: greedy,
-maj@N, best-of-N by each single scorer, the ensemble with equal weights (summed, and in the two conservative
-combinations: worst case and uncertainty-weighted) and with the dev-fitted and unlabelled weights of
-``math-<family>.json`` (fitted by ``math_benchmark.py --dev 100`` on development problems disjoint from
-these), weighted majority (each vote weighted by exp(−E) of the equal-weight ensemble), and pass@N, the ceiling.
+draws into a file of its own (nothing is sampled again). Greedy once. A solution-level method at N in 1, 2, 4, …,
+N_max is computed by subsampling the draw: ``--subsets`` random subsets of N solutions per problem (at N_max the
+whole draw), the method's correctness averaged over them, so a problem contributes its expected correctness at N
+and a method's tokens are its subsets' own. Methods: greedy, maj@N, best-of-N by each single scorer, the ensemble
+with equal weights (summed, and in the two conservative combinations: worst case and uncertainty-weighted) and
+with the dev-fitted and unlabelled weights of ``math-<family>.json`` (fitted by ``math_benchmark.py --dev 100`` on
+development problems disjoint from these), weighted majority (each vote weighted by exp(−E) of the equal-weight
+ensemble), and pass@N, the ceiling.
 AnswerAgreement reads the whole candidate set, so it is scored on each subset, not cached per solution.
 
 Adaptive compute (``consensus.core.rounds``, ``consensus.core.agreement``) replays the engine's rule on random
 orders of the draw: rounds of 2, 4, …, N_max solutions, stopping once the answers agree (a share of the votes, or
 of the ensemble's weights), choosing by majority or by the ensemble. Its curve runs over the share.
 
-Step level (beam search: N proposed next lines, a beam of 2) runs at each ``--step-n`` with its own draws, on the
-first ``--step-problems`` problems, at the ``--step-seeds``. Everything goes to benchmarks/results/math-scaling/;
-the summary to math-scaling-<family>.json and .md, the figure to math-scaling-<family>.svg.
+Step level (N proposed next lines a step, and either a beam of the 2 best or 2 particles resampled by exp(−E))
+runs at each ``--step-n`` with its own draws, on the first ``--step-problems`` problems, at the ``--step-seeds``.
+Everything goes to benchmarks/results/math-scaling/; the summary to math-scaling-<family>.json and .md, the figure
+to math-scaling-<family>.svg.
 
-    python benchmarks/math_scaling.py --family chain_sum --max-new-tokens 48
-    python benchmarks/math_scaling.py --family gsm_symbolic_train_templates
+    python benchmarks/math_scaling.py --family chain_sum --max-new-tokens 48 --step-problems 50 --batch 2
+    python benchmarks/math_scaling.py --family gsm_symbolic_train_templates --seeds 0 --step-n "" --batch 1
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import time
@@ -37,6 +40,7 @@ import torch
 from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
 from consensus.core.agreement import Agreement
 from consensus.core.ensemble import Ensemble, combine
+from consensus.core.feedback import Feedback, Resample, TopK
 from consensus.core.rounds import DOUBLING
 from consensus.eval.harness import run_resumable
 from consensus.eval.metrics import majority, mean_interval, paired_difference
@@ -86,17 +90,24 @@ def collect(args: argparse.Namespace, problems: list, experiment: Experiment, ex
                 problems, key, scores_of(Ensemble([scorer]), by_id), f"{prefix}-s{seed}-{scorer.name}.jsonl",
                 batch_size=args.batch, description=f"{scorer.name}, seed {seed}",
                 settings={**drawing, "scorer": scorer.name})}
-        for n in args.step_n if seed in args.step_seeds else ():
-            stepping = {**base, "seed": seed, "n": n, "beam": args.beam, "scorers": experiment.ensemble.names}
-            stepper = Experiment(lm, experiment.ensemble, n=n, beam=args.beam, exemplars=experiment.exemplars,
+        for (form, feedback), n in itertools.product(step_forms(args.beam).items(),
+                                                     args.step_n if seed in args.step_seeds else ()):
+            stepping = {**base, "seed": seed, "n": n, "feedback": repr(feedback), "scorers": experiment.ensemble.names}
+            stepper = Experiment(lm, experiment.ensemble, n=n, exemplars=experiment.exemplars,
                                  sampling=experiment.sampling)
-            out["steps"][seed, n] = {s["id"]: s for s in run_resumable(
+            out["steps"][seed, n, form] = {s["id"]: s for s in run_resumable(
                 problems[:args.step_problems], key,
-                lambda batch, s=seed, e=stepper: ({"gold": p.answer, **r}
-                                                  for p, r in zip(batch, e.step_levels(batch, s))),
-                f"{prefix}-s{seed}-step-n{n}.jsonl", batch_size=args.batch,
-                description=f"step level N={n}, seed {seed}", settings=stepping)}
+                lambda batch, s=seed, e=stepper, f=feedback: ({"gold": p.answer, **r}
+                                                              for p, r in zip(batch, e.step_levels(batch, s, f))),
+                f"{prefix}-s{seed}-step-{form.split()[0]}-n{n}.jsonl", batch_size=args.batch,
+                description=f"step level ({form}) N={n}, seed {seed}", settings=stepping)}
     return out
+
+
+def step_forms(beam: int) -> dict[str, Feedback]:
+    """Step level's two ways to keep partial solutions: a beam of the best, or as many particles drawn by
+    exp(−E) (sequential Monte Carlo)."""
+    return {f"beam {beam}": TopK(beam), f"particles {beam}": Resample(k=beam)}
 
 
 def drawn_and_scored(experiment: Experiment, cached: Ensemble, n: int, seed: int) -> Callable[[list], list[dict]]:
@@ -205,13 +216,13 @@ def analyse(args: argparse.Namespace, problems: list, stages: dict, weightings: 
     bootstrap interval), the spread across seeds, and the generator tokens per problem."""
     ids = [p.id for p in problems]
     sizes = [n for n in (1, *DOUBLING) if n <= args.n_max]
-    per_method: dict[str, dict[int, dict[str, list[float]]]] = {}  # method -> N -> {"right": per problem per seed}
+    # method -> N -> {"right" | "tokens": {problem index: {seed index: value}}}; step level holds fewer problems
+    per_method: dict[str, dict[int, dict[str, dict[int, dict[int, float]]]]] = {}
 
     def add(method: str, n: int, seed_index: int, index: int, right: float, tokens: float) -> None:
-        cell = per_method.setdefault(method, {}).setdefault(n, {"right": [[0.0] * len(args.seeds) for _ in ids],
-                                                                  "tokens": [[0.0] * len(args.seeds) for _ in ids]})
-        cell["right"][index][seed_index] = right
-        cell["tokens"][index][seed_index] = tokens
+        cell = per_method.setdefault(method, {}).setdefault(n, {"right": {}, "tokens": {}})
+        cell["right"].setdefault(index, {})[seed_index] = right
+        cell["tokens"].setdefault(index, {})[seed_index] = tokens
 
     for s_index, seed in enumerate(args.seeds):
         for index, pid in enumerate(ids):
@@ -237,22 +248,26 @@ def analyse(args: argparse.Namespace, problems: list, stages: dict, weightings: 
             for method in replays[0]:
                 add(method, 0, s_index, index, sum(r[method][0] for r in replays) / len(replays),
                     sum(r[method][1] for r in replays) / len(replays))
-            for (s, n), steps in stages["steps"].items():
+            for (s, n, form), steps in stages["steps"].items():
                 if s == seed and pid in steps:
                     step = steps[pid]
-                    add("ensemble, step level (beam 2)", n, s_index, index,
+                    add(f"ensemble, step level ({form})", n, s_index, index,
                         float(is_correct(extract_flexible(step["text"]), step["gold"])), step["tokens"])
-    return {method: {n: summarise_cell(cell) for n, cell in by_n.items()} for method, by_n in per_method.items()}
+    return {method: {n: summarise_cell(cell, len(args.seeds)) for n, cell in by_n.items()}
+            for method, by_n in per_method.items()}
 
 
-def summarise_cell(cell: dict[str, list[list[float]]]) -> dict:
-    """A method at one N: mean accuracy with its interval, each seed's accuracy, tokens per problem."""
-    per_problem = [sum(r) / len(r) for r in cell["right"]]
+def summarise_cell(cell: dict[str, dict[int, dict[int, float]]], seeds: int) -> dict:
+    """A method at one N: mean accuracy with its interval (over problems, each averaged over its seeds), each
+    seed's accuracy, tokens per problem."""
+    problems = sorted(cell["right"])
+    per_problem = [sum(cell["right"][i].values()) / len(cell["right"][i]) for i in problems]
     mean, low, high = mean_interval(per_problem)
-    seeds = [sum(r[k] for r in cell["right"]) / len(cell["right"]) for k in range(len(cell["right"][0]))]
-    tokens = sum(sum(t) / len(t) for t in cell["tokens"]) / len(cell["tokens"])
-    return {"accuracy": 100 * mean, "low": 100 * low, "high": 100 * high, "per_seed": [100 * s for s in seeds],
-            "tokens": tokens, "problems": len(per_problem), "per_problem": per_problem}
+    per_seed = [[cell["right"][i][k] for i in problems if k in cell["right"][i]] for k in range(seeds)]
+    tokens = sum(sum(cell["tokens"][i].values()) / len(cell["tokens"][i]) for i in problems) / len(problems)
+    return {"accuracy": 100 * mean, "low": 100 * low, "high": 100 * high,
+            "per_seed": [100 * sum(v) / len(v) for v in per_seed if v], "tokens": tokens, "problems": len(problems),
+            "per_problem": per_problem}
 
 
 def claims(curves: dict) -> dict:

@@ -36,3 +36,28 @@ def test_a_conservative_combination_chosen_on_the_command_line_is_the_runs_total
     z = torch.stack([normalize(torch.tensor(e, dtype=torch.float64), "zscore")
                      for e in energies["per_scorer"].values()])
     assert energies["total"] == pytest.approx(z.max(0).values.tolist())
+
+
+def test_a_weights_file_reweights_the_tasks_scorers_and_a_wrong_one_is_refused(tmp_path, capsys):
+    from consensus.core.weighting import write_weights
+
+    names = ["ArithmeticVerifier", "LMLikelihood", "AnswerAgreement", "TrainedVerifier"]
+    weights = tmp_path / "fitted.json"
+    write_weights(weights, names, [3.0, 0.5, 0.0, 1.0], "zscore", fitted="by hand")
+    folder = tmp_path / "weighted"
+    main(["math", "--source", "chain_sum", "--size", "1", "--n", "3", "--baseline", "none", "--weights", str(weights),
+          "--scorer", "tests.fixtures.my_scorer:LengthScorer:0.5", "--out", str(folder)])
+    [record] = list(read_trace(folder / "trace.jsonl"))
+    per_scorer = record["energies"]["per_scorer"]
+    total = sum(w * normalize(torch.tensor(per_scorer[name], dtype=torch.float64), "zscore")
+                for name, w in [*zip(names, [3.0, 0.5, 0.0, 1.0]), ("LengthScorer", 0.5)])
+    assert record["energies"]["total"] == pytest.approx(total.tolist())
+
+    write_weights(weights, names[:3], [1.0, 1.0, 1.0], "zscore")
+    with pytest.raises(SystemExit) as stop:
+        main(["math", "--source", "chain_sum", "--size", "1", "--weights", str(weights), "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2 and "no weight for ['TrainedVerifier']" in capsys.readouterr().err
+    write_weights(weights, names, [1.0] * 4, "rank")
+    with pytest.raises(SystemExit):
+        main(["math", "--source", "chain_sum", "--size", "1", "--weights", str(weights), "--out", str(tmp_path / "y")])
+    assert "pass --normalization rank" in capsys.readouterr().err

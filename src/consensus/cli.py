@@ -73,11 +73,28 @@ def add_ensemble_options(parser: argparse.ArgumentParser, normalization: str = "
                              "normalised energy); or uncertainty (their weighted mean + --spread x their spread); the "
                              "last two need a --normalization other than none")
     parser.add_argument("--spread", type=float, default=1.0, help="λ of --combination uncertainty")
+    parser.add_argument("--weights", default="equal", metavar="equal|FILE",
+                        help="the task's scorers' weights: equal, or a weights file (JSON: each scorer's weight by "
+                             "name and the normalisation they were fitted under, as the benchmarks write them, e.g. "
+                             "benchmarks/results/weights/math-chain_sum-dev-fitted.json)")
 
 
 def ensemble_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``Ensemble`` keywords of ``add_ensemble_options``' flags."""
+    """The ``Ensemble`` keywords of ``add_ensemble_options``' flags (``--weights`` is applied by ``with_weights``)."""
     return {name: getattr(args, name) for name in ("normalization", "nonfinite", "combination", "spread")}
+
+
+def with_weights(ensemble: Ensemble | None, weights: str, task_scorers: int | None = None) -> Ensemble | None:
+    """``ensemble`` with ``--weights``: unchanged for ``equal``, else its first ``task_scorers`` scorers (all by
+    default; the rest are the user's ``--scorer`` ones, weighted by their specs) reweighted by the file
+    (``consensus.core.weighting.read_weights``)."""
+    if weights == "equal" or ensemble is None:
+        return ensemble
+    from consensus.core.weighting import read_weights
+
+    k = len(ensemble.scorers) if task_scorers is None else task_scorers
+    fitted = read_weights(weights, ensemble.names[:k], ensemble.normalization)
+    return ensemble.reweighted([*fitted, *ensemble.weights[k:]])
 
 
 def user_scorers(specs: list[str]) -> list[tuple[Scorer, float]]:

@@ -226,6 +226,11 @@ class Ensemble:
         return Ensemble([*self.scorers, *scorers], [*self.weights, *weights], self.normalization, self.nonfinite,
                         self.deadline, self.late, self.combination, self.spread)
 
+    def reweighted(self, weights: Sequence[float]) -> Ensemble:
+        """This ensemble with other weights (fitted ones, say), everything else the same."""
+        return Ensemble(self.scorers, weights, self.normalization, self.nonfinite, self.deadline, self.late,
+                        self.combination, self.spread)
+
     @classmethod
     def log_linear_pool(cls, scorers: Sequence[Scorer], scales: Sequence[float], **options: Any) -> Ensemble:
         """The log-linear pool (geometric mean) of scorers whose energies are ``1 − cos`` with logit scales s_n.

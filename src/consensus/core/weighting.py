@@ -23,13 +23,17 @@ are returned rescaled to mean 1 (equal weights are all 1).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from consensus.core.ensemble import Normalization, normalize, weighted_sum
+from consensus.core.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -151,3 +155,38 @@ def select_with_weights(energies: Mapping[str, Sequence[float]], names: Sequence
     first on ties)."""
     return int(torch.argmin(weighted_sum([torch.tensor(energies[n], dtype=torch.float64) for n in names], weights,
                                          normalization)))
+
+
+def write_weights(path: str | Path, names: Sequence[str], weights: Sequence[float], normalization: Normalization,
+                  **about: Any) -> None:
+    """A weights file, as ``read_weights`` (and every task CLI's ``--weights FILE``) reads it: each scorer's weight by
+    name, the normalisation they were fitted under, and ``about`` (how and on what they were fitted)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps({"weights": dict(zip(names, weights)), "normalization": normalization, **about},
+                                  indent=1) + "\n")
+
+
+def read_weights(path: str | Path, names: Sequence[str], normalization: Normalization) -> list[float]:
+    """The weights a file gives an ensemble's scorers ``names``, in their order. A file that is not a weights file,
+    lacks one of the scorers, names one the ensemble does not have, or was fitted under another normalisation is an
+    error that says so (weights fitted on z-scores mean nothing on ranks)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ValueError(f"cannot read the weights file {path}: {e.strerror or e}") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON ({e.msg} at line {e.lineno}); a weights file holds "
+                         '{"weights": {"<scorer>": <weight>, ...}, "normalization": "<mode>"}') from e
+    weights = data.get("weights") if isinstance(data, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool)
+                                                and math.isfinite(w) and w >= 0 for w in weights.values()):
+        raise ValueError(f"{path} has no \"weights\" object of finite numbers >= 0 by scorer name")
+    missing, unknown = [n for n in names if n not in weights], [n for n in weights if n not in names]
+    if missing or unknown:
+        raise ValueError(f"{path} weighs {sorted(weights)}, the ensemble has {list(names)}: "
+                         + "; ".join(([f"no weight for {missing}"] if missing else [])
+                                     + ([f"no scorer {unknown}"] if unknown else [])))
+    if data.get("normalization") != normalization:
+        raise ValueError(f"{path} was fitted under normalization {data.get('normalization')!r}, this ensemble "
+                         f"normalises by {normalization!r}; pass --normalization {data.get('normalization')}")
+    return [float(weights[n]) for n in names]

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, flags_of,
-                           fresh_run_dir, run_manifest, user_scorers)
+                           fresh_run_dir, run_manifest, user_scorers, with_weights)
 from consensus.core.ensemble import Ensemble
 from consensus.core.feedback import Guidance, Resample
 from consensus.core.feedback.guidance import SCHEDULES
@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     scorers += [scorer for scorer, _ in user]
     if args.smoothing is not None:
         scorers = [Smoothed(scorer, args.smoothing, args.smoothing_copies) for scorer in scorers]
-    ensemble = Ensemble(scorers, [1.0] * len(args.scorers) + [w for _, w in user],
-                        **ensemble_options(args)) if scorers else None
+    ensemble = with_weights(Ensemble(scorers, [1.0] * len(args.scorers) + [w for _, w in user],
+                                     **ensemble_options(args)), args.weights, len(args.scorers)) if scorers else None
     particles = ensemble is not None and args.resample_every > 0
     scale = args.scale if args.scale is not None else (
         ON_MANIFOLD_SCALE if particles else ON_MANIFOLD_SCALE_WITHOUT_PARTICLES)

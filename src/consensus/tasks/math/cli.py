@@ -11,7 +11,7 @@ from pathlib import Path
 
 import consensus
 from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, fresh_run_dir,
-                           lock_run_folder, run_manifest, user_scorers, with_user_scorers)
+                           lock_run_folder, run_manifest, user_scorers, with_user_scorers, with_weights)
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.feedback import TopK
@@ -92,7 +92,7 @@ def run_settings(args: argparse.Namespace) -> dict:
     """What a results file must agree on to be resumed (not --size: a run may grow), with the generator's backend as
     resolved (and the torch path's dtype), so a results file never mixes backends."""
     names = ("source", "seed", "method", "n", "beam", "baseline", "normalization", "nonfinite", "combination", "spread",
-             "model", "adapter", "shots", "scorer", "base_url")
+             "weights", "model", "adapter", "shots", "scorer", "base_url")
     backend = resolve_backend(args.backend, args.model)
     generator = {"backend": backend, **({"dtype": str(resolve_dtype("auto")).removeprefix("torch.")}
                                         if backend == "torch" else {})}
@@ -148,7 +148,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     sampling = Sampling()
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(
         lm, exemplars, **ensemble_options(args))
-    ensemble = with_user_scorers(ensemble, user_scorers(args.scorer))
+    ensemble = with_user_scorers(with_weights(ensemble, args.weights), user_scorers(args.scorer))
 
     def solve(batch, method: str = args.method, n: int = args.n, beam: int = args.beam, seed: int = args.seed,
               max_new_tokens: int = sampling.max_new_tokens, on_iteration=None):

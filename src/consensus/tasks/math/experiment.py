@@ -22,7 +22,7 @@ from consensus.core.agreement import Agreement
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.ensemble import Ensemble, Normalization
-from consensus.core.feedback import TopK
+from consensus.core.feedback import Feedback, TopK
 from consensus.core.rounds import Rounds, doubling
 from consensus.generators import TextGenerator
 from consensus.generators.text.protocol import Completion
@@ -154,13 +154,14 @@ class Experiment:
                   "sample_tokens": r.generator_tokens, "energies": s["energies"]}, r)
                 for p, s, r in zip(problems, scored, runs)]
 
-    def step_levels(self, problems: Sequence[Problem], seed: int) -> list[dict]:
+    def step_levels(self, problems: Sequence[Problem], seed: int, feedback: Feedback | None = None) -> list[dict]:
         """Step-level consensus on each problem (N proposed next steps, the best ``beam`` partial solutions kept,
-        until an answer); the runs in lockstep (each step's generator calls in one batch), from no kept prefixes."""
+        until an answer; or what ``feedback`` keeps, e.g. ``Resample`` particles); the runs in lockstep (each
+        step's generator calls in one batch), from no kept prefixes."""
         def run(problem: Problem, view: TextGenerator, ensemble: Ensemble) -> ConsensusResult:
             return run_consensus(line_steps(view, self.n, self.sampling, self.exemplars), ensemble,
-                                 problem.question, feedback=TopK(self.beam), budget=Budget(iterations=self.max_steps),
-                                 seed=seed)
+                                 problem.question, feedback=feedback or TopK(self.beam),
+                                 budget=Budget(iterations=self.max_steps), seed=seed)
 
         forget_kept_prefixes(self.lm)
         runs = consensus_in_lockstep(self.lm, [functools.partial(run, p) for p in problems], self.ensemble)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, flags_of,
-                           fresh_run_dir, run_manifest, user_scorers, with_user_scorers)
+                           fresh_run_dir, run_manifest, user_scorers, with_user_scorers, with_weights)
 from consensus.report.manifest import report_hint
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS
 
@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
             policy = RandomPolicy()
         else:
             segmenter = load_segmenter(args.segmenter)
-            ensemble = with_user_scorers(build_ensemble([cameras[v] for v in views], segmenter,
-                                                        **ensemble_options(args)), user)
+            ensemble = build_ensemble([cameras[v] for v in views], segmenter, **ensemble_options(args))
+            ensemble = with_user_scorers(with_weights(ensemble, args.weights), user)
             policy = ConsensusPolicy(ensemble, samples=args.samples, iterations=args.iterations, trace=trace)
         result = run_episode(
             spec,

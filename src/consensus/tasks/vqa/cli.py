@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, flags_of,
-                           fresh_run_dir, run_manifest, user_scorers, with_user_scorers)
+                           fresh_run_dir, run_manifest, user_scorers, with_user_scorers, with_weights)
 from consensus.core.trace import TraceWriter
 from consensus.report.manifest import report_hint
 from consensus.generators.text.steering import SteeringConfig
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         frames = easy_vqa_clip(args.video, args.frames)
     else:
         frames = load_frames(args.video, args.frames)
-    ensemble = with_user_scorers(build_ensemble(load_scorers(args.scorers), **ensemble_options(args)), user)
+    ensemble = build_ensemble(load_scorers(args.scorers), **ensemble_options(args))
+    ensemble = with_user_scorers(with_weights(ensemble, args.weights), user)
     config = replace(VQA_DEFAULTS, feedback=args.feedback, top_k=args.top_k, temperature=args.temperature,
                      steps=args.steps, max_new_tokens=args.max_new_tokens)
     qa = VideoQA(load_lm(args.lm), ensemble, config)
