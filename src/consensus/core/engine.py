@@ -156,6 +156,61 @@ def run_consensus(
     ``scorer_calls``); ``trace`` gets the same as one JSON line (schema: ``consensus.core.trace``),
     tagged with ``item``.
     """
+    forms = checked_forms(feedback, ensemble, patience, agreement)
+    rng = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    gradient = any(form.needs_gradient for form in forms)
+    start = time.perf_counter()
+    model_seconds: dict[str, float] = {"generator": 0.0}
+    population: Any = None
+    tokens = calls = 0
+    best, best_energy, lowest, stale = None, math.nan, math.inf, 0
+    stop_reason, chosen = None, []
+    for iteration in range(budget.iterations):
+        t = time.perf_counter()
+        proposals = _proposed(step, condition, population, rng, iteration, item)
+        generator_seconds = time.perf_counter() - t
+        if iteration == 0:
+            check_hooks(forms, step, proposals)
+        tokens += proposals.tokens
+        energies = _scored(ensemble, proposals, condition, gradient, iteration, item)
+        calls += len(ensemble.scorers) if energies is not None else 0
+        context = Context(ensemble, condition, iteration, rng)
+        done = {}
+        for form in forms:
+            done[_record_key(form.name, done)] = form(proposals, energies, context) or {}
+        survivors = proposals.alive()
+        chosen = take(proposals.candidates, survivors)
+        t = time.perf_counter()
+        population = proposals.next_population()
+        generator_seconds += time.perf_counter() - t
+        model_seconds["generator"] += generator_seconds
+        for name, sec in (energies.seconds if energies is not None else {}).items():
+            model_seconds[name] = model_seconds.get(name, 0.0) + sec
+        lead = survivors[0] if energies is None else min(survivors, key=lambda i: float(energies.total[i]))
+        best, best_energy = proposals.candidates[lead], math.nan if energies is None else float(energies.total[lead])
+        stale, lowest = 0 if best_energy < lowest else stale + 1, min(lowest, best_energy)
+        record = {
+            "iteration": iteration, "proposals": proposals, "energies": energies, "survivors": survivors,
+            "feedback": done, "best_energy": best_energy, "generator_tokens": tokens, "scorer_calls": calls,
+        }  # fmt: skip
+        _report(record, generator_seconds, callback, trace, item)
+        stop_reason = stop_rule(proposals, energies, survivors, chosen, agreement, patience, stale) or (
+            "budget" if budget.spent(tokens, calls, len(ensemble.scorers) if ensemble else 0,
+                                     time.perf_counter() - start) else None)
+        if stop_reason is not None:
+            break
+    total_seconds = time.perf_counter() - start
+    seconds = {**model_seconds, "total": total_seconds, "loop": max(0.0, total_seconds - sum(model_seconds.values()))}
+    return ConsensusResult(
+        best=best, best_energy=best_energy, survivors=chosen, population=population, iterations=iteration + 1,
+        generator_tokens=tokens, scorer_calls=calls, stop_reason=stop_reason or "budget", seconds=seconds,
+    )  # fmt: skip
+
+
+def checked_forms(feedback: Feedback | Sequence[Feedback], ensemble: Ensemble | None, patience: int | None,
+                  agreement: Agreement | None) -> list[Feedback]:
+    """The chain of forms, refused (naming what to do) where a form, the patience rule or a weighted agreement
+    needs what the run does not give."""
     forms = [feedback] if isinstance(feedback, Feedback) else list(feedback)
     for form in forms:
         if not isinstance(form, Feedback):
@@ -171,86 +226,60 @@ def run_consensus(
         raise ValueError("a weighted Agreement reads the ensemble's energies; pass an ensemble, or weighted=False")
     if patience is not None and (ensemble is None or ensemble.normalization != "none"):
         raise ValueError("patience compares energies across iterations; use it with normalization='none'")
-    rng = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
-    gradient = any(form.needs_gradient for form in forms)
-    start = time.perf_counter()
-    model_seconds: dict[str, float] = {"generator": 0.0}
-    population: Any = None
-    tokens = calls = 0
-    best, best_energy, lowest, stale = None, math.nan, math.inf, 0
-    stop_reason, survivors, chosen = "budget", [], []
-    for iteration in range(budget.iterations):
-        t = time.perf_counter()
+    return forms
+
+
+def _proposed(step: Step, condition: Any, population: Any, rng: torch.Generator, iteration: int,
+              item: Any) -> Proposals:
+    """The step's proposals; a failure of the generator names the step, the iteration and the item."""
+    try:
+        proposals = step(condition, population, rng)
+    except (ValueError, TypeError):
+        raise  # a bad input the step explains
+    except Exception as error:
+        name = getattr(step, "__name__", type(step).__name__)
+        raise GeneratorError(f"the generator step {name} failed at iteration {iteration}{_of(item)}: "
+                             f"{type(error).__name__}: {error}") from error
+    if len(proposals.candidates) == 0:
+        raise ValueError("the generator proposed no candidates; check the generator and the condition")
+    return proposals
+
+
+def _scored(ensemble: Ensemble | None, proposals: Proposals, condition: Any, gradient: bool, iteration: int,
+            item: Any) -> EnsembleEnergies | None:
+    """The ensemble's energies of the proposals (None without an ensemble), with the graph kept for forms that
+    need a gradient; a scorer's failure names the iteration and the item."""
+    if ensemble is None:
+        return None
+    with torch.enable_grad() if gradient else contextlib.nullcontext():
         try:
-            proposals = step(condition, population, rng)
-        except (ValueError, TypeError):
-            raise  # a bad input the step explains
-        except Exception as error:
-            name = getattr(step, "__name__", type(step).__name__)
-            raise GeneratorError(f"the generator step {name} failed at iteration {iteration}{_of(item)}: "
-                                 f"{type(error).__name__}: {error}") from error
-        generator_seconds = time.perf_counter() - t
-        if iteration == 0:
-            check_hooks(forms, step, proposals)
-        tokens += proposals.tokens
-        if len(proposals.candidates) == 0:
-            raise ValueError("the generator proposed no candidates; check the generator and the condition")
-        energies = None
-        if ensemble is not None:
-            with torch.enable_grad() if gradient else contextlib.nullcontext():
-                try:
-                    energies = ensemble(proposals.candidates, condition, proposals.noise_level)
-                except ScorerError as error:
-                    raise ScorerError(f"{error} (iteration {iteration}{_of(item)})") from error.__cause__
-            calls += len(ensemble.scorers)
-        context = Context(ensemble, condition, iteration, rng)
-        done = {}
-        for form in forms:
-            done[_record_key(form.name, done)] = form(proposals, energies, context) or {}
-        survivors = proposals.alive()
-        chosen = take(proposals.candidates, survivors)
-        t = time.perf_counter()
-        population = proposals.next_population()
-        generator_seconds += time.perf_counter() - t
-        model_seconds["generator"] += generator_seconds
-        if energies is not None:
-            for name, sec in energies.seconds.items():
-                model_seconds[name] = model_seconds.get(name, 0.0) + sec
-            total = energies.total.detach()
-            lead = min(survivors, key=lambda i: float(total[i]))
-            lead_energy = float(total[lead])
-        else:
-            lead, lead_energy = survivors[0], math.nan
-        best, best_energy = proposals.candidates[lead], lead_energy
-        stale = 0 if lead_energy < lowest else stale + 1
-        lowest = min(lowest, lead_energy)
-        record = {
-            "iteration": iteration, "proposals": proposals, "energies": energies, "survivors": survivors,
-            "feedback": done, "best_energy": lead_energy, "generator_tokens": tokens, "scorer_calls": calls,
-        }  # fmt: skip
-        if callback is not None:
-            callback(record)
-        if trace is not None:
-            seconds = {"generator": generator_seconds, **(energies.seconds if energies is not None else {})}
-            trace.write(trace_record(record, seconds, item))
-        if all(proposals.complete[i] for i in survivors):
-            stop_reason = "complete"
-            break
-        if agreement is not None and agreement.reached(chosen, None if energies is None else total[survivors]):
-            stop_reason = "agreement"
-            break
-        if patience is not None and stale >= patience:
-            stop_reason = "plateau"
-            break
-        if budget.spent(tokens, calls, len(ensemble.scorers) if ensemble else 0, time.perf_counter() - start):
-            stop_reason = "budget"
-            break
-    total_seconds = time.perf_counter() - start
-    seconds = {**model_seconds, "total": total_seconds, "loop": max(0.0, total_seconds - sum(model_seconds.values()))}
-    return ConsensusResult(
-        best=best, best_energy=best_energy, survivors=chosen, population=population, iterations=iteration + 1,
-        generator_tokens=tokens, scorer_calls=calls, stop_reason=stop_reason, seconds=seconds,
-    )  # fmt: skip
+            return ensemble(proposals.candidates, condition, proposals.noise_level)
+        except ScorerError as error:
+            raise ScorerError(f"{error} (iteration {iteration}{_of(item)})") from error.__cause__
+
+
+def _report(record: dict[str, Any], generator_seconds: float, callback: Callable[[dict[str, Any]], None] | None,
+            trace: TraceWriter | None, item: Any) -> None:
+    """The iteration to the callback and, as one JSON line, to the trace."""
+    if callback is not None:
+        callback(record)
+    if trace is not None:
+        energies = record["energies"]
+        seconds = {"generator": generator_seconds, **(energies.seconds if energies is not None else {})}
+        trace.write(trace_record(record, seconds, item))
+
+
+def stop_rule(proposals: Proposals, energies: EnsembleEnergies | None, survivors: list[int], chosen: Any,
+              agreement: Agreement | None, patience: int | None, stale: int) -> str | None:
+    """Which stopping rule (other than the budget) fires after this iteration, if any."""
+    if all(proposals.complete[i] for i in survivors):
+        return "complete"
+    if agreement is not None and agreement.reached(chosen, None if energies is None else
+                                                   energies.total.detach()[survivors]):
+        return "agreement"
+    if patience is not None and stale >= patience:
+        return "plateau"
+    return None
 
 
 def check_hooks(forms: Sequence[Feedback], step: Step, proposals: Proposals) -> None:

@@ -187,16 +187,8 @@ class CausalLMGenerator:
         draws = Draws(len(prompts), n, temperature, top_p, top_k, generator, self.device)
         start = time.perf_counter()
         ids = [self.tokenizer(p)["input_ids"] for p in prompts]
-        lengths = [len(x) for x in ids]
-        # Each row's budget of new tokens: a continuation also ends ("length") where the model's context does,
-        # counted from its own prompt (not the padded width), so a prompt gets the same tokens in any batch.
-        budget = [max_new_tokens] * len(prompts)
-        if self.context is not None:
-            if max(lengths) >= self.context:
-                raise ValueError(f"a prompt is {max(lengths)} tokens, the whole {self.context}-token "
-                                 f"context of {self.name}; shorten it or use a model with a longer context")
-            budget = [min(max_new_tokens, self.context - length) for length in lengths]
-            max_new_tokens = max(budget)
+        budget = self._budgets([len(x) for x in ids], max_new_tokens)
+        max_new_tokens = max(budget)
         cache, mask = self._cache_of_kept_prefixes(ids)
         keeps_prefixes = self._can_keep(cache)
         rest, rest_mask = self._left_padded([x[w:] for x, w in zip(ids, mask.sum(1).tolist())])
@@ -245,6 +237,16 @@ class CausalLMGenerator:
             logits = out.logits[:, -1, :].float()
         self.seconds += time.perf_counter() - start
         return record.completions()
+
+    def _budgets(self, lengths: Sequence[int], max_new_tokens: int) -> list[int]:
+        """Each row's budget of new tokens: a continuation also ends ("length") where the model's context does,
+        counted from its own prompt (not the padded width), so a prompt gets the same tokens in any batch."""
+        if self.context is None:
+            return [max_new_tokens] * len(lengths)
+        if max(lengths) >= self.context:
+            raise ValueError(f"a prompt is {max(lengths)} tokens, the whole {self.context}-token "
+                             f"context of {self.name}; shorten it or use a model with a longer context")
+        return [min(max_new_tokens, self.context - length) for length in lengths]
 
     def _left_padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids and attention mask, left-padded so every row's last token sits in the last column."""

@@ -126,14 +126,8 @@ def _holds_run_of(folder: Path, settings: dict) -> bool:
 def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     """Load the generator and the scorers once; return ``solve(problems) -> records`` (in a sharded run,
     each worker calls this once). ``solve.generator`` names the generator."""
-    from consensus.tasks.math.experiment import (
-        MAX_STEPS,
-        adaptive,
-        build_ensemble,
-        draw_samples,
-        line_steps,
-        solution_steps,
-    )
+    from consensus.tasks.math.experiment import (MAX_STEPS, adaptive, build_ensemble, draw_samples, line_steps,
+                                                 solution_steps)
     from consensus.tasks.math.generator import load_math_generator
     from consensus.zoo.text_generators import load_text_generator
 

@@ -59,25 +59,13 @@ def run(args: argparse.Namespace) -> int:
     from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy, run_episode, step_budget
     from consensus.tasks.robot.experiment import build_ensemble
     from consensus.tasks.robot.relations import parse_goal
-    from consensus.tasks.robot.scene import DEFAULT_CAMERAS, MAX_OBJECTS, TabletopScene, random_scene_spec
+    from consensus.tasks.robot.scene import DEFAULT_CAMERAS, TabletopScene, random_scene_spec
     from consensus.zoo.segmenter import load_segmenter
 
     goal = parse_goal(args.goal)
     user = user_scorers(args.scorer)
-    if user and args.policy == "random":
-        raise ValueError("--scorer needs --policy consensus; the random policy scores nothing")
     cameras = {c.name: c for c in DEFAULT_CAMERAS}
-    views = [v.strip() for v in args.views.split(",") if v.strip()]
-    unknown = [v for v in views if v not in cameras]
-    if unknown or not views:
-        raise ValueError(f"unknown views {unknown or args.views!r}; choose among {list(cameras)}")
-    if not 1 <= args.objects <= MAX_OBJECTS:
-        raise ValueError(f"--objects must be between 1 and {MAX_OBJECTS} (what the workspace holds apart), "
-                         f"got {args.objects}")
-    if len(goal.objects) > MAX_OBJECTS:
-        raise ValueError(f"the goal names {len(goal.objects)} objects; the workspace holds at most {MAX_OBJECTS}")
-    if args.samples < 1 or args.iterations < 1 or (args.max_steps is not None and args.max_steps < 0):
-        raise ValueError("--samples and --iterations must be at least 1, and --max-steps at least 0")
+    views = checked_views(args, goal, list(cameras), bool(user))
     out = fresh_run_dir(Path(args.out or f"runs/robot/{time.strftime('%Y%m%d-%H%M%S')}"))
     spec = random_scene_spec(random.Random(args.seed), max(args.objects, len(goal.objects)), required=goal.objects)
     max_steps = args.max_steps if args.max_steps is not None else step_budget(goal)
@@ -132,6 +120,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"{verdict} after {result.steps} step(s) in {result.seconds:.1f} s; views and episode.gif in {out}\n"
           f"{report_hint(out)}")
     return 0 if result.success else 1
+
+
+def checked_views(args: argparse.Namespace, goal, cameras: list[str], user_scorers: bool) -> list[str]:
+    """The scorer views asked for, after checking the run's bounds (bad input raises ValueError naming the flag)."""
+    from consensus.tasks.robot.scene import MAX_OBJECTS
+
+    if user_scorers and args.policy == "random":
+        raise ValueError("--scorer needs --policy consensus; the random policy scores nothing")
+    views = [v.strip() for v in args.views.split(",") if v.strip()]
+    unknown = [v for v in views if v not in cameras]
+    if unknown or not views:
+        raise ValueError(f"unknown views {unknown or args.views!r}; choose among {cameras}")
+    if not 1 <= args.objects <= MAX_OBJECTS:
+        raise ValueError(f"--objects must be between 1 and {MAX_OBJECTS} (what the workspace holds apart), "
+                         f"got {args.objects}")
+    if len(goal.objects) > MAX_OBJECTS:
+        raise ValueError(f"the goal names {len(goal.objects)} objects; the workspace holds at most {MAX_OBJECTS}")
+    if args.samples < 1 or args.iterations < 1 or (args.max_steps is not None and args.max_steps < 0):
+        raise ValueError("--samples and --iterations must be at least 1, and --max-steps at least 0")
+    return views
 
 
 def main(argv: list[str] | None = None) -> int:
