@@ -156,17 +156,18 @@ class _GeneratorView:
         return getattr(self._meeting.lm, name)
 
 
-class _EnsembleView:
-    """What one run sees as its ensemble: a call goes through the meeting, the rest to the ensemble itself."""
+class _EnsembleView(Ensemble):
+    """What one run sees as its ensemble: the meeting's ensemble (its scorers, weights and rules), whose calls go
+    through the meeting, merged with the other runs'."""
 
     def __init__(self, meeting: _Meeting, run: int):
+        e = meeting.ensemble
+        super().__init__(e.scorers, e.weights, e.normalization, e.nonfinite, e.deadline, e.late, e.combination,
+                         e.spread)
         self._meeting, self._run = meeting, run
 
     def __call__(self, candidates: Sequence[Any], condition: Any, noise_level: Any = None) -> EnsembleEnergies:
         return self._meeting.score(self._run, candidates, condition, noise_level)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._meeting.ensemble, name)
 
 
 def in_lockstep(lm: TextGenerator, runs: Sequence[Callable[[TextGenerator, Ensemble | None], T]],
