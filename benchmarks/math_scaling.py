@@ -76,7 +76,9 @@ def collect(args: argparse.Namespace, problems: list, experiment: Experiment, ex
                                                          zip(batch, experiment.greedy(batch))),
                            f"{prefix}-greedy.jsonl", batch_size=args.batch, description="greedy", settings=base)
     out: dict = {"greedy": {g["id"]: g for g in greedy}, "draws": {}, "scores": {}, "steps": {}}
-    cached = Ensemble([s for s in experiment.ensemble.scorers if not isinstance(s, AnswerAgreement)])
+    later = {scorer.name for scorer, _ in extra}
+    cached = Ensemble([s for s in experiment.ensemble.scorers
+                       if not isinstance(s, AnswerAgreement) and s.name not in later])
     for seed in args.seeds:
         drawing = {**base, "n_max": args.n_max, "seed": seed}
         draws = run_resumable(problems, key, drawn_and_scored(experiment, cached, args.n_max, seed),
@@ -99,7 +101,8 @@ def collect(args: argparse.Namespace, problems: list, experiment: Experiment, ex
                 problems[:args.step_problems], key,
                 lambda batch, s=seed, e=stepper, f=feedback: ({"gold": p.answer, **r}
                                                               for p, r in zip(batch, e.step_levels(batch, s, f))),
-                f"{prefix}-s{seed}-step-{form.split()[0]}-n{n}.jsonl", batch_size=args.batch,
+                f"{prefix}-s{seed}-step-{form.split()[0]}-n{n}{''.join(f'+{m}' for m in sorted(later))}.jsonl",
+                batch_size=args.batch,
                 description=f"step level ({form}) N={n}, seed {seed}", settings=stepping)}
     return out
 
