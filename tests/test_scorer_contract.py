@@ -177,6 +177,30 @@ def _remote(request):
     return Case(_remote_arithmetic(), TEXT, QUESTION)
 
 
+def _reward_model(request):
+    from test_reward_scorers import _config, _tokenizer  # tests/ is on sys.path under pytest
+    from transformers import GPT2ForSequenceClassification
+
+    from consensus.scorers.text.reward import RewardModelScorer
+
+    torch.manual_seed(0)
+    tokenizer = _tokenizer(request.getfixturevalue("tiny_tokenizer"))
+    model = GPT2ForSequenceClassification(_config(tokenizer, num_labels=1))
+    return Case(RewardModelScorer(model, tokenizer, name="RewardModel[tiny]"), TEXT, QUESTION)
+
+
+def _process_reward(request):
+    from test_reward_scorers import _config, _tokenizer
+    from transformers import GPT2ForTokenClassification
+
+    from consensus.scorers.text.reward import ProcessRewardScorer
+
+    torch.manual_seed(0)
+    tokenizer = _tokenizer(request.getfixturevalue("tiny_tokenizer"))
+    model = GPT2ForTokenClassification(_config(tokenizer, num_labels=2))
+    return Case(ProcessRewardScorer(model, tokenizer, name="ProcessReward[tiny]"), TEXT, QUESTION)
+
+
 CASES = {
     "arithmetic": lambda request: Case(ArithmeticVerifier(), TEXT, QUESTION),
     "agreement": lambda request: Case(AnswerAgreement(), TEXT, QUESTION),
@@ -204,8 +228,11 @@ CASES = {
     "clip_frames_tiny": _clip_frames,
     "view_front": lambda request: _view(),
     "remote_arithmetic": _remote,
+    "reward_model_tiny": _reward_model,
+    "process_reward_tiny": _process_reward,
 }
-RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny")  # random models have no preference
+# random models have no preference
+RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny", "reward_model_tiny", "process_reward_tiny")
 
 
 @pytest.fixture(params=CASES)

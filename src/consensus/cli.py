@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import functools
 import importlib
+import math
 import os
 import shlex
 import signal
@@ -97,9 +98,36 @@ def with_weights(ensemble: Ensemble | None, weights: str, task_scorers: int | No
     return ensemble.reweighted([*fitted, *ensemble.weights[k:]])
 
 
+# --scorer KIND:NAME[:WEIGHT]: a hub model by name (or a local folder), as the scorer class that reads it
+HUB_SCORERS = {"rm": "RewardModelScorer", "prm": "ProcessRewardScorer"}
+
+
 def user_scorers(specs: list[str]) -> list[tuple[Scorer, float]]:
-    """The scorers and weights of ``--scorer`` specs, built before any model loads, so a bad one fails fast."""
-    return [scorer_from_spec(spec) for spec in specs]
+    """The scorers and weights of ``--scorer`` specs, built before any model loads, so a bad one fails fast:
+    ``module:Class[:weight]``, the user's own class, or ``rm:NAME[:weight]`` / ``prm:NAME[:weight]``, a reward model
+    or a process reward model by hub name or local folder (``consensus.scorers.text.reward``)."""
+    return [hub_scorer(spec) if spec.split(":", 1)[0] in HUB_SCORERS else scorer_from_spec(spec) for spec in specs]
+
+
+def hub_scorer(spec: str) -> tuple[Scorer, float]:
+    """``rm:NAME[:weight]`` or ``prm:NAME[:weight]`` built with the class's defaults; a model that does not load is a
+    ValueError naming the spec."""
+    from consensus.scorers.text import reward
+
+    kind, rest = spec.split(":", 1)
+    name, _, last = rest.rpartition(":")
+    try:
+        weight = float(last) if name else 1.0
+    except ValueError:
+        name, weight = rest, 1.0  # a colon inside the name, and no weight
+    name = name or rest
+    if not name or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"--scorer {spec!r}: write {kind}:NAME or {kind}:NAME:WEIGHT with a weight >= 0, e.g. "
+                         f"{kind}:org/model:0.5")
+    try:
+        return getattr(reward, HUB_SCORERS[kind])(name), weight
+    except (FileNotFoundError, ValueError, OSError) as e:
+        raise ValueError(f"--scorer {spec!r}: {e}") from e
 
 
 def with_user_scorers(ensemble: Ensemble | None, user: list[tuple[Scorer, float]]) -> Ensemble | None:

@@ -3,6 +3,8 @@
 from consensus.scorers.text.agreement import AnswerAgreement
 from consensus.scorers.text.arithmetic import ArithmeticVerifier
 from consensus.scorers.text.likelihood import LMLikelihood
+from consensus.scorers.text.reward import ProcessRewardScorer, RewardModelScorer
 from consensus.scorers.text.verifier import StepVerifier, TrainedVerifier
 
-__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LMLikelihood", "StepVerifier", "TrainedVerifier"]
+__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LMLikelihood", "ProcessRewardScorer", "RewardModelScorer",
+           "StepVerifier", "TrainedVerifier"]
