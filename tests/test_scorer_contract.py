@@ -201,6 +201,12 @@ def _process_reward(request):
     return Case(ProcessRewardScorer(model, tokenizer, name="ProcessReward[tiny]"), TEXT, QUESTION)
 
 
+def _judge(lm):
+    from consensus.scorers.text.judge import LLMJudge
+
+    return LLMJudge(lm, template="{condition}\n{candidate}\nRight? Answer:", name="LLMJudge[tiny]")  # 256 tokens
+
+
 CASES = {
     "arithmetic": lambda request: Case(ArithmeticVerifier(), TEXT, QUESTION),
     "agreement": lambda request: Case(AnswerAgreement(), TEXT, QUESTION),
@@ -230,9 +236,11 @@ CASES = {
     "remote_arithmetic": _remote,
     "reward_model_tiny": _reward_model,
     "process_reward_tiny": _process_reward,
+    "judge_tiny": lambda request: Case(_judge(request.getfixturevalue("tiny_lm")), TEXT, QUESTION),
 }
 # random models have no preference
-RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny", "reward_model_tiny", "process_reward_tiny")
+RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny", "reward_model_tiny", "process_reward_tiny",
+          "judge_tiny")
 
 
 @pytest.fixture(params=CASES)
