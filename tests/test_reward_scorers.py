@@ -64,7 +64,8 @@ def _logits(model, tokenizer, text):
 def test_the_reward_model_reads_the_pair_in_its_chat_template_and_its_energy_is_minus_the_reward(
         reward_model_folder):
     scorer = RewardModelScorer(str(reward_model_folder), dtype="float32", batch_size=2)
-    assert conversation(scorer.tokenizer, QUESTION, SOLUTIONS[0]) == f"<|user|>{QUESTION}\n<|assistant|>{SOLUTIONS[0]}\n"
+    templated = conversation(scorer.tokenizer, QUESTION, SOLUTIONS[0])
+    assert templated == f"<|user|>{QUESTION}\n<|assistant|>{SOLUTIONS[0]}\n"
     expected = [-float(_logits(scorer.model, scorer.tokenizer, conversation(scorer.tokenizer, QUESTION, s))[0][0])
                 for s in SOLUTIONS]
     assert scorer.energy(SOLUTIONS, QUESTION).tolist() == pytest.approx(expected, abs=1e-5)  # batched, padded
