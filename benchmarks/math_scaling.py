@@ -182,24 +182,25 @@ class Drawn:
         return out
 
     def adaptive(self, order: list[int], n_max: int) -> dict[str, tuple[float, int]]:
-        """Each adaptive rule replayed on this order of the draw: (right, tokens spent)."""
+        """Each adaptive rule replayed on this order of the draw: (right, tokens spent). Rounds of 2, 4, …, n_max;
+        a rule stops at the first round whose answers agree by its share of the votes or of the ensemble's weight
+        (equal or dev-fitted), and answers by majority or by that ensemble's choice."""
         out = {}
         rounds = [order[:s] for s in DOUBLING if s <= n_max]
-        per_round = []
-        for pool in rounds:
-            answers = [self.answers[i] for i in pool]
-            total = self.total(self.per_scorer(pool), self.weightings["equal"])
-            per_round.append((pool, answers, total))
-        for share in SHARES:
-            for weighted in (False, True):
+        for kind in ("equal", "dev-fitted weights"):
+            if kind not in self.weightings:
+                continue
+            per_round = [(pool, [self.answers[i] for i in pool],
+                          self.total(self.per_scorer(pool), self.weightings[kind])) for pool in rounds]
+            ensemble = "adaptive ensemble" + ("" if kind == "equal" else f" ({kind})")
+            for share, weighted in itertools.product(SHARES, (False, True)):
                 rule = Agreement(lambda a: a, share=share, weighted=weighted)
                 pool, answers, total = next(((p, a, t) for p, a, t in per_round if rule.reached(a, t)), per_round[-1])
                 tokens = sum(self.draw["sample_tokens"][i] for i in pool)
-                stop = "ensemble weight" if weighted else "votes"
-                out[f"adaptive maj, {stop} ≥ {share:.0%}"] = (float(is_correct(majority(answers), self.draw["gold"])),
-                                                                tokens)
-                out[f"adaptive ensemble, {stop} ≥ {share:.0%}"] = (float(self.right[pool[int(torch.argmin(total))]]),
-                                                                     tokens)
+                stop = f"{'ensemble weight' if weighted else 'votes'} ≥ {share:.0%}"
+                out[f"{ensemble}, {stop}"] = (float(self.right[pool[int(torch.argmin(total))]]), tokens)
+                if kind == "equal":
+                    out[f"adaptive maj, {stop}"] = (float(is_correct(majority(answers), self.draw["gold"])), tokens)
         return out
 
 
@@ -265,7 +266,7 @@ def summarise_cell(cell: dict[str, dict[int, dict[int, float]]], seeds: int) -> 
     seed's accuracy, tokens per problem."""
     problems = sorted(cell["right"])
     per_problem = [sum(cell["right"][i].values()) / len(cell["right"][i]) for i in problems]
-    mean, low, high = mean_interval(per_problem)
+    mean, low, high = mean_interval(per_problem, resamples=2000)
     per_seed = [[cell["right"][i][k] for i in problems if k in cell["right"][i]] for k in range(seeds)]
     tokens = sum(sum(cell["tokens"][i].values()) / len(cell["tokens"][i]) for i in problems) / len(problems)
     return {"accuracy": 100 * mean, "low": 100 * low, "high": 100 * high,
@@ -274,25 +275,30 @@ def summarise_cell(cell: dict[str, dict[int, dict[int, float]]], seeds: int) -> 
 
 
 def claims(curves: dict) -> dict:
-    """At each N ≥ 4, the equal-weight ensemble against the best single scorer at that N and against maj@N; the
-    adaptive rules against the ensemble at N = 16 and maj@32 (paired over problems)."""
+    """At each N ≥ 4, the ensemble (equal and dev-fitted weights) against the best single scorer at that N and
+    against maj@N; each adaptive rule at the headline share against the ensemble at N = 16 and maj@32 (paired over
+    problems, with its share of their tokens)."""
     out = {}
     singles = [m for m in curves if m.startswith("best-of-N") and m != "best-of-N: AnswerAgreement"]
-    for n in sorted(curves["ensemble, equal"]):
-        if n < 4:
-            continue
-        ensemble = curves["ensemble, equal"][n]["per_problem"]
-        best = max(singles, key=lambda m: curves[m][n]["accuracy"])
-        out[f"N={n}: ensemble - best single scorer ({best.split(': ')[1]})"] = paired_difference(
-            ensemble, curves[best][n]["per_problem"])
-        out[f"N={n}: ensemble - maj@{n}"] = paired_difference(ensemble, curves["maj@N"][n]["per_problem"])
-    for rule, target in ((f"adaptive ensemble, votes ≥ {HEADLINE_SHARE:.0%}", ("ensemble, equal", 16)),
-                         (f"adaptive maj, votes ≥ {HEADLINE_SHARE:.0%}", ("maj@N", 32))):
-        if target[1] in curves[target[0]]:
-            fixed, adaptive = curves[target[0]][target[1]], curves[rule][0]
-            out[f"{rule} - {target[0]} at N={target[1]}"] = {
-                **paired_difference(adaptive["per_problem"], fixed["per_problem"]),
-                "token_share": adaptive["tokens"] / fixed["tokens"]}
+    for ensemble in ("ensemble, equal", "ensemble, dev-fitted weights"):
+        for n in sorted(curves.get(ensemble, {})):
+            if n < 4:
+                continue
+            ours = curves[ensemble][n]["per_problem"]
+            best = max(singles, key=lambda m: curves[m][n]["accuracy"])
+            out[f"N={n}: {ensemble} - best single scorer ({best.split(': ')[1]})"] = paired_difference(
+                ours, curves[best][n]["per_problem"])
+            out[f"N={n}: {ensemble} - maj@{n}"] = paired_difference(ours, curves["maj@N"][n]["per_problem"])
+    for rule in [m for m in curves if m.startswith("adaptive") and m.endswith(f"≥ {HEADLINE_SHARE:.0%}")]:
+        fitted = "dev-fitted" in rule
+        targets = ([("ensemble, dev-fitted weights", 16)] if fitted else [("ensemble, equal", 16)]
+                   ) if rule.startswith("adaptive ensemble") else [("maj@N", 32)]
+        for method, n in targets:
+            if n in curves.get(method, {}):
+                fixed, adaptive = curves[method][n], curves[rule][0]
+                out[f"{rule} - {method} at N={n}"] = {
+                    **paired_difference(adaptive["per_problem"], fixed["per_problem"]),
+                    "token_share": adaptive["tokens"] / fixed["tokens"]}
     return out
 
 

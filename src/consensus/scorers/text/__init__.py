@@ -2,9 +2,10 @@
 
 from consensus.scorers.text.agreement import AnswerAgreement
 from consensus.scorers.text.arithmetic import ArithmeticVerifier
+from consensus.scorers.text.judge import LLMJudge
 from consensus.scorers.text.likelihood import LMLikelihood
 from consensus.scorers.text.reward import ProcessRewardScorer, RewardModelScorer
 from consensus.scorers.text.verifier import StepVerifier, TrainedVerifier
 
-__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LMLikelihood", "ProcessRewardScorer", "RewardModelScorer",
-           "StepVerifier", "TrainedVerifier"]
+__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LLMJudge", "LMLikelihood", "ProcessRewardScorer",
+           "RewardModelScorer", "StepVerifier", "TrainedVerifier"]
