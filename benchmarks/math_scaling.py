@@ -353,13 +353,6 @@ def wall_seconds(stages: dict) -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}
 
 
-def figure_methods(curves: dict) -> dict:
-    """The curves the figure shows: the methods that matter (maj@N, the single scorers, the ensembles, pass@N, step
-    level) and the adaptive ensemble's rules; the table has the rest."""
-    shown = ("maj@N", "best-of-N", "ensemble", "weighted majority", "pass@N", "adaptive ensemble")
-    return {m: c for m, c in curves.items() if m.startswith(shown)}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--family", choices=("chain_sum", "gsm_symbolic_train_templates"), default="chain_sum")
@@ -397,8 +390,7 @@ def main() -> None:
                "wall_seconds": wall_seconds(stages), "this_run_seconds": round(time.time() - start, 1)}
     name = f"math-scaling-{args.family}"
     (results / f"{name}.json").write_text(json.dumps(summary, indent=1))
-    (results / f"{name}.svg").write_text(accuracy_against_tokens(curve_lines(figure_methods(curves)),
-                                                                 summary["title"]))
+    (results / f"{name}.svg").write_text(accuracy_against_tokens(curve_lines(curves), summary["title"]))
     table = markdown(summary)
     (results / f"{name}.md").write_text(table)
     print(table)

@@ -129,7 +129,7 @@ def accuracy_against_tokens(lines: dict[str, Sequence[tuple[float, float, float,
         colour = plt.cm.tab10(i % 10) if i < 10 else plt.cm.Set2(i % 8)
         style = "--" if name.startswith(("pass@", "adaptive")) else "-"
         ax.plot(x, y, style, marker="o", markersize=3, color=colour, label=name, linewidth=1.2)
-        ax.fill_between(x, low, high, color=colour, alpha=0.12, linewidth=0)
+        ax.fill_between(x, low, high, color=colour, alpha=0.07, linewidth=0)
     ax.set_xscale("log")
     ax.set_xlabel("generator tokens per problem (log)")
     ax.set_ylabel("accuracy (%)")
