@@ -3,8 +3,8 @@
 It judges the 8 samples of each problem in ``math-gsm_symbolic_train_templates.jsonl`` (new problems of the
 generator's training templates; the samples and the four experts' energies are the committed table's), resumable
 through the harness into math-judge.jsonl, and reports, beside the four experts measured the same way on the same
-samples: the ranking AUC over every sample (P(a right sample gets a lower energy than a wrong one), ties half) and
-best-of-8 accuracy, each expert's against the judge's, paired over problems.
+samples: the ranking AUC over every sample (P(a right sample gets a lower energy than a wrong one), ties half),
+pooled and within each problem, and best-of-8 accuracy, each expert's against the judge's, paired over problems.
 
     python benchmarks/math_judge.py --problems 200
 """
@@ -59,6 +59,7 @@ def main() -> None:
                "judge": lm.name, "backend": lm.backend,
                "seconds_per_problem": sum(j["seconds"] for j in judged.values()) / len(judged),
                "scorers": {name: {"auc": ranking_auc(-torch.tensor([x for e in energies for x in e]), positive),
+                                  "auc_within_problems": _within(energies, right),
                                   "best_of_8": _accuracy(picks[name])}
                            for name, energies in by_scorer.items()},
                "claims": {f"best-of-8: {name} - LLMJudge": paired_difference(picks[name], picks["LLMJudge"])
@@ -67,6 +68,13 @@ def main() -> None:
     table = markdown(summary)
     (RESULTS / "math-judge.md").write_text(table)
     print(table)
+
+
+def _within(energies: list[list[float]], right: list[list[bool]]) -> float:
+    """The ranking AUC within each problem that has right and wrong samples, averaged: what selection uses (pooled,
+    the AUC also rewards telling easy problems from hard ones)."""
+    aucs = [ranking_auc(-torch.tensor(e), torch.tensor(r)) for e, r in zip(energies, right) if 0 < sum(r) < len(r)]
+    return sum(aucs) / len(aucs) if aucs else float("nan")
 
 
 def _accuracy(outcomes: list[bool]) -> dict:
@@ -78,10 +86,12 @@ def markdown(summary: dict) -> str:
     lines = [f"### {summary['title']}", "",
              f"{summary['problems']} problems, 8 samples each (the committed table's); judge {summary['judge']} on "
              f"{summary['backend']}, {summary['seconds_per_problem']:.1f} s a problem.", "",
-             "| scorer | ranking AUC | best-of-8 accuracy |", "| --- | --- | --- |"]
+             "| scorer | ranking AUC (pooled) | ranking AUC (within problems) | best-of-8 accuracy |",
+             "| --- | --- | --- | --- |"]
     for name, s in summary["scorers"].items():
         b = s["best_of_8"]
-        lines.append(f"| {name} | {s['auc']:.3f} | {b['accuracy']:.1f} [{b['low']:.1f}, {b['high']:.1f}] |")
+        lines.append(f"| {name} | {s['auc']:.3f} | {s['auc_within_problems']:.3f} | {b['accuracy']:.1f} "
+                     f"[{b['low']:.1f}, {b['high']:.1f}] |")
     lines += ["", "| claim | points | 95% paired bootstrap | wins / losses |", "| --- | --- | --- | --- |"]
     for name, c in summary["claims"].items():
         lines.append(f"| {name} | {c['points']:+.1f} | [{c['low']:+.1f}, {c['high']:+.1f}] | {c['wins']} / "
