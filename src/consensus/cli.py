@@ -81,8 +81,15 @@ def add_ensemble_options(parser: argparse.ArgumentParser, normalization: str = "
 
 
 def ensemble_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``Ensemble`` keywords of ``add_ensemble_options``' flags (``--weights`` is applied by ``with_weights``)."""
-    return {name: getattr(args, name) for name in ("normalization", "nonfinite", "combination", "spread")}
+    """The ``Ensemble`` keywords of ``add_ensemble_options``' flags (``--weights`` is applied by ``with_weights``),
+    checked as the Ensemble checks them, so a CLI that calls this first refuses bad ones before any model loads."""
+    options = {name: getattr(args, name) for name in ("normalization", "nonfinite", "combination", "spread")}
+    if options["combination"] != "sum" and options["normalization"] == "none":
+        raise ValueError(f"--combination {options['combination']} compares the scorers' energies with one another, "
+                         "which needs them on one scale: use normalization zscore, rank or minmax")
+    if not (math.isfinite(options["spread"]) and options["spread"] >= 0):
+        raise ValueError(f"--spread must be a finite number >= 0, got {options['spread']}")
+    return options
 
 
 def with_weights(ensemble: Ensemble | None, weights: str, task_scorers: int | None = None) -> Ensemble | None:
