@@ -7,8 +7,8 @@ N_max is computed by subsampling the draw: ``--subsets`` random subsets of N sol
 whole draw), the method's correctness averaged over them, so a problem contributes its expected correctness at N
 and a method's tokens are its subsets' own. Methods: greedy, maj@N, best-of-N by each single scorer, the ensemble
 with equal weights (summed, and in the two conservative combinations: worst case and uncertainty-weighted) and
-with the dev-fitted and unlabelled weights of ``math-<family>.json`` (fitted by ``math_benchmark.py --dev 100`` on
-development problems disjoint from these), weighted majority (each vote weighted by exp(−E) of the equal-weight
+with the dev-fitted and unlabelled weights of ``weights/math-<family>-<kind>.json`` (fitted by
+``math_benchmark.py --dev 100`` on development problems disjoint from these), weighted majority (each vote weighted by exp(−E) of the equal-weight
 ensemble), and pass@N, the ceiling.
 AnswerAgreement reads the whole candidate set, so it is scored on each subset, not cached per solution.
 
@@ -41,6 +41,7 @@ from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
 from consensus.core.agreement import Agreement
 from consensus.core.ensemble import Ensemble, combine
 from consensus.core.feedback import Feedback, Resample, TopK
+from consensus.core.weighting import read_weights
 from consensus.core.rounds import DOUBLING
 from consensus.eval.harness import run_resumable
 from consensus.eval.metrics import majority, mean_interval, paired_difference
@@ -204,14 +205,14 @@ class Drawn:
         return out
 
 
-def weightings_of(family: str, results: Path, ensemble: Ensemble) -> dict[str, dict[str, float]]:
-    """The ensemble's own weights ("equal": 1 for the task's experts, a ``--scorer``'s as given), and the dev-fitted
-    and unlabelled weights ``math_benchmark.py --dev`` fitted for this family (over the experts it fitted)."""
+def weightings_of(family: str, results: Path, ensemble: Ensemble, experts: list[str]) -> dict[str, dict[str, float]]:
+    """The ensemble's own weights ("equal": 1 for the task's ``experts``, a ``--scorer``'s as given), and the
+    dev-fitted and unlabelled weights of the experts that ``math_benchmark.py --dev`` wrote for this family."""
     out = {"equal": dict(zip(ensemble.names, ensemble.weights))}
-    fitted = results / f"math-{family}.json"
-    if fitted.exists():
-        for kind, weights in json.loads(fitted.read_text()).get("weights", {}).items():
-            out[f"{kind} weights"] = {name: weights[name] for name in ensemble.names if name in weights}
+    for kind in ("dev-fitted", "unlabelled"):
+        path = results / "weights" / f"math-{family}-{kind}.json"
+        if path.exists():
+            out[f"{kind} weights"] = dict(zip(experts, read_weights(path, experts, ensemble.normalization)))
     return out
 
 
@@ -379,9 +380,10 @@ def main() -> None:
     start = time.time()
     extra = user_scorers(args.scorer)
     experiment = load(args, chosen.exemplars)
+    experts = experiment.ensemble.names
     experiment.ensemble = with_user_scorers(experiment.ensemble, extra)
     stages = collect(args, chosen.problems, experiment, extra, folder)
-    weightings = weightings_of(args.family, results, experiment.ensemble)
+    weightings = weightings_of(args.family, results, experiment.ensemble, experts)
     curves = analyse(args, chosen.problems, stages, weightings)
     summary = {"title": f"Accuracy against compute: {args.family}", "family": args.family,
                "problems": len(chosen.problems), "seeds": args.seeds, "n_max": args.n_max, "subsets": args.subsets,

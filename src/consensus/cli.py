@@ -26,6 +26,7 @@ from consensus.core.engine import GeneratorError
 from consensus.core.ensemble import (
     COMBINATIONS,
     Ensemble,
+    check_combination,
     NonFiniteEnergyError,
     NonFiniteGradientError,
     ScorerError,
@@ -84,11 +85,7 @@ def ensemble_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``Ensemble`` keywords of ``add_ensemble_options``' flags (``--weights`` is applied by ``with_weights``),
     checked as the Ensemble checks them, so a CLI that calls this first refuses bad ones before any model loads."""
     options = {name: getattr(args, name) for name in ("normalization", "nonfinite", "combination", "spread")}
-    if options["combination"] != "sum" and options["normalization"] == "none":
-        raise ValueError(f"--combination {options['combination']} compares the scorers' energies with one another, "
-                         "which needs them on one scale: use normalization zscore, rank or minmax")
-    if not (math.isfinite(options["spread"]) and options["spread"] >= 0):
-        raise ValueError(f"--spread must be a finite number >= 0, got {options['spread']}")
+    check_combination(options["combination"], options["normalization"], options["spread"])
     return options
 
 
@@ -124,10 +121,9 @@ def hub_scorer(spec: str) -> tuple[Scorer, float]:
     kind, rest = spec.split(":", 1)
     name, _, last = rest.rpartition(":")
     try:
-        weight = float(last) if name else 1.0
+        weight = float(last)
     except ValueError:
-        name, weight = rest, 1.0  # a colon inside the name, and no weight
-    name = name or rest
+        name, weight = rest, 1.0  # no weight (a colon may still be inside the name)
     if not name or not math.isfinite(weight) or weight < 0:
         raise ValueError(f"--scorer {spec!r}: write {kind}:NAME or {kind}:NAME:WEIGHT with a weight >= 0, e.g. "
                          f"{kind}:org/model:0.5")

@@ -112,6 +112,18 @@ def combine(energies: Sequence[torch.Tensor], weights: Sequence[float], mode: No
     return mean + spread * ((w * (normed - mean) ** 2).sum(0) / w.sum()).sqrt()
 
 
+def check_combination(combination: str, normalization: str, spread: float) -> None:
+    """Refuse a combination the ensemble cannot compute: an unknown one, a conservative one without a normalisation
+    (it compares scorers with one another), a spread that is not a finite number >= 0."""
+    if combination not in COMBINATIONS:
+        raise ValueError(f"unknown combination {combination!r}; use one of {', '.join(COMBINATIONS)}")
+    if combination != "sum" and normalization == "none":
+        raise ValueError(f"combination={combination!r} compares the scorers' energies with one another, which "
+                         "needs them on one scale: use normalization zscore, rank or minmax")
+    if not (math.isfinite(spread) and spread >= 0):
+        raise ValueError(f"spread must be a finite number >= 0, got {spread}")
+
+
 def combine_gradients(gradients: Sequence[torch.Tensor], weights: Sequence[float], balance: bool) -> torch.Tensor:
     """ĝ = Σ w_n g_n / rms(g_n) / Σ w_n per sample (``balance``), else Σ w_n g_n (see ``Ensemble.gradient``)."""
     if not balance:
@@ -199,15 +211,9 @@ class Ensemble:
             raise ValueError(f"deadline must be a number of seconds > 0 (or None), got {deadline}")
         if late not in ("raise", "skip"):
             raise ValueError(f"unknown late policy {late!r}; use 'raise' or 'skip'")
-        if combination not in COMBINATIONS:
-            raise ValueError(f"unknown combination {combination!r}; use one of {', '.join(COMBINATIONS)}")
-        if combination != "sum" and normalization == "none":
-            raise ValueError(f"combination={combination!r} compares the scorers' energies with one another, which "
-                             "needs them on one scale: use normalization zscore, rank or minmax")
+        check_combination(combination, normalization, spread)
         if combination != "sum" and not any(w > 0 for w in self.weights):
             raise ValueError(f"combination={combination!r} reads the scorers of positive weight; give one")
-        if not (math.isfinite(spread) and spread >= 0):
-            raise ValueError(f"spread must be a finite number >= 0, got {spread}")
         self.combination, self.spread = combination, float(spread)
         self.normalization = normalization
         self.nonfinite = nonfinite
@@ -221,15 +227,19 @@ class Ensemble:
     def differentiable(self) -> bool:
         return all(s.differentiable for s in self.scorers)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Its keywords beside the scorers and weights: how it normalises, combines, and treats NaN and late scorers."""
+        return {"normalization": self.normalization, "nonfinite": self.nonfinite, "deadline": self.deadline,
+                "late": self.late, "combination": self.combination, "spread": self.spread}
+
     def extended(self, scorers: Sequence[Scorer], weights: Sequence[float]) -> Ensemble:
-        """This ensemble with more scorers (each with its weight), same normalisation and NaN policy."""
-        return Ensemble([*self.scorers, *scorers], [*self.weights, *weights], self.normalization, self.nonfinite,
-                        self.deadline, self.late, self.combination, self.spread)
+        """This ensemble with more scorers (each with its weight), everything else the same."""
+        return Ensemble([*self.scorers, *scorers], [*self.weights, *weights], **self.options)
 
     def reweighted(self, weights: Sequence[float]) -> Ensemble:
         """This ensemble with other weights (fitted ones, say), everything else the same."""
-        return Ensemble(self.scorers, weights, self.normalization, self.nonfinite, self.deadline, self.late,
-                        self.combination, self.spread)
+        return Ensemble(self.scorers, weights, **self.options)
 
     @classmethod
     def log_linear_pool(cls, scorers: Sequence[Scorer], scales: Sequence[float], **options: Any) -> Ensemble:

@@ -161,9 +161,7 @@ class _EnsembleView(Ensemble):
     through the meeting, merged with the other runs'."""
 
     def __init__(self, meeting: _Meeting, run: int):
-        e = meeting.ensemble
-        super().__init__(e.scorers, e.weights, e.normalization, e.nonfinite, e.deadline, e.late, e.combination,
-                         e.spread)
+        super().__init__(meeting.ensemble.scorers, meeting.ensemble.weights, **meeting.ensemble.options)
         self._meeting, self._run = meeting, run
 
     def __call__(self, candidates: Sequence[Any], condition: Any, noise_level: Any = None) -> EnsembleEnergies:
