@@ -12,6 +12,8 @@ from torch import nn
 
 from consensus import Ensemble, Guidance, Resample, Scorer, read_trace
 from consensus.core.ensemble import NonDifferentiableScorerError, NonFiniteGradientError, combine_gradients
+from consensus.core.feedback import Feedback
+from consensus.core.feedback.guidance import DenoisingHooks
 from consensus.core.scorer import NoiseLevel
 from consensus.core.trace import TraceWriter, validate_record
 from consensus.generators.diffusion import DiffusionGenerator
@@ -97,6 +99,38 @@ def test_zero_scale_is_the_unguided_sampler():
         3, Ensemble([BrightnessScorer()]), 0.9, num_inference_steps=5, guidance_scale=0.0, seed=1
     )
     torch.testing.assert_close(guided.images, plain, atol=1e-5, rtol=0)
+
+
+class Shift(Feedback):
+    """Wraps the step's model function with a constant move of x̂0, as Guidance wraps it with its gradient step."""
+
+    needs_energies = False
+    needs_hooks = DenoisingHooks
+
+    def __init__(self, delta: float):
+        self.delta = delta
+
+    def __call__(self, proposals, energies, context):
+        inner = proposals.hooks.denoised
+        proposals.hooks.denoised = lambda x_t: inner(x_t) + self.delta
+        return {}
+
+
+def test_forms_wrap_the_model_function_the_step_calls_and_compose():
+    """The step steps with whatever model function the chain hands it: a wrapper moves the samples, two wrappers
+    compose (here cancelling), and a wrapper after Guidance acts on Guidance's guided function."""
+    generator = DiffusionGenerator(tiny_unet(), scheduler("ddim"))
+    ensemble = Ensemble([BrightnessScorer()])
+    plain = generator.generate(3, None, None, num_inference_steps=4, seed=2).images
+    moved = generator.generate(3, None, None, num_inference_steps=4, feedback=[Shift(0.05)], seed=2).images
+    back = generator.generate(3, None, None, num_inference_steps=4, feedback=[Shift(0.05), Shift(-0.05)], seed=2).images
+    assert (moved - plain).abs().max() > 1e-3
+    torch.testing.assert_close(back, plain, atol=1e-5, rtol=0)
+    guided = generator.generate(3, ensemble, 0.9, num_inference_steps=4, feedback=[Guidance(0.3)], seed=2).images
+    both = generator.generate(3, ensemble, 0.9, num_inference_steps=4, feedback=[Guidance(0.3), Shift(0.05),
+                                                                                  Shift(-0.05)], seed=2).images
+    assert (guided - plain).abs().max() > 1e-3
+    torch.testing.assert_close(both, guided, atol=1e-5, rtol=0)
 
 
 def test_classifier_scorer_guides_toward_the_asked_class():

@@ -13,9 +13,11 @@ sample x̂0 from x_t, the scorers read it (decoded to images in [0, 1]), and thi
 2. ĝ is the ensemble's combined gradient (``Ensemble.gradient``): with ``balance`` every scorer's
    gradient is rescaled per sample to unit RMS before the weighted mean, so λ reads as "pixels moved
    per step" whatever the ensemble, and where the scorers disagree their pushes cancel: the consensus.
-3. The denoiser step turns x̂0' back into the prediction the scheduler expects, so the scheduler
-   (DDPM, DDIM with any eta, ...) never learns that guidance exists, as with k-diffusion's guided
-   model function.
+3. Guidance wraps the step's model function (x_t ↦ x̂0, with the model's ε held fixed as in 1.), as
+   k-diffusion's guided model function wraps the denoiser: the step calls whatever function it is
+   handed for the x̂0 it steps with, and turns it into the prediction the scheduler expects, so
+   neither the step nor the scheduler (DDPM, DDIM with any eta, ...) learns that guidance exists.
+   Two ``Guidance`` forms in a chain compose: the second wraps the first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from consensus.core.ensemble import NonDifferentiableScorerError
 from consensus.core.feedback.base import Context, Feedback
 
 Schedule = Callable[[float], float]
+ModelFn = Callable[[torch.Tensor], torch.Tensor]  # x_t -> x̂0
 
 SCHEDULES: dict[str, Schedule] = {
     # t_frac = t / num_train_timesteps: 1 at pure noise, 0 at the clean end.
@@ -43,12 +46,22 @@ SCHEDULES: dict[str, Schedule] = {
 @runtime_checkable
 class DenoisingHooks(Protocol):
     """What a denoiser step exposes to guidance: the predicted clean sample (a leaf with gradient, from
-    which the scored images were decoded), the timestep, and where the moved sample goes."""
+    which the scored images were decoded), the timestep, and ``denoised``, the model function x_t ↦ x̂0
+    that the step calls for the clean sample it steps with, which a form may wrap."""
 
     x0: torch.Tensor
     timestep: int
     num_train_timesteps: int
-    x0_guided: torch.Tensor | None
+    denoised: ModelFn
+
+
+def guided(denoised: ModelFn, step: torch.Tensor) -> ModelFn:
+    """The guided model function x_t ↦ denoised(x_t) − λ(t)·ĝ (``step`` = λ(t)·ĝ, taken at this x_t)."""
+
+    def model_fn(x_t: torch.Tensor) -> torch.Tensor:
+        return denoised(x_t) - step
+
+    return model_fn
 
 
 class Guidance(Feedback):
@@ -99,6 +112,6 @@ class Guidance(Feedback):
             rms = direction.pow(2).mean(dims, keepdim=True).sqrt()
             direction = direction * (self.clip / rms.clamp_min(1e-12)).clamp(max=1.0)
         step_size = self.scale * self.schedule(hooks.timestep / hooks.num_train_timesteps)
-        hooks.x0_guided = hooks.x0.detach() - step_size * direction
+        hooks.denoised = guided(hooks.denoised, step_size * direction)
         return {"timestep": hooks.timestep, "step_size": step_size,
                 "direction_rms": direction.pow(2).mean(dims).sqrt().tolist()}

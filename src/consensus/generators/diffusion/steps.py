@@ -7,9 +7,11 @@ Each step (the diffusion form of the method: the ensemble guides each denoising 
 2. Decode x̂0 to images in [0, 1] (through the VAE in latent space): the candidates the scorers read,
    with x̂0 a leaf that keeps the gradient, so ``Guidance`` can move it (``DenoisingStepHooks``).
 3. After the feedback forms, each surviving sample takes the scheduler's own update with the
-   prediction that matches the (possibly moved) x̂0':   ε' = (x_t − √ᾱ x̂0') / √(1−ᾱ),
+   prediction that matches x̂0' = ``hooks.denoised``(x_t), the model function the forms may have
+   wrapped (``Guidance``):   ε' = (x_t − √ᾱ x̂0') / √(1−ᾱ),
    converted back to ``sample`` or ``v_prediction`` when the model predicts those.
-The scheduler never learns that guidance exists, as with k-diffusion's guided model function.
+The step calls the function it is handed and the scheduler steps with its answer: neither learns that
+guidance exists, as with k-diffusion's guided model function.
 
 Recurrence (Universal Guidance's self-recurrence, Bansal et al. 2023; TFG's ``recur_steps``): after a
 step from x_t to x_{t'} (t' the next, less noisy timestep), draw x_t again from the forward process,
@@ -29,6 +31,7 @@ from typing import Any
 import torch
 
 from consensus.core.engine import Proposals
+from consensus.core.feedback.guidance import ModelFn
 from consensus.core.scorer import NoiseLevel
 from consensus.generators.diffusion.protocol import Denoiser
 
@@ -84,12 +87,12 @@ class DenoisingState:
 @dataclass
 class DenoisingStepHooks:
     """A denoising step's hooks, following ``DenoisingHooks`` (``consensus.core.feedback.guidance``): x̂0 (a leaf
-    with gradient), the timestep, and the moved x̂0'."""
+    with gradient), the timestep, and the model function x_t ↦ x̂0 the step steps with."""
 
     x0: torch.Tensor
     timestep: int
     num_train_timesteps: int
-    x0_guided: torch.Tensor | None = None
+    denoised: ModelFn
 
 
 class DenoisingSteps:
@@ -155,15 +158,19 @@ class DenoisingSteps:
                 candidates = self.denoiser.decode(x0)
         else:
             candidates = x0
-        hooks = DenoisingStepHooks(x0, timestep, len(self.scheduler.alphas_cumprod))
+        def unguided(x: torch.Tensor) -> torch.Tensor:  # the model's ε for this x_t, held fixed
+            return eps_to_x0(x, eps, alpha_bar)
+
+        hooks = DenoisingStepHooks(x0, timestep, len(self.scheduler.alphas_cumprod), unguided)
         last = state.step + 1 == self.num_steps and state.repeat == self.recurrence
         extra = {**self.extra, **({"generator": generator} if self.takes_generator else {})}
 
         def advance(survivors: list[int]) -> DenoisingState:
             index = torch.as_tensor(survivors, dtype=torch.long, device=state.x.device)
-            model_output = prediction
-            if hooks.x0_guided is not None:
-                guided_eps = x0_to_eps(x_t, hooks.x0_guided, alpha_bar)
+            model_output = prediction  # unguided: the model's own output, not a round trip through x̂0
+            if hooks.denoised is not unguided:
+                with torch.no_grad():
+                    guided_eps = x0_to_eps(x_t, hooks.denoised(x_t), alpha_bar)
                 model_output = eps_to_prediction(guided_eps, x_t, alpha_bar, kind).to(prediction.dtype)
             if len(survivors) != len(state.x) or survivors != list(range(len(state.x))):
                 model_output, x = model_output[index], state.x[index]
