@@ -21,7 +21,6 @@ import argparse
 import functools
 import json
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -29,9 +28,9 @@ import torch
 from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import run_resumable
 from consensus.tasks.vqa.answers import is_correct
-from consensus.tasks.vqa.cli import VQA_DEFAULTS, load_lm
+from consensus.tasks.vqa.cli import load_lm
 from consensus.tasks.vqa.data import activitynet_qa, easy_vqa_examples, sample_examples
-from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
+from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers, steering
 from consensus.tasks.vqa.report import ENSEMBLE, condition_name, markdown, summarize
 
 TITLES = {"easy": "easy-VQA test clips (8 frames); {lm} steered by the committed image-text models",
@@ -44,9 +43,9 @@ def make_solve(args: argparse.Namespace, gradient_ids: set, lm=None, scorers=Non
     lm = lm or load_lm(args.lm)
     scorers = scorers or load_scorers(args.scorers)
     steered_by = {s.name: build_ensemble([s]) for s in scorers} | {ENSEMBLE: build_ensemble(scorers)}
-    conditions = {condition_name("none", None): VideoQA(lm, None, replace(VQA_DEFAULTS, feedback="none"))}
+    conditions = {condition_name("none", None): VideoQA(lm, None, steering("none"))}
     for feedback in ("rescore", "gradient"):
-        config = replace(VQA_DEFAULTS, feedback=feedback)
+        config = steering(feedback)
         for name, ensemble in steered_by.items():
             conditions[condition_name(feedback, name)] = VideoQA(lm, ensemble, config)
 
@@ -66,6 +65,14 @@ def make_solve(args: argparse.Namespace, gradient_ids: set, lm=None, scorers=Non
             yield record
 
     return solve
+
+
+def steering_settings() -> dict:
+    """The token step's settings and each feedback's forms with theirs, for the summary."""
+    config = steering("gradient")
+    return {"top_k": config.top_k, "max_new_tokens": config.max_new_tokens, "stop": list(config.stop),
+            **{feedback: [{"form": form.name, **vars(form)} for form in steering(feedback).feedback]
+               for feedback in ("rescore", "gradient")}}
 
 
 def main() -> None:
@@ -105,7 +112,7 @@ def main() -> None:
     title = TITLES[dataset].format(split=args.split, lm=args.lm or "Gemma 3 270M", scorers=args.scorers)
     summary = summarize(records)
     summary.update({"title": title, "seed": args.seed, "frames": args.frames, "generator": lm.name,
-                    "scorers": [s.name for s in scorers], "steering": {**asdict(VQA_DEFAULTS), "feedback": None},
+                    "scorers": [s.name for s in scorers], "steering": steering_settings(),
                     "gradient_questions": len(gradient_ids), "threads": args.threads,
                     "wall_seconds_this_run": time.time() - start})
     (out / f"vqa-{dataset}.json").write_text(json.dumps(summary, indent=1))

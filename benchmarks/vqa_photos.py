@@ -10,13 +10,11 @@ Writes benchmarks/results/vqa-photos.md (the table shown in the README) and prin
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
-from consensus.tasks.vqa.cli import VQA_DEFAULTS
-from consensus.tasks.vqa.experiment import VideoQA, build_ensemble, load_scorers
+from consensus.tasks.vqa.experiment import VideoQA, build_ensemble, load_scorers, steering
 from consensus.zoo.gemma import load_gemma
 
 PHOTOS = {  # skimage.data function -> questions (none has a reference: read the answers)
@@ -32,9 +30,9 @@ def main() -> None:
 
     lm, ensemble = load_gemma(), build_ensemble(load_scorers("imagenet"))
     answerers = {
-        "lm alone": VideoQA(lm, ensemble, replace(VQA_DEFAULTS, feedback="none")),
-        "rescore": VideoQA(lm, ensemble, replace(VQA_DEFAULTS, feedback="rescore")),
-        "gradient": VideoQA(lm, ensemble, replace(VQA_DEFAULTS, feedback="gradient")),
+        "lm alone": VideoQA(lm, ensemble, steering("none")),
+        "rescore": VideoQA(lm, ensemble, steering("rescore")),
+        "gradient": VideoQA(lm, ensemble, steering("gradient")),
     }
     lines = ["| photo | question | " + " | ".join(answerers) + " |", "| --- | --- |" + " --- |" * len(answerers)]
     for photo, questions in PHOTOS.items():

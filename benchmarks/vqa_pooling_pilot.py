@@ -12,7 +12,6 @@ benchmarks/results/vqa-pooling-pilot.md and prints it.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,9 +19,9 @@ import torch
 from consensus import Ensemble
 from consensus.eval.metrics import accuracy
 from consensus.tasks.vqa.answers import is_correct
-from consensus.tasks.vqa.cli import VQA_DEFAULTS, load_lm
+from consensus.tasks.vqa.cli import load_lm
 from consensus.tasks.vqa.data import easy_vqa_examples, sample_examples
-from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
+from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers, steering
 
 
 def main() -> None:
@@ -43,7 +42,7 @@ def main() -> None:
         "three models: log-linear pool (weights s_n / N)": build_ensemble(scorers),
         "three models: plain product (weights s_n)": Ensemble(scorers, weights=[s.logit_scale for s in scorers]),
     }
-    config = replace(VQA_DEFAULTS, feedback="rescore")
+    config = steering("rescore")
     frames = {e.question_id: e.frames(8) for e in examples}
     lines = [f"### Pooling the video-QA scorers: {len(examples)} easy-VQA training questions, rescore feedback", "",
              "| pooling | accuracy [95% CI] |", "| --- | --- |"]

@@ -7,6 +7,7 @@ import torch
 from consensus import Budget, CacheShift, Ensemble, Scorer, TokenReweight, TopK, TraceWriter, read_trace, run_consensus
 from consensus.core.feedback import Feedback
 from consensus.core.feedback.cache_shift import steering_loss
+from consensus.core.feedback.token_reweight import TokenChoice
 from consensus.generators.text.steering import SteeringConfig, TokenSteps, steer
 
 PROMPT = "Question: What is 2 + 3?\nAnswer:"
@@ -51,7 +52,7 @@ class Returns(Scorer):
 
 
 def test_lm_alone_is_greedy_decoding(tiny_lm):
-    answer = steer(tiny_lm, PROMPT, None, None, SteeringConfig(feedback="none", max_new_tokens=5, stop=()))
+    answer = steer(tiny_lm, PROMPT, None, None, SteeringConfig(max_new_tokens=5, stop=()))
     greedy = tiny_lm.sample([PROMPT], 1, max_new_tokens=5, temperature=0)[0][0]
     assert answer.text == greedy.text.strip() and answer.tokens == 5 and answer.ended == "length"
 
@@ -123,16 +124,17 @@ def test_the_cache_shift_lowers_the_loss_it_optimises(tiny_lm):
 
 def test_scorers_see_the_text_so_far_and_decide_when_to_stop(tiny_lm):
     scorer = Prefers(lambda i, text: "\x00never" in text)
-    answer = steer(tiny_lm, PROMPT, Ensemble([scorer]), None, SteeringConfig(feedback="rescore", top_k=4,
+    answer = steer(tiny_lm, PROMPT, Ensemble([scorer]), None, SteeringConfig([TokenReweight()], top_k=4,
                                                                               max_new_tokens=3))
     assert len(scorer.calls) == len(answer.steps) <= 3
     for step, calls in zip(answer.steps, scorer.calls):
         assert step.candidates == calls and len(calls) == 4
+        assert isinstance(step.choice, TokenChoice) and len(step.choice.final_probs) == 4
     assert answer.seconds["scorers"] >= 0 and answer.seconds["lm"] > 0
 
 
 def test_bad_scorers_and_settings_get_clear_errors(tiny_lm):
-    config = SteeringConfig(feedback="rescore", top_k=4)
+    config = SteeringConfig([TokenReweight()], top_k=4)
     with pytest.raises(ValueError, match="needs an ensemble"):
         steer(tiny_lm, PROMPT, None, None, config)
     with pytest.raises(ValueError, match="must return a tensor of shape"):
@@ -142,7 +144,9 @@ def test_bad_scorers_and_settings_get_clear_errors(tiny_lm):
     with pytest.raises(ValueError, match="non-finite"):
         steer(tiny_lm, PROMPT, Ensemble([Returns(lambda n: torch.full((n,), float("nan")))], nonfinite="drop"), None,
               config)
-    with pytest.raises(ValueError, match="unknown feedback"):
-        SteeringConfig(feedback="beam")
+    with pytest.raises(TypeError, match="'beam' is not a feedback form"):
+        SteeringConfig(["beam"])
+    with pytest.raises(ValueError, match=r"no form in \['TopK'\] picked a token"):
+        steer(tiny_lm, PROMPT, Ensemble([Prefers(lambda i, text: i == 1)]), None, SteeringConfig([TopK(1)], top_k=4))
     with pytest.raises(ValueError, match="temperature > 0"):
         TokenReweight(temperature=0)

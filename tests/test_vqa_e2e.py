@@ -1,16 +1,14 @@
 """Video QA end to end on the real offline models: Gemma 3 270M steered by the committed image–text models."""
 
-from dataclasses import replace
-
 import pytest
 
 from consensus.cli import main
+from consensus.core.feedback import CacheShift, TokenReweight
 from consensus.core.trace import read_trace, validate_record
 from consensus.generators.text.steering import SteeringConfig
 from consensus.tasks.vqa.answers import is_correct
-from consensus.tasks.vqa.cli import VQA_DEFAULTS
 from consensus.tasks.vqa.data import easy_vqa_examples
-from consensus.tasks.vqa.experiment import VideoQA, build_ensemble, load_scorers
+from consensus.tasks.vqa.experiment import TOP_K, VideoQA, build_ensemble, load_scorers, steering
 from consensus.tasks.vqa.video import write_video
 
 
@@ -27,8 +25,8 @@ def colour_questions():
 
 
 def test_steering_answers_what_the_lm_alone_cannot_see(base_gemma, ensemble, colour_questions):
-    alone = VideoQA(base_gemma, ensemble, SteeringConfig(feedback="none", max_new_tokens=4))
-    steered = VideoQA(base_gemma, ensemble, replace(VQA_DEFAULTS, feedback="rescore"))
+    alone = VideoQA(base_gemma, ensemble, steering("none"))
+    steered = VideoQA(base_gemma, ensemble, steering("rescore"))
     right_alone = right_steered = 0
     for example, frames in colour_questions:
         a, s = alone.answer(frames, example.question), steered.answer(frames, example.question)
@@ -42,9 +40,9 @@ def test_steering_answers_what_the_lm_alone_cannot_see(base_gemma, ensemble, col
 def test_gradient_feedback_on_the_real_lm(base_gemma, ensemble, colour_questions):
     example, frames = colour_questions[0]
     # One token, the colour: with more, the base LM goes on past its answer ("red and red").
-    qa = VideoQA(base_gemma, ensemble, replace(VQA_DEFAULTS, steps=2, max_new_tokens=1))
+    qa = VideoQA(base_gemma, ensemble, steering("gradient", steps=2, max_new_tokens=1))
     answer = qa.answer(frames, example.question)
-    assert answer.steps and len(answer.steps[0].candidates) == VQA_DEFAULTS.top_k
+    assert answer.steps and len(answer.steps[0].candidates) == TOP_K
     assert is_correct(answer.text, example.answer)
 
 
@@ -90,4 +88,24 @@ def test_a_question_with_no_frames_is_refused(base_gemma, ensemble):
 
 def test_feedback_without_scorers_is_refused(base_gemma):
     with pytest.raises(ValueError, match="needs an ensemble"):
-        VideoQA(base_gemma, None, SteeringConfig(feedback="rescore"))
+        VideoQA(base_gemma, None, SteeringConfig([TokenReweight()]))
+
+
+# The README's example, as the string vocabulary answered it before token steering took a list of forms (commit
+# 50a5ece, SteeringConfig(feedback="rescore" | "gradient", top_k=64, temperature=1.0, max_new_tokens=4)): the text,
+# and at each token the index of the chosen candidate among the LM's 64.
+README_ANSWERS = {"rescore": ("triangle", [0, 0]), "gradient": ("a triangle", [2, 0, 0])}
+
+
+@pytest.mark.parametrize("form", [TokenReweight(temperature=1.0), CacheShift(temperature=1.0)], ids=lambda f: f.name)
+def test_a_list_of_forms_reproduces_the_readme_answers(base_gemma, form):
+    from consensus.generators.text.steering import steer
+    from consensus.scorers.frames import VideoQuestion
+    from consensus.tasks.vqa.data import easy_vqa_clip
+    from consensus.tasks.vqa.experiment import format_prompt
+
+    question = VideoQuestion(tuple(easy_vqa_clip("easy-vqa/test/12")), "what shape is in the image?")
+    answer = steer(base_gemma, format_prompt(question.question), build_ensemble(load_scorers("vqa-clip-cnn")),
+                   question, SteeringConfig([form], top_k=64, max_new_tokens=4))
+    text, chosen = README_ANSWERS["rescore" if isinstance(form, TokenReweight) else "gradient"]
+    assert answer.text == text and [step.choice.chosen for step in answer.steps] == chosen

@@ -11,6 +11,7 @@ and the scorers' target (a product of experts), with no backward pass.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -18,13 +19,26 @@ import torch
 from consensus.core.feedback.base import Context, Feedback
 
 
+@dataclass(frozen=True)
+class TokenChoice:
+    """What a token form decided at one token: the chosen candidate (its index among the k), and over the k
+    candidates the LM's probabilities, the scorers' target softmax(−E/τ) and the distribution it chose by."""
+
+    chosen: int
+    lm_probs: list[float]
+    target: list[float]
+    final_probs: list[float]
+
+
 @runtime_checkable
 class TokenHooks(Protocol):
     """What a token step exposes: the unshifted next-token log-probabilities ``[V]`` and the k
-    candidates' token ids ``[k]``, in the LM's order (most likely first)."""
+    candidates' token ids ``[k]``, in the LM's order (most likely first); and ``choice``, where the token form that
+    picks the next token records its ``TokenChoice`` (None until one does)."""
 
     lm_logprobs: torch.Tensor
     candidate_ids: torch.Tensor
+    choice: TokenChoice | None
 
 
 def target_distribution(energies, temperature: float) -> torch.Tensor:
@@ -37,13 +51,14 @@ def target_distribution(energies, temperature: float) -> torch.Tensor:
 
 def choose(proposals, final: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
     """Keep the argmax of ``final`` (the log-scores of the candidates) among those still alive, as every form acts
-    on the survivors the forms before it left; record the distributions."""
+    on the survivors the forms before it left; record the choice on the hooks and return it for the trace."""
     alive = proposals.alive()
     choice = alive[int(final[alive].argmax())]
     proposals.survivors = [choice]
-    lm = proposals.hooks.lm_logprobs[proposals.hooks.candidate_ids]
-    return {"chosen": choice, "lm_probs": lm.exp().tolist(), "target": target.tolist(),
-            "final_probs": torch.softmax(final, 0).tolist()}
+    hooks: TokenHooks = proposals.hooks
+    lm = hooks.lm_logprobs[hooks.candidate_ids]
+    hooks.choice = TokenChoice(choice, lm.exp().tolist(), target.tolist(), torch.softmax(final, 0).tolist())
+    return asdict(hooks.choice)
 
 
 class TokenReweight(Feedback):

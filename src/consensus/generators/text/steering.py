@@ -3,9 +3,10 @@ among the LM's proposals.
 
 Each engine iteration is one token. ``TokenSteps`` proposes the LM's k most likely next tokens as
 candidate continuations (the text so far plus that token); the ensemble scores them in one batched
-call; a token feedback form picks one: ``TokenReweight`` (gradient-free, the product of the LM and
-the scorers' target softmax(−E/τ)) or ``CacheShift`` (ZeroCap's gradient steps on the LM's
-key/value cache). With no ensemble and k = 1 it is greedy decoding, the LM alone.
+call; the chain of feedback forms, as for every other step, ends in a token form that picks one:
+``TokenReweight`` (gradient-free, the product of the LM and the scorers' target softmax(−E/τ)) or
+``CacheShift`` (ZeroCap's gradient steps on the LM's key/value cache). With no forms it is greedy
+decoding, the LM alone.
 
 The candidate meaning "stop here" (end-of-sequence, or a token whose text reaches a stop string)
 is scored as the text so far, so the scorers also decide when the answer is complete.
@@ -16,20 +17,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from consensus.core.budget import Budget
 from consensus.core.engine import Proposals, run_consensus
 from consensus.core.ensemble import Ensemble
-from consensus.core.feedback import CacheShift, Feedback, TokenReweight
+from consensus.core.feedback import Feedback
+from consensus.core.feedback.token_reweight import TokenChoice
 from consensus.core.trace import TraceWriter
 from consensus.generators.text.causal_lm import CausalLMGenerator, import_transformers
 from consensus.generators.text.decoding import first_stop
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]
-FeedbackName = Literal["gradient", "rescore", "none"]
 
 
 @dataclass
@@ -52,6 +53,7 @@ class TokenStepHooks:
     stops: list[str | None]
     steps: TokenSteps
     state: TokenState
+    choice: TokenChoice | None = None
 
     def zero_shift(self) -> list[torch.Tensor]:
         return [torch.zeros_like(t, dtype=torch.float32) for pair in self.state.past for t in pair]
@@ -143,56 +145,44 @@ def _shifted(past: Sequence[tuple[torch.Tensor, torch.Tensor]], deltas: Sequence
 
 @dataclass(frozen=True)
 class SteeringConfig:
-    """How the scorers steer the LM: the token step's settings and the feedback form's.
+    """How the LM is steered token by token: the chain of feedback forms and the token step's settings.
 
-    feedback: ``gradient`` (``CacheShift``), ``rescore`` (``TokenReweight``) or ``none`` (the LM alone).
+    feedback: the forms, in order, acting on each token's k candidates; the chain must leave one, e.g.
+        ``[TokenReweight(τ)]`` (gradient-free) or ``[CacheShift(τ, ...)]`` (ZeroCap's gradient), optionally after
+        forms that only narrow the field (``TopK``). Empty: the LM alone, greedy, with no scorer called.
     top_k: next-token candidates scored at each token (one batched scorer call of k texts).
-    temperature: τ of the target softmax(−E/τ), in the energies' units. For z-scores across the k
-        candidates (an Ensemble with normalization="zscore") the default 0.25 makes a candidate one
-        standard deviation better e^4 ≈ 55 times more likely in the target; for energies that are
-        already calibrated logits (the video-QA ensemble, ``Ensemble.log_linear_pool``) use τ = 1.
-    steps, step_size, grad_norm_power, kl_weight, fusion: ``CacheShift``'s settings.
     max_new_tokens: the answer's length limit (the engine's iteration budget).
     stop: strings that end the answer (cut before them).
     """
 
-    feedback: FeedbackName = "gradient"
+    feedback: Sequence[Feedback] = ()
     top_k: int = 16
-    temperature: float = 0.25
-    steps: int = 3
-    step_size: float = 0.3
-    grad_norm_power: float = 0.9
-    kl_weight: float = 0.2
-    fusion: float = 0.99
     max_new_tokens: int = 8
     stop: tuple[str, ...] = ("\n",)
 
     def __post_init__(self) -> None:
-        if self.feedback not in ("gradient", "rescore", "none"):
-            raise ValueError(f"unknown feedback {self.feedback!r}; use gradient, rescore or none")
-        if self.top_k < 1 or self.max_new_tokens < 1 or self.steps < 0:
-            raise ValueError("top_k and max_new_tokens must be >= 1 and steps >= 0")
-        if self.temperature <= 0 or self.step_size < 0 or self.kl_weight < 0 or not 0 <= self.fusion <= 1:
-            raise ValueError("need temperature > 0, step_size >= 0, kl_weight >= 0 and 0 <= fusion <= 1")
+        forms = (self.feedback,) if isinstance(self.feedback, Feedback) else tuple(self.feedback)
+        for form in forms:
+            if not isinstance(form, Feedback):
+                raise TypeError(f"{form!r} is not a feedback form; give forms such as [TokenReweight(1.0)] or "
+                                "[CacheShift(1.0)], or none for the LM alone")
+        object.__setattr__(self, "feedback", forms)
+        if self.top_k < 1 or self.max_new_tokens < 1:
+            raise ValueError("top_k and max_new_tokens must be >= 1")
 
-    def forms(self) -> list[Feedback]:
-        if self.feedback == "rescore":
-            return [TokenReweight(self.temperature)]
-        if self.feedback == "gradient":
-            return [CacheShift(self.temperature, self.steps, self.step_size, self.grad_norm_power, self.kl_weight,
-                               self.fusion)]
-        return []
+    @property
+    def steering(self) -> bool:
+        """Whether any form acts (else the LM decodes alone, greedily)."""
+        return bool(self.feedback)
 
 
 @dataclass
 class TokenStep:
-    """One decoding step: the candidate texts, their energies, the distributions, and the chosen candidate."""
+    """One decoding step: the candidate texts, their energies, and what the token form decided."""
 
     candidates: list[str]
     energies: list[float]
-    lm_probs: list[float]
-    final_probs: list[float]
-    chosen: int
+    choice: TokenChoice
 
 
 @dataclass
@@ -210,25 +200,27 @@ def steer(lm: CausalLMGenerator, prompt: str, ensemble: Ensemble | None, conditi
           config: SteeringConfig = SteeringConfig(), *, trace: TraceWriter | None = None, item: Any = None,
           callback: Callable[[dict[str, Any]], None] | None = None) -> SteeredAnswer:
     """Continue ``prompt`` one token at a time under the ensemble's feedback on ``condition``."""
-    if config.feedback != "none" and ensemble is None:
-        raise ValueError(f"feedback={config.feedback!r} needs an ensemble of scorers; pass one, or use feedback='none'")
-    steering = config.feedback != "none"
-    steps = TokenSteps(lm, prompt, config.top_k if steering else 1, config.stop)
+    if config.steering and ensemble is None:
+        raise ValueError(f"feedback {[form.name for form in config.feedback]} needs an ensemble of scorers; pass "
+                         "one, or no feedback for the LM alone")
+    steps = TokenSteps(lm, prompt, config.top_k if config.steering else 1, config.stop)
     record: list[TokenStep] = []
     ended = ["length"]
 
     def on_iteration(info: dict[str, Any]) -> None:
         proposals = info["proposals"]
-        ended[0] = proposals.hooks.stops[proposals.alive()[0]] or "length"
-        if steering:
-            done = next(iter(info["feedback"].values()))
-            record.append(TokenStep(proposals.candidates, info["energies"].total.tolist(), done["lm_probs"],
-                                    done["final_probs"], done["chosen"]))
+        hooks: TokenStepHooks = proposals.hooks
+        ended[0] = hooks.stops[proposals.alive()[0]] or "length"
+        if config.steering:
+            if hooks.choice is None:
+                raise ValueError(f"no form in {[form.name for form in config.feedback]} picked a token; end the "
+                                 "chain with a token form (TokenReweight or CacheShift)")
+            record.append(TokenStep(proposals.candidates, info["energies"].total.tolist(), hooks.choice))
         if callback is not None:
             callback(info)
 
     start = time.perf_counter()
-    result = run_consensus(steps, ensemble if steering else None, condition, feedback=config.forms(),
+    result = run_consensus(steps, ensemble if config.steering else None, condition, feedback=config.feedback,
                            budget=Budget(iterations=config.max_new_tokens), callback=on_iteration, trace=trace,
                            item=item)
     scorer_seconds = sum(v for k, v in result.seconds.items() if k not in ("generator", "total", "loop"))

@@ -13,19 +13,34 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, flags_of,
-                           fresh_run_dir, run_manifest, user_scorers, with_user_scorers, with_weights)
+from consensus.cli import (
+    HelpFormatter,
+    add_ensemble_options,
+    add_scorer_option,
+    ensemble_options,
+    flags_of,
+    fresh_run_dir,
+    run_manifest,
+    user_scorers,
+    with_user_scorers,
+    with_weights,
+)
 from consensus.core.trace import TraceWriter
 from consensus.report.manifest import report_hint
-from consensus.generators.text.steering import SteeringConfig
-from consensus.tasks.vqa.experiment import OFFLINE_SCORERS, VideoQA, build_ensemble, load_scorers
-
-# τ = 1: the ensemble is already on the scorers' own calibrated scale (experiment.build_ensemble);
-# 64 candidates reach every easy-VQA answer (the LM ranks "teal" 55th for a colour question).
-VQA_DEFAULTS = SteeringConfig(top_k=64, temperature=1.0, max_new_tokens=4)
+from consensus.tasks.vqa.experiment import (
+    CACHE_SHIFT_STEPS,
+    FEEDBACK,
+    MAX_NEW_TOKENS,
+    OFFLINE_SCORERS,
+    TEMPERATURE,
+    TOP_K,
+    VideoQA,
+    build_ensemble,
+    load_scorers,
+    steering,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,13 +50,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--question", required=True)
     p.add_argument("--scorers", default=",".join(OFFLINE_SCORERS),
                    help="comma-separated: committed models, 'imagenet' (natural photos), clip:<hub name>")
-    p.add_argument("--feedback", choices=("gradient", "rescore", "none"), default=VQA_DEFAULTS.feedback)
+    p.add_argument("--feedback", choices=FEEDBACK, default="gradient",
+                   help="gradient: ZeroCap's shift of the LM's cache; rescore: the LM's and the scorers' product; none: "
+                        "the LM alone")
     p.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the video")
     p.add_argument("--lm", default=None, help="a causal LM name or directory (default: Gemma 3 270M, offline)")
-    p.add_argument("--top-k", type=int, default=VQA_DEFAULTS.top_k, help="candidate tokens scored per step")
-    p.add_argument("--temperature", type=float, default=VQA_DEFAULTS.temperature, help="τ of softmax(-E/τ)")
-    p.add_argument("--steps", type=int, default=VQA_DEFAULTS.steps, help="cache-shift gradient steps per token")
-    p.add_argument("--max-new-tokens", type=int, default=VQA_DEFAULTS.max_new_tokens)
+    p.add_argument("--top-k", type=int, default=TOP_K, help="candidate tokens scored per step")
+    p.add_argument("--temperature", type=float, default=TEMPERATURE, help="τ of softmax(-E/τ)")
+    p.add_argument("--steps", type=int, default=CACHE_SHIFT_STEPS, help="cache-shift gradient steps per token")
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     p.add_argument("--out", type=Path, default=Path("runs/vqa"), help="output folder")
     p.add_argument("--trace", default=None, help="the consensus trace (JSON lines, one per token; default: "
                                                  "trace.jsonl in --out)")
@@ -65,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         frames = load_frames(args.video, args.frames)
     ensemble = build_ensemble(load_scorers(args.scorers), **ensemble_options(args))
     ensemble = with_user_scorers(with_weights(ensemble, args.weights), user)
-    config = replace(VQA_DEFAULTS, feedback=args.feedback, top_k=args.top_k, temperature=args.temperature,
-                     steps=args.steps, max_new_tokens=args.max_new_tokens)
+    config = steering(args.feedback, temperature=args.temperature, steps=args.steps, top_k=args.top_k,
+                      max_new_tokens=args.max_new_tokens)
     qa = VideoQA(load_lm(args.lm), ensemble, config)
     out = fresh_run_dir(args.out)
     trace_path = Path(args.trace) if args.trace else out / "trace.jsonl"

@@ -3,8 +3,8 @@
 The LM never sees the video. It reads a few-shot prompt that asks for a short answer, and at
 every token the ensemble scores its top-k candidate continuations against the frames (each
 scorer reads "{question} {answer so far}" and averages its energy over the frames); the
-energies steer the LM through the engine, one token per iteration, by the feedback form of
-``SteeringConfig`` (``consensus.generators.text.steering``).
+energies steer the LM through the engine, one token per iteration, by the feedback forms of a
+``SteeringConfig`` (``consensus.generators.text.steering``; ``steering`` gives this task's).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from consensus.core.ensemble import Ensemble
+from consensus.core.feedback import CacheShift, Feedback, TokenReweight
 from consensus.core.trace import TraceWriter
 from consensus.generators.text.causal_lm import CausalLMGenerator
 from consensus.generators.text.steering import SteeringConfig, TokenStep, steer
@@ -32,6 +33,26 @@ EXEMPLARS: tuple[tuple[str, str], ...] = (
     ("how many people are there?", "2"),
 )
 OFFLINE_SCORERS = tuple(MODEL_CONFIGS)  # the committed easy-VQA models: vqa-clip-cnn, -gru, -patch
+# τ = 1: the ensemble is already on the scorers' own calibrated scale (``build_ensemble``);
+# 64 candidates reach every easy-VQA answer (the LM ranks "teal" 55th for a colour question).
+TEMPERATURE, TOP_K, MAX_NEW_TOKENS, CACHE_SHIFT_STEPS = 1.0, 64, 4, 3
+FEEDBACK = ("gradient", "rescore", "none")
+
+
+def feedback_forms(feedback: str, temperature: float = TEMPERATURE, steps: int = CACHE_SHIFT_STEPS) -> list[Feedback]:
+    """The forms a command line's ``--feedback`` names: ``gradient`` (``CacheShift``, ZeroCap's cache shift, with
+    ``steps`` gradient steps a token), ``rescore`` (``TokenReweight``) or ``none`` (the LM alone)."""
+    if feedback not in FEEDBACK:
+        raise ValueError(f"unknown feedback {feedback!r}; use one of {', '.join(FEEDBACK)}")
+    if feedback == "gradient":
+        return [CacheShift(temperature, steps)]
+    return [TokenReweight(temperature)] if feedback == "rescore" else []
+
+
+def steering(feedback: str = "gradient", *, temperature: float = TEMPERATURE, steps: int = CACHE_SHIFT_STEPS,
+             top_k: int = TOP_K, max_new_tokens: int = MAX_NEW_TOKENS) -> SteeringConfig:
+    """This task's token steering: the forms ``feedback`` names, over the LM's ``top_k`` next tokens."""
+    return SteeringConfig(feedback_forms(feedback, temperature, steps), top_k=top_k, max_new_tokens=max_new_tokens)
 
 
 def format_prompt(question: str, exemplars: Sequence[tuple[str, str]] = EXEMPLARS) -> str:
@@ -55,15 +76,16 @@ class VideoQA:
 
     Args:
         lm: the causal LM that writes the answers.
-        ensemble: the scorers; they steer the LM unless feedback="none", and they always give
+        ensemble: the scorers; they steer the LM through the config's forms, and they always give
             their energies for the final answer. None: the LM alone, no energies.
-        config: the feedback form (``SteeringConfig``).
+        config: the feedback forms and the token step's settings (default: ``steering()``, ZeroCap's cache shift).
     """
 
     def __init__(self, lm: CausalLMGenerator, ensemble: Ensemble | None, config: SteeringConfig | None = None):
-        config = config or SteeringConfig()
-        if ensemble is None and config.feedback != "none":
-            raise ValueError(f"feedback={config.feedback!r} needs an ensemble; pass one or use feedback='none'")
+        config = config or steering()
+        if ensemble is None and config.steering:
+            raise ValueError(f"feedback {[form.name for form in config.feedback]} needs an ensemble; pass one, or "
+                             "no feedback for the LM alone")
         self.lm, self.ensemble, self.config = lm, ensemble, config
 
     def answer(self, frames: Sequence[Image.Image], question: str, trace: TraceWriter | None = None) -> VideoAnswer:
