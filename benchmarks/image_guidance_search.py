@@ -11,8 +11,10 @@ measured too (the technique table).
 
     python benchmarks/image_guidance_search.py [--sets cnn ensemble] [--validation-only]
 
-Resumable: every measured setting is one line of benchmarks/results/image-guidance-search-settings.jsonl, skipped when
-run again, so two processes may share the validation part (give each its own --sets). The test part writes
+Resumable through the evaluation harness: every measured setting and method is one record of
+benchmarks/results/image-guidance-search-settings.jsonl, skipped when run again, so two processes may share the
+validation part (give each its own --sets); the test draws' images are a cache in build/, drawn again (the same
+seeds) where missing. The test part writes
 image-guidance-search.json and .md, one grid per method and the accuracy-against-FID figure.
 """
 
@@ -27,14 +29,19 @@ from pathlib import Path
 
 import torch
 
-from consensus import Ensemble, Guidance, Resample
-from consensus.eval.metrics import (duplicate_share, frechet_difference, frechet_distance, paired_difference,
-                                    within_class_spread)
+from consensus import Best, Ensemble, Guidance, Proposals, Resample, run_consensus
+from consensus.eval.harness import read_results, run_resumable
+from consensus.eval.metrics import (
+    duplicate_share,
+    frechet_difference,
+    frechet_distance,
+    paired_difference,
+    within_class_spread,
+)
 from consensus.report.plots import accuracy_against_fid
-from consensus.scorers.image import Smoothed
 from consensus.tasks.image.data import FASHION_CLASSES, load_fashion_mnist
 from consensus.tasks.image.evaluate import FashionEvaluator
-from consensus.tasks.image.experiment import fashion_generator, fashion_scorer
+from consensus.tasks.image.experiment import fashion_ensemble, fashion_generator
 from consensus.tasks.image.grid import save_grid
 from consensus.zoo.fashion import SCORER_NAMES
 
@@ -60,10 +67,8 @@ BEST_OF = (2, 4)
 
 def ensemble_for(experts: tuple[str, ...], setting: dict) -> Ensemble:
     """The scorer set as the setting reads it: noise-aware versions of the experts, or smoothed ones, or as they are."""
-    scorers = [fashion_scorer(f"noise-aware-{n}" if setting.get("noise_aware") else n) for n in experts]
-    if "strength" in setting:
-        scorers = [Smoothed(s, setting["strength"], setting["copies"]) for s in scorers]
-    return Ensemble(scorers)
+    return fashion_ensemble(experts, noise_aware=setting.get("noise_aware", False), smoothing=setting.get("strength"),
+                            copies=setting.get("copies", 4))
 
 
 def options(setting: dict) -> dict:
@@ -91,18 +96,18 @@ def draw(generator, experts: tuple[str, ...] | None, setting: dict | None, n: in
 
 
 def best_of(generator, k: int, n: int) -> tuple[torch.Tensor, float]:
-    """Best of k unguided samples per slot, by the ensemble's energy on the finished images (draw j > 0 of batch b
-    has seed 10,000·j + b, away from the validation and test seeds)."""
+    """Best of k unguided samples per slot, by the ensemble's energy on the finished images: one engine run per slot,
+    whose one step proposes the slot's k draws and ``Best()`` keeps the lowest (draw j > 0 of batch b has seed
+    10,000·j + b, away from the validation and test seeds)."""
     ensemble = ensemble_for(SCORER_NAMES, {})
     images, start = [], time.perf_counter()
     for b in range(n // BATCH):
-        draws = [generator.generate(BATCH, None, None, num_inference_steps=STEPS, seed=b + 10_000 * j).images
-                 for j in range(k)]
-        with torch.no_grad():
-            energies = torch.stack([ensemble(d, classes_of(b)).total for d in draws])
-        pick = energies.argmin(0)
-        images.append(torch.stack([draws[j][i] for i, j in enumerate(pick.tolist())]))
-    return torch.cat(images), (time.perf_counter() - start) / n
+        draws = torch.stack([generator.generate(BATCH, None, None, num_inference_steps=STEPS, seed=b + 10_000 * j).images
+                             for j in range(k)], dim=1)  # [BATCH, k, C, H, W]
+        for pool, class_name in zip(draws, classes_of(b)):
+            images.append(run_consensus(lambda condition, population, rng, pool=pool: Proposals(pool), ensemble,
+                                        class_name, feedback=Best()).best)
+    return torch.stack(images), (time.perf_counter() - start) / n
 
 
 def describe(setting: dict | None) -> str:
@@ -113,36 +118,32 @@ def describe(setting: dict | None) -> str:
     return ", ".join(words[k] if v is True else f"{words[k]} {v}" for k, v in setting.items())
 
 
-def done_rows() -> dict[str, dict]:
-    if not LOG.exists():
-        return {}
-    return {row["key"]: row for row in map(json.loads, LOG.read_text().splitlines()) if row}
+def logged() -> dict[str, dict]:
+    """Every record of the log, by id."""
+    return {row["id"]: row for row in read_results(LOG)}
 
 
-def record(row: dict) -> None:
-    LOG.parent.mkdir(parents=True, exist_ok=True)
-    with LOG.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+def key_of(stage: str, name: str | None, setting: dict | None) -> str:
+    return f"{stage}|{name}|{json.dumps(setting, sort_keys=True)}"
 
 
 def validate(generator, evaluator, sets: list[str]) -> None:
+    """Every set's every setting on the validation seeds, and the generator alone there (the figure's reference)."""
     labels = torch.arange(VALIDATION) % 10
-    if "validation|alone" not in done_rows():  # the figure's reference: the generator alone on the same seeds
-        images, per_sample = draw(generator, None, None, VALIDATION, VALIDATION_SEED)
-        row = evaluator.evaluate(images, labels)
-        record({"key": "validation|alone", "accuracy": row["accuracy"], "fid": row["fid"],
-                "seconds_per_sample": per_sample})
-    for name in sets:
-        for technique, grid in TECHNIQUES.items():
-            for setting in grid:
-                key = f"validation|{name}|{json.dumps(setting, sort_keys=True)}"
-                if key in done_rows():
-                    continue
-                images, per_sample = draw(generator, SETS[name], setting, VALIDATION, VALIDATION_SEED)
-                row = evaluator.evaluate(images, labels)
-                record({"key": key, "set": name, "technique": technique, "setting": setting,
-                        "accuracy": row["accuracy"], "fid": row["fid"], "seconds_per_sample": per_sample})
-                print(name, technique, describe(setting), f"acc {row['accuracy']:.3f} fid {row['fid']:.1f}", flush=True)
+    trials = [(None, None, None)] + [(name, technique, setting) for name in sets
+                                     for technique, grid in TECHNIQUES.items() for setting in grid]
+
+    def solve(batch):
+        for name, technique, setting in batch:
+            images, per_sample = draw(generator, SETS.get(name), setting, VALIDATION, VALIDATION_SEED)
+            row = evaluator.evaluate(images, labels)
+            print(name or "alone", technique or "", describe(setting), f"acc {row['accuracy']:.3f} fid {row['fid']:.1f}",
+                  flush=True)
+            yield {**({} if name is None else {"set": name, "technique": technique, "setting": setting}),
+                   "accuracy": row["accuracy"], "fid": row["fid"], "seconds_per_sample": per_sample}
+
+    run_resumable(trials, lambda t: "validation|alone" if t[0] is None else key_of("validation", t[0], t[2]), solve, LOG,
+                  description="validation settings")
 
 
 def choose(trials: list[dict]) -> dict:
@@ -159,9 +160,9 @@ def test(generator, evaluator, rows: dict[str, dict]) -> tuple[dict[str, dict], 
     """The benchmark's 500 samples for every method: the generator alone, best-of-K, and every scorer set with its
     overall choice and with each technique's own choice. Returns each method's row (computed now or read back)
     and, per scorer set, the name of its overall choice."""
-    trials = [r for r in rows.values() if r["key"].startswith("validation|") and "set" in r]
+    trials = [r for r in rows.values() if r["id"].startswith("validation|") and "set" in r]
     missing = [(name, setting) for name in SETS for grid in TECHNIQUES.values() for setting in grid
-               if f"validation|{name}|{json.dumps(setting, sort_keys=True)}" not in rows]
+               if key_of("validation", name, setting) not in rows]
     if missing:
         raise SystemExit(f"the validation part is incomplete: {len(missing)} settings to measure, e.g. {missing[0]}; "
                          "run it first")
@@ -181,55 +182,78 @@ def test(generator, evaluator, rows: dict[str, dict]) -> tuple[dict[str, dict], 
     reference = evaluator.reference_features
     real = torch.cat([reference[test_labels == c][: TEST // 10] for c in range(10)])  # as many real images per class
     real_spread = within_class_spread(real, torch.arange(10).repeat_interleave(TEST // 10))
-    out = {}
-    for method, (name, setting, technique) in methods.items():
-        key = f"test|{name}|{json.dumps(setting, sort_keys=True)}"
-        stored = IMAGES / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
-        grid = RESULTS / "image-guidance-search" / f"{slug(method)}.png"
-        if key not in rows or not stored.exists():
-            if setting is not None and "best_of" in setting:
-                images, per_sample = best_of(generator, setting["best_of"], TEST)
-            else:
-                images, per_sample = draw(generator, SETS.get(name), setting, TEST, 0)
-            IMAGES.mkdir(parents=True, exist_ok=True)
-            torch.save((images * 255).round().byte(), stored)
+
+    def solve(batch):
+        for method, (name, setting, technique) in batch:
+            images, per_sample = test_draw(generator, name, setting, stored_images(key_of("test", name, setting)))
             features = evaluator.features(images)
-            rows[key] = {"key": key, "set": name, "technique": technique, "setting": setting,
-                         **evaluator.evaluate(images, labels), "seconds_per_sample": per_sample,
-                         "duplicates": duplicate_share(images, labels),
-                         "diversity": within_class_spread(features, labels) / real_spread,
-                         "fid_per_class": {FASHION_CLASSES[c]: frechet_distance(features[labels == c],
-                                                                               reference[test_labels == c])
-                                           for c in range(10)},
-                         "correct": (evaluator.probabilities(images).argmax(1) == labels).tolist()}
-            record(rows[key])
-            print(method, describe(setting), f"acc {rows[key]['accuracy']:.3f} fid {rows[key]['fid']:.1f}", flush=True)
+            row = {"set": name, "technique": technique, "setting": setting, **evaluator.evaluate(images, labels),
+                   "seconds_per_sample": per_sample, "duplicates": duplicate_share(images, labels),
+                   "diversity": within_class_spread(features, labels) / real_spread,
+                   "fid_per_class": {FASHION_CLASSES[c]: frechet_distance(features[labels == c],
+                                                                         reference[test_labels == c])
+                                     for c in range(10)},
+                   "correct": (evaluator.probabilities(images).argmax(1) == labels).tolist()}
+            print(method, describe(setting), f"acc {row['accuracy']:.3f} fid {row['fid']:.1f}", flush=True)
+            yield row
+
+    records = run_resumable(list(methods.items()), lambda m: key_of("test", m[1][0], m[1][1]), solve, LOG,
+                            description="test methods")
+    out = {}
+    for (method, (name, setting, _)), row in zip(methods.items(), records):
+        stored = stored_images(row["id"])
+        if not stored.exists():  # the image cache is gone: the same seeds draw the same images again
+            test_draw(generator, name, setting, stored)
         shown = name in (None, "ensemble") or method in overall.values()  # a grid each, not every single's technique
+        grid = RESULTS / "image-guidance-search" / f"{slug(method)}.png"
         if shown and not grid.exists():
             images = torch.load(stored).float() / 255
             save_grid(torch.cat([images[labels == c][:10] for c in range(10)]), grid, columns=10,
                       row_labels=FASHION_CLASSES)
-        out[method] = {**rows[key], "grid": f"image-guidance-search/{grid.name}" if shown else None, "images": stored}
+        out[method] = {**row, "grid": f"image-guidance-search/{grid.name}" if shown else None, "images": stored}
     return out, overall
 
 
-def costs(generator, out: dict[str, dict], rows: dict[str, dict], repeats: int = 3) -> dict[str, float]:
+def stored_images(key: str) -> Path:
+    return IMAGES / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
+
+
+def test_draw(generator, name: str | None, setting: dict | None, stored: Path) -> tuple[torch.Tensor, float]:
+    """The method's test samples (and seconds per sample), kept as bytes in ``stored`` for the paired FID."""
+    if setting is not None and "best_of" in setting:
+        images, per_sample = best_of(generator, setting["best_of"], TEST)
+    else:
+        images, per_sample = draw(generator, SETS.get(name), setting, TEST, 0)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    torch.save((images * 255).round().byte(), stored)
+    return images, per_sample
+
+
+def costs(generator, out: dict[str, dict], repeats: int = 3) -> dict[str, float]:
     """Every method's seconds per sample over the generator alone's, on one batch, all measured in one run,
     interleaved, the median of ``repeats`` (the test draws may come from several runs). Kept in the log, and
     measured again only when a method is new."""
-    if set(out) <= set(rows.get("costs", {}).get("relative", {})):
-        return rows["costs"]["relative"]
-    seconds: dict[str, list[float]] = {m: [] for m in out}
-    for _ in range(repeats):
-        for method, r in out.items():
-            if r["setting"] is not None and "best_of" in r["setting"]:
-                seconds[method].append(best_of(generator, r["setting"]["best_of"], BATCH)[1])
-            else:
-                seconds[method].append(draw(generator, SETS.get(r["set"]), r["setting"], BATCH, 0)[1])
-    median = {m: sorted(v)[len(v) // 2] for m, v in seconds.items()}
-    rows["costs"] = {"key": "costs", "relative": {m: t / median["generator alone"] for m, t in median.items()}}
-    record(rows["costs"])
-    return rows["costs"]["relative"]
+    methods = sorted(out)
+
+    def solve(batch):
+        for _ in batch:
+            seconds: dict[str, list[float]] = {m: [] for m in out}
+            for _ in range(repeats):
+                for method, r in out.items():
+                    if r["setting"] is not None and "best_of" in r["setting"]:
+                        seconds[method].append(best_of(generator, r["setting"]["best_of"], BATCH)[1])
+                    else:
+                        seconds[method].append(draw(generator, SETS.get(r["set"]), r["setting"], BATCH, 0)[1])
+            median = {m: sorted(v)[len(v) // 2] for m, v in seconds.items()}
+            yield {"relative": {m: t / median["generator alone"] for m, t in median.items()}}
+
+    [row] = run_resumable([methods], costs_key, solve, LOG, description="costs")
+    return row["relative"]
+
+
+def costs_key(methods: list[str]) -> str:
+    """The costs record's id: the methods it times (a new method is timed with the others, in one run)."""
+    return "costs|" + hashlib.sha1("|".join(sorted(methods)).encode()).hexdigest()[:12]
 
 
 def versus_best_single(out: dict[str, dict], ensemble: str, singles: list[str], evaluator) -> dict:
@@ -267,14 +291,14 @@ def table(out: dict[str, dict], methods: list[str], cost: dict[str, float]) -> l
 
 def write(out: dict[str, dict], overall: dict[str, str], rows: dict[str, dict], versus: dict,
           cost: dict[str, float]) -> None:
-    trials = [r for r in rows.values() if r["key"].startswith("validation|") and "set" in r]
+    trials = [r for r in rows.values() if r["id"].startswith("validation|") and "set" in r]
     alone, alone_validation = out["generator alone"], rows["validation|alone"]
     figure = RESULTS / "image-guidance-search" / "accuracy-vs-fid.svg"
     figure.write_text(accuracy_against_fid(
         {name: [(t["accuracy"], t["fid"], t["technique"]) for t in trials if t["set"] == name] +
          [(alone_validation["accuracy"], alone_validation["fid"], "generator alone")] for name in SETS},
         MIN_ACCURACY, "Every setting tried on the validation seeds (200 samples each)"))
-    summary = {m: {k: v for k, v in r.items() if k not in ("correct", "images", "key")} for m, r in out.items()}
+    summary = {m: {k: v for k, v in r.items() if k not in ("correct", "images", "id")} for m, r in out.items()}
     main_methods = [m for m in out if m.split(":")[0] not in SETS] + list(overall.values())
     top, ensemble = versus["overall"], out[overall["ensemble"]]
     claims = {
@@ -358,9 +382,8 @@ def main() -> None:
     validate(generator, evaluator, args.sets)
     if args.validation_only:
         return
-    rows = done_rows()
-    out, overall = test(generator, evaluator, rows)
-    write(out, overall, rows, compare(out, overall, evaluator), costs(generator, out, rows))
+    out, overall = test(generator, evaluator, logged())
+    write(out, overall, logged(), compare(out, overall, evaluator), costs(generator, out))
 
 
 if __name__ == "__main__":

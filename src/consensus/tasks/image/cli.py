@@ -22,15 +22,23 @@ from pathlib import Path
 
 import torch
 
-from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, flags_of,
-                           fresh_run_dir, run_manifest, user_scorers, with_weights)
-from consensus.core.ensemble import Ensemble
+from consensus.cli import (
+    HelpFormatter,
+    add_ensemble_options,
+    add_scorer_option,
+    ensemble_options,
+    flags_of,
+    fresh_run_dir,
+    run_manifest,
+    user_scorers,
+    with_weights,
+)
 from consensus.core.feedback import Guidance, Resample
 from consensus.core.feedback.guidance import SCHEDULES
 from consensus.core.trace import TraceWriter
 from consensus.report.manifest import report_hint
 from consensus.scorers.image.classifier import ClassIndex
-from consensus.scorers.image.smoothed import Smoothed
+from consensus.tasks.image.data import FASHION_CLASSES
 from consensus.tasks.image.experiment import (
     DEFAULT_SCHEDULE,
     DEFAULT_STEPS,
@@ -40,10 +48,9 @@ from consensus.tasks.image.experiment import (
     ON_MANIFOLD_SCALE_WITHOUT_PARTICLES,
     ON_MANIFOLD_TEMPERATURE,
     class_from_prompt,
-    fashion_scorer,
+    fashion_ensemble,
     fashion_generator,
 )  # fmt: skip
-from consensus.tasks.image.data import FASHION_CLASSES
 from consensus.tasks.image.grid import save_grid
 from consensus.zoo.fashion import SCORER_NAMES
 
@@ -100,13 +107,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--num-images and --steps must be at least 1, and --recurrence and --resample-every at least 0")
     generator = fashion_generator(args.sampler)
     user = user_scorers(args.scorer)
-    noise_aware = args.scorer_inputs == "noise-aware"
-    scorers = [fashion_scorer(f"noise-aware-{name}" if noise_aware else name) for name in args.scorers]
-    scorers += [scorer for scorer, _ in user]
-    if args.smoothing is not None:
-        scorers = [Smoothed(scorer, args.smoothing, args.smoothing_copies) for scorer in scorers]
-    ensemble = with_weights(Ensemble(scorers, [1.0] * len(args.scorers) + [w for _, w in user],
-                                     **ensemble_options(args)), args.weights, len(args.scorers)) if scorers else None
+    ensemble = None
+    if args.scorers or user:
+        ensemble = with_weights(fashion_ensemble(
+            args.scorers, noise_aware=args.scorer_inputs == "noise-aware", smoothing=args.smoothing,
+            copies=args.smoothing_copies, extra=user, **ensemble_options(args)), args.weights, len(args.scorers))
     particles = ensemble is not None and args.resample_every > 0
     scale = args.scale if args.scale is not None else (
         ON_MANIFOLD_SCALE if particles else ON_MANIFOLD_SCALE_WITHOUT_PARTICLES)

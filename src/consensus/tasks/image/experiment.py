@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from consensus.core.ensemble import Ensemble
+from consensus.core.scorer import Scorer
 from consensus.generators.diffusion.diffusers import DiffusionGenerator
 from consensus.scorers.image.classifier import ClassifierScorer, NoiseAwareClassifierScorer
+from consensus.scorers.image.smoothed import Smoothed
 from consensus.tasks.image.data import FASHION_CLASSES
 from consensus.zoo.fashion import NOISE_AWARE_NAMES, SCORER_NAMES, load_fashion_classifier, load_fashion_generator
 
@@ -43,9 +46,17 @@ def fashion_generator(sampler: str = "ddim") -> DiffusionGenerator:
     raise ValueError(f"unknown sampler {sampler!r}; use 'ddim' or 'ddpm'")
 
 
-def fashion_ensemble(names: Sequence[str] = SCORER_NAMES) -> Ensemble:
-    """The committed guidance scorers, equally weighted (balancing happens in the gradient)."""
-    return Ensemble([fashion_scorer(n) for n in names])
+def fashion_ensemble(names: Sequence[str] = SCORER_NAMES, *, noise_aware: bool = False, smoothing: float | None = None,
+                     copies: int = 4, extra: Sequence[tuple[Scorer, float]] = (), **options: Any) -> Ensemble:
+    """The task's one ensemble builder (the CLI's, the benchmarks' and the examples'): the committed guidance scorers
+    ``names`` (``cnn``, ``mlp``, ``resnet``) equally weighted, as balancing happens in the gradient, then ``extra``
+    (scorer, weight) pairs. Each reads the predicted clean image x̂0, or with ``noise_aware`` its version that reads
+    the noisy sample and its noise level, and with ``smoothing`` (TFG's smoothing, ``Smoothed``) every scorer is read
+    on ``copies`` noisy copies of x̂0 spread ``smoothing`` · √(1−ᾱ). ``options``: ``Ensemble``'s keywords."""
+    scorers = [fashion_scorer(f"noise-aware-{n}" if noise_aware else n) for n in names] + [s for s, _ in extra]
+    if smoothing is not None:
+        scorers = [Smoothed(s, smoothing, copies) for s in scorers]
+    return Ensemble(scorers, [1.0] * len(names) + [w for _, w in extra], **options)
 
 
 def class_from_prompt(prompt: str) -> str:
