@@ -1,7 +1,7 @@
 """Seconds per math problem on three paths, in one process:
 
-- old: what the loop did before the performance work: the likelihood scorer runs its own forward pass over
-  every candidate, and every generator call prefills its whole prompt;
+- old: the likelihood scorer runs its own forward pass over every candidate, and every generator call prefills
+  its whole prompt;
 - carried: the likelihood scorer reads the log-probabilities the generator computed while sampling;
 - new: carried, and the generator keeps the keys and values of what it read (``PrefixCache``), so a step
   prefills only the tokens after the partial solutions it sampled the step before; and the N rows of a prompt
@@ -13,9 +13,9 @@ log-probabilities, and the old and carried ones run without the prefix cache (ea
 one starts with an empty cache). Interleaved: every repeat runs each (N, level) on the paths back to back, in a
 rotating order, so the machine's drift hits all. chain_sum (Gemma 3 270M base, 4-shot, max 48 new tokens) and
 gsm_symbolic (Gemma + the GSM LoRA, zero-shot, max 256), N = 4, 8, 16, 32, solution level (best of N) and
-step level (N proposals per line, beam 2). Measurements go one JSON line each to
-benchmarks/results/math-speed.jsonl (a killed run resumes where it stopped); the summary to
-math-speed.json and .md.
+step level (N proposals per line, beam 2). Measurements go one record each to
+benchmarks/results/math-speed.jsonl through the evaluation harness (a killed run resumes where it stopped); the
+summary to math-speed.json and .md.
 
     python benchmarks/math_speed.py [--repeats 3] [--problems chain_sum=4,gsm_symbolic=1] [--twenty]
     python benchmarks/math_speed.py --problems gsm_symbolic=4 --ns 8 --levels solution   # more problems in one cell
@@ -43,6 +43,7 @@ import torch
 from consensus.core.budget import Budget
 from consensus.core.engine import run_consensus
 from consensus.core.feedback import TopK
+from consensus.eval.harness import read_results, run_resumable
 from consensus.generators.text.lockstep import consensus_in_lockstep
 from consensus.generators.text.prefix_cache import PrefixCache
 from consensus.generators.text.steps import Sampling
@@ -147,6 +148,42 @@ def summarize(lines: list[dict]) -> dict:
     return rows
 
 
+def rotated(repeat: int, n: int, level: str) -> tuple[str, ...]:
+    """The paths in this cell's turn of the rotation, so the machine's drift hits all of them."""
+    turn = (repeat + NS.index(n) + LEVELS.index(level)) % len(PATHS)
+    return PATHS[turn:] + PATHS[:turn]
+
+
+def cell_key(cell: tuple) -> str:
+    source, repeat, n, level, path, problem = cell
+    return f"{source}|{repeat}|{n}|{level}|{path}|{problem.id}"
+
+
+def measuring(source: str, args: argparse.Namespace):
+    """``solve`` for the harness: each cell measured on its path; the LM loads at the first cell left to measure."""
+    loaded: dict = {}
+
+    def solve(batch):
+        if not loaded:
+            lm, exemplars = setup(source, args.dtype)
+            loaded.update(lm=lm, exemplars=exemplars, ensemble=build_ensemble(lm, exemplars))
+        lm = loaded["lm"]
+        for _, repeat, n, level, path, problem in batch:
+            if loaded.get("group") != (repeat, n, level, path):  # each (N, level) group of a path starts afresh
+                loaded["group"] = (repeat, n, level, path)
+                lm.prefix_cache = PrefixCache() if path == "new" else None
+                lm.shares_prompts = path == "new"
+            line = {"source": source, "repeat": repeat, "n": n, "level": level, "path": path, "problem": problem.id,
+                    **measure(lm, loaded["ensemble"], loaded["exemplars"], problem, source, n, level, path, args.seed),
+                    "reused_tokens": lm.prefix_cache.reused_tokens if lm.prefix_cache else 0}
+            if lm.prefix_cache:
+                lm.prefix_cache.reused_tokens = 0
+            print((source, repeat, n, level, path, problem.id), f"{line['seconds']['total']:.2f}s", flush=True)
+            yield line
+
+    return solve
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -164,36 +201,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     counts = {k: int(v) for k, v in (part.split("=") for part in args.problems.split(","))}
     log = RESULTS / f"{stem}.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    seen = {(r["source"], r["repeat"], r["n"], r["level"], r["path"], r["problem"]) for r in done}
     for source, count in counts.items():
         problems = load_problems(source, count, args.seed)
-        if all((source, r, n, level, path, p.id) in seen for r in range(args.repeats) for n in args.ns
-               for level in args.levels for path in PATHS for p in problems):
-            continue
-        lm, exemplars = setup(source, args.dtype)
-        ensemble = build_ensemble(lm, exemplars)
-        for repeat in range(args.repeats):
-            for n in args.ns:
-                for level in args.levels:
-                    turn = (repeat + NS.index(n) + LEVELS.index(level)) % len(PATHS)
-                    for path in PATHS[turn:] + PATHS[:turn]:
-                        lm.prefix_cache = PrefixCache() if path == "new" else None
-                        lm.shares_prompts = path == "new"
-                        for problem in problems:
-                            key = (source, repeat, n, level, path, problem.id)
-                            if key in seen:
-                                continue
-                            line = {"source": source, "repeat": repeat, "n": n, "level": level, "path": path,
-                                    "problem": problem.id,
-                                    **measure(lm, ensemble, exemplars, problem, source, n, level, path, args.seed),
-                                    "reused_tokens": lm.prefix_cache.reused_tokens if lm.prefix_cache else 0}
-                            if lm.prefix_cache:
-                                lm.prefix_cache.reused_tokens = 0
-                            with log.open("a") as f:
-                                f.write(json.dumps(line) + "\n")
-                            done.append(line)
-                            print(key, f"{line['seconds']['total']:.2f}s", flush=True)
+        cells = [(source, repeat, n, level, path, problem) for repeat in range(args.repeats) for n in args.ns
+                 for level in args.levels for path in rotated(repeat, n, level) for problem in problems]
+        run_resumable(cells, cell_key, measuring(source, args), log, description=source)
+    done = read_results(log)
     rows = summarize(done)
     twenty_path = RESULTS / f"{stem}-20.json"
     if args.twenty and not twenty_path.exists():
