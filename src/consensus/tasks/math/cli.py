@@ -5,27 +5,20 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import consensus
 from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, fresh_run_dir,
                            lock_run_folder, run_manifest, user_scorers, with_user_scorers, with_weights)
-from consensus.core.budget import Budget
-from consensus.core.engine import ConsensusResult, run_consensus
-from consensus.core.feedback import TopK
 from consensus.core.trace import TraceWriter, drop_items
 from consensus.distributed.sharded import add_ray_options
 from consensus.eval.metrics import accuracy, majority, paired_difference
 from consensus.generators.text.causal_lm import resolve_dtype
-from consensus.generators.text.lockstep import consensus_in_lockstep
 from consensus.generators.text.prefix_cache import forget_kept_prefixes
-from consensus.generators.text.steps import Sampling
 from consensus.report.manifest import MANIFEST, report_hint
 from consensus.scorers.text.answers import extract_flexible, extract_strict, is_correct
 from consensus.tasks.math.data import EXEMPLAR_SEED, FEW_SHOT_FAMILIES, few_shot_exemplars, gsm_symbolic, load_problems
-from consensus.tasks.math.prompt import STOP, format_prompt
 from consensus.zoo.text_generators import BACKENDS, resolve_backend
 
 METHODS = ("greedy", "self-consistency", "solution", "step", "adaptive")
@@ -126,8 +119,7 @@ def _holds_run_of(folder: Path, settings: dict) -> bool:
 def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     """Load the generator and the scorers once; return ``solve(problems) -> records`` (in a sharded run,
     each worker calls this once). ``solve.generator`` names the generator."""
-    from consensus.tasks.math.experiment import (MAX_STEPS, adaptive, build_ensemble, draw_samples, line_steps,
-                                                 solution_steps)
+    from consensus.tasks.math.experiment import Experiment, build_ensemble
     from consensus.tasks.math.generator import load_math_generator
     from consensus.zoo.text_generators import load_text_generator
 
@@ -139,44 +131,40 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
         lm = load_text_generator(backend=args.backend)
     else:
         lm = load_math_generator(args.model, args.adapter, backend=args.backend, base_url=args.base_url)
-    sampling = Sampling()
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(
         lm, exemplars, **ensemble_options(args))
     ensemble = with_user_scorers(with_weights(ensemble, args.weights), user_scorers(args.scorer))
+    experiment = Experiment(lm, ensemble, exemplars=exemplars)
 
     def solve(batch, method: str = args.method, n: int = args.n, beam: int = args.beam, seed: int = args.seed,
-              max_new_tokens: int = sampling.max_new_tokens, on_iteration=None):
+              max_new_tokens: int = experiment.sampling.max_new_tokens, on_iteration=None):
         """Records of a batch of problems: their greedy solutions drawn in one generator call, their consensus runs
         in lockstep (each step's generator calls in one batch, its scorers' calls too), each problem from its own
         seeded generator (so in float32 its draws are those it gets alone), from no kept prefixes (so a resumed run
         draws what an uninterrupted one drew). The method and its budget default to the command line's (a server
         gives each batch its own); ``on_iteration(problem, record)`` sees every engine iteration as it ends."""
-        drawing = replace(sampling, max_new_tokens=max_new_tokens)
+        run = replace(experiment, n=n, beam=beam, sampling=replace(experiment.sampling, max_new_tokens=max_new_tokens))
         with_baseline = args.baseline == "greedy" and method in SCORED
         if ensemble is None and method in SCORED:
             raise ValueError(f"--method {method} needs the scorers, which a --method {args.method} run does not load")
-        forget_kept_prefixes(lm)
-        prompts = [format_prompt(problem.question, exemplars) for problem in batch]
         if method == "greedy" or with_baseline:
-            start = time.perf_counter()
-            greedy = [out for [out] in lm.sample(prompts, 1, temperature=0.0, stop=STOP,
-                                                  max_new_tokens=drawing.max_new_tokens)]
-            seconds = (time.perf_counter() - start) / len(batch)  # each problem's share of the batch
+            forget_kept_prefixes(lm)
+            greedy = run.greedy(batch)
         if method == "greedy":
             for problem, out in zip(batch, greedy):
-                yield record(problem, out.text, out.tokens, {})
+                yield record(problem, out["text"], out["tokens"], {})
             return
         baseline = {}
-        forget_kept_prefixes(lm)  # the method's draws do not depend on whether the baseline ran, nor reuse its prefill
-        if method == "self-consistency":
-            drawn = draw_samples(lm, batch, n, seed, drawing, exemplars)
+        if method == "self-consistency":  # the method's draws do not depend on whether the baseline ran
+            drawn = run.samples(batch, seed)
         else:  # the problems' consensus runs in lockstep: each step's generator and scorer calls in one batch
-            run = functools.partial(consensus_run, method=method, n=n, beam=beam, seed=seed, sampling=drawing,
-                                    on_iteration=on_iteration)
-            runs = consensus_in_lockstep(lm, [functools.partial(run, problem) for problem in batch], ensemble)
+            runs = run.in_lockstep([functools.partial(
+                run.run, problem, method=method, seed=seed, trace=trace,
+                callback=None if on_iteration is None else functools.partial(on_iteration, problem))
+                for problem in batch])
         for i, problem in enumerate(batch):
             if with_baseline:
-                alone = record(problem, greedy[i].text, greedy[i].tokens, {"seconds": seconds})
+                alone = record(problem, greedy[i]["text"], greedy[i]["tokens"], {"seconds": greedy[i]["seconds"]})
                 baseline = {"greedy": {k: alone[k] for k in ("text", "flexible", "correct", "tokens", "seconds")}}
             if method == "self-consistency":
                 samples = drawn[i]["samples"]
@@ -187,19 +175,6 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
             result = runs[i]
             yield record(problem, result.best, result.generator_tokens,
                          {"stop_reason": result.stop_reason, "seconds": result.seconds, **baseline})
-
-    def consensus_run(problem, view, ensemble, *, method, n, beam, seed, sampling, on_iteration) -> ConsensusResult:
-        """Solution level (best of N, one iteration), step level (a beam of partial solutions, a line a step) or
-        adaptive (whole solutions in rounds until their answers agree)."""
-        callback = None if on_iteration is None else functools.partial(on_iteration, problem)
-        if method == "adaptive":
-            return adaptive(view, ensemble, problem.question, n, seed, sampling, exemplars, trace=trace,
-                            item=problem.id, callback=callback)
-        solution = method == "solution"
-        steps = (solution_steps if solution else line_steps)(view, n, sampling, exemplars)
-        return run_consensus(steps, ensemble, problem.question, feedback=TopK(1 if solution else beam),
-                             budget=Budget(iterations=1 if solution else MAX_STEPS), seed=seed, trace=trace,
-                             item=problem.id, callback=callback)
 
     solve.generator, solve.lm = lm.name, lm
     return solve

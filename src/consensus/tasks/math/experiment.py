@@ -98,10 +98,16 @@ def draw_samples(lm: TextGenerator, problems: Sequence[Problem], n: int, seed: i
              "seconds": seconds} for d in drawn]
 
 
+METHODS = ("solution", "step", "adaptive")  # the consensus runs ``Experiment.run`` makes
+
+
 @dataclass
 class Experiment:
+    """The math pipeline assembled once: the generator, the ensemble, N, the beam, the exemplars and the sampling.
+    The command line, the server and the benchmarks all run problems through it."""
+
     lm: TextGenerator
-    ensemble: Ensemble
+    ensemble: Ensemble | None
     n: int = 8
     beam: int = 2
     exemplars: Sequence[Problem] = ()
@@ -114,6 +120,23 @@ class Experiment:
         outs = self.lm.sample(prompts, 1, max_new_tokens=self.sampling.max_new_tokens, temperature=0.0, stop=STOP)
         seconds = (time.perf_counter() - start) / len(problems)  # batched: each problem's share
         return [{"text": o[0].text, "tokens": o[0].tokens, "seconds": seconds} for o in outs]
+
+    def run(self, problem: Problem, view: TextGenerator, ensemble: Ensemble, method: str, seed: int,
+            feedback: Feedback | None = None, **engine: Any) -> ConsensusResult:
+        """One problem's consensus run: ``solution`` (best of N, one iteration), ``step`` (a beam of ``beam`` partial
+        solutions, a line a step, until an answer; or what ``feedback`` keeps, e.g. ``Resample`` particles) or
+        ``adaptive`` (whole solutions in rounds until their answers agree). ``view`` and ``ensemble`` are what a
+        lockstep gives each run (``consensus_in_lockstep``); ``engine``: ``run_consensus``'s trace and callback."""
+        if method not in METHODS:
+            raise ValueError(f"unknown consensus method {method!r}; use one of {', '.join(METHODS)}")
+        if method == "adaptive":
+            return adaptive(view, ensemble, problem.question, self.n, seed, self.sampling, self.exemplars,
+                            item=problem.id, **engine)
+        solution = method == "solution"
+        steps = (solution_steps if solution else line_steps)(view, self.n, self.sampling, self.exemplars)
+        return run_consensus(steps, ensemble, problem.question, feedback=feedback or TopK(1 if solution else self.beam),
+                             budget=Budget(iterations=1 if solution else self.max_steps), seed=seed, item=problem.id,
+                             **engine)
 
     def solve_batch(self, problems: Sequence[Problem], seed: int, step_level: bool = True) -> list[dict]:
         """Every method on each problem; ``step_level=False`` leaves out the step-level search (the costliest).
@@ -138,18 +161,13 @@ class Experiment:
         solution-level consensus run that drew and scored them; the runs in lockstep, from no kept prefixes."""
         scored: list[dict] = [{} for _ in problems]
 
-        def run(i: int, problem: Problem, view: TextGenerator, ensemble: Ensemble) -> ConsensusResult:
-            def keep(record: dict) -> None:
-                energies = {k: v.tolist() for k, v in record["energies"].per_scorer.items()}
-                scored[i] = {"samples": list(record["proposals"].candidates),
-                             "energies": {**energies, "ensemble": record["energies"].total.tolist()}}
+        def keep(i: int, record: dict) -> None:
+            energies = {k: v.tolist() for k, v in record["energies"].per_scorer.items()}
+            scored[i] = {"samples": list(record["proposals"].candidates),
+                         "energies": {**energies, "ensemble": record["energies"].total.tolist()}}
 
-            return run_consensus(solution_steps(view, self.n, self.sampling, self.exemplars), ensemble,
-                                 problem.question, budget=Budget(iterations=1), seed=seed, callback=keep)
-
-        forget_kept_prefixes(self.lm)
-        runs = consensus_in_lockstep(self.lm, [functools.partial(run, i, p) for i, p in enumerate(problems)],
-                                     self.ensemble)
+        runs = self.in_lockstep([functools.partial(self.run, p, method="solution", seed=seed,
+                                                   callback=functools.partial(keep, i)) for i, p in enumerate(problems)])
         return [({"question": p.question, "gold": p.answer, "template": p.template, "samples": s["samples"],
                   "sample_tokens": r.generator_tokens, "energies": s["energies"]}, r)
                 for p, s, r in zip(problems, scored, runs)]
@@ -158,12 +176,13 @@ class Experiment:
         """Step-level consensus on each problem (N proposed next steps, the best ``beam`` partial solutions kept,
         until an answer; or what ``feedback`` keeps, e.g. ``Resample`` particles); the runs in lockstep (each
         step's generator calls in one batch), from no kept prefixes."""
-        def run(problem: Problem, view: TextGenerator, ensemble: Ensemble) -> ConsensusResult:
-            return run_consensus(line_steps(view, self.n, self.sampling, self.exemplars), ensemble,
-                                 problem.question, feedback=feedback or TopK(self.beam),
-                                 budget=Budget(iterations=self.max_steps), seed=seed)
-
-        forget_kept_prefixes(self.lm)
-        runs = consensus_in_lockstep(self.lm, [functools.partial(run, p) for p in problems], self.ensemble)
+        runs = self.in_lockstep([functools.partial(self.run, p, method="step", seed=seed, feedback=feedback)
+                                 for p in problems])
         return [{"text": r.best, "tokens": r.generator_tokens, "iterations": r.iterations,
                  "stop_reason": r.stop_reason, "seconds": r.seconds} for r in runs]
+
+    def in_lockstep(self, runs: Sequence[Any]) -> list[ConsensusResult]:
+        """``runs`` (each a function of a lockstep view and its ensemble) in lockstep, from no kept prefixes: each
+        step's generator calls in one batch, and each scorer's calls too."""
+        forget_kept_prefixes(self.lm)
+        return consensus_in_lockstep(self.lm, list(runs), self.ensemble)
