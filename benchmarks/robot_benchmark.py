@@ -7,8 +7,9 @@ resumable harness (consensus.eval.harness): a restarted run skips what is there,
 another setting is refused. At the end (and with --report alone) the package's report
 (consensus.tasks.robot.report) is written to robot.json and robot.md.
 
-    nohup python benchmarks/robot_benchmark.py > benchmarks/results/robot.log 2>&1 &
-    # the same with twice the planning budget per CEM round:
+    # the committed 300 episodes, at half the task's planning budget per CEM round:
+    nohup python benchmarks/robot_benchmark.py --samples 12 > benchmarks/results/robot.log 2>&1 &
+    # at the task's budget (CEM_SAMPLES, the CLI's default):
     python benchmarks/robot_benchmark.py --samples 24 --episodes 108 --out benchmarks/results/robot-samples24
 """
 
@@ -24,6 +25,7 @@ import torch
 
 from consensus.distributed.sharded import add_ray_options, connect, sharded
 from consensus.eval.harness import read_results, run_resumable
+from consensus.tasks.robot.episode import CEM_ROUNDS, CEM_SAMPLES
 from consensus.tasks.robot.experiment import episode_solver
 from consensus.tasks.robot.report import METHODS, markdown, summarize
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS
@@ -35,8 +37,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=300, help="episodes per method (seeds 0..N-1)")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--samples", type=int, default=12)
-    ap.add_argument("--iterations", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=CEM_SAMPLES, help="candidate actions per CEM round")
+    ap.add_argument("--iterations", type=int, default=CEM_ROUNDS, help="CEM rounds per action")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--report", action="store_true", help="only rewrite the summary from the finished episodes")
     add_ray_options(ap, "episodes")

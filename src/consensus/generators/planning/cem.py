@@ -25,7 +25,7 @@ class CEMSteps:
         sigma: perturbation scale in round 1; ``decay`` shrinks it each round.
     """
 
-    def __init__(self, world_model: WorldModel, space: ActionSpace, samples: int = 12, sigma: float = 0.06,
+    def __init__(self, world_model: WorldModel, space: ActionSpace, samples: int, sigma: float = 0.06,
                  decay: float = 0.5):
         if samples < 1 or sigma <= 0 or not 0 < decay <= 1:
             raise ValueError("CEMSteps needs samples >= 1, sigma > 0 and 0 < decay <= 1")

@@ -17,6 +17,7 @@ from pathlib import Path
 from consensus.cli import (HelpFormatter, add_ensemble_options, add_scorer_option, ensemble_options, flags_of,
                            fresh_run_dir, run_manifest, user_scorers, with_user_scorers, with_weights)
 from consensus.report.manifest import report_hint
+from consensus.tasks.robot.episode import CEM_ROUNDS, CEM_SAMPLES
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS
 
 DISPLAY_SIZE = 160  # saved images are re-rendered larger than the 64 px the scorers read
@@ -38,10 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--views", default=",".join(VIEWS), help=f"comma-separated scorer views among {', '.join(VIEWS)}")
     p.add_argument("--policy", choices=("consensus", "random"), default="consensus")
     p.add_argument("--max-steps", type=int, default=None, help="step budget (default: relations + 2)")
-    p.add_argument(
-        "--samples", type=int, default=24, help="candidate actions per CEM round (stacking needs more than 12)"
-    )
-    p.add_argument("--iterations", type=int, default=3, help="CEM rounds per step")
+    p.add_argument("--samples", type=int, default=CEM_SAMPLES,
+                   help="candidate actions per CEM round (stacking needs more than 12)")
+    p.add_argument("--iterations", type=int, default=CEM_ROUNDS, help="CEM rounds per step")
     p.add_argument("--segmenter", default=str(DEFAULT_WEIGHTS), help="segmenter weights")
     p.add_argument("--out", default=None, help="output folder (default runs/robot/<time>)")
     p.add_argument("--trace", default=None, help="the consensus trace (JSON lines; default: trace.jsonl in --out)")

@@ -43,6 +43,11 @@ class RandomPolicy:
         return random_action(scene, generator), {}
 
 
+# Candidate actions per CEM round and rounds per action. 24, not 12: stacking one object on another needs them (the
+# ensemble solved 89.8% of 108 episodes with 24 against 83.7% of 300 with 12; benchmarks/results/robot-samples24).
+CEM_SAMPLES, CEM_ROUNDS = 24, 3
+
+
 class ConsensusPolicy:
     """MPC whose action is chosen by the consensus of per-view scorers.
 
@@ -56,8 +61,8 @@ class ConsensusPolicy:
     def __init__(
         self,
         ensemble: Ensemble,
-        samples: int = 12,
-        iterations: int = 3,
+        samples: int = CEM_SAMPLES,
+        iterations: int = CEM_ROUNDS,
         elites: int = 4,
         trace: TraceWriter | None = None,
     ):
