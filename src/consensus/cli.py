@@ -77,8 +77,10 @@ def add_ensemble_options(parser: argparse.ArgumentParser, normalization: str = "
     parser.add_argument("--spread", type=float, default=1.0, help="λ of --combination uncertainty")
     parser.add_argument("--weights", default="equal", metavar="equal|FILE",
                         help="the task's scorers' weights: equal, or a weights file (JSON: each scorer's weight by "
-                             "name and the normalisation they were fitted under, as the benchmarks write them, e.g. "
-                             "benchmarks/results/weights/math-chain_sum-dev-fitted.json)")
+                             "name and the normalisation they were fitted under, as the benchmarks write them): fitted "
+                             "on labelled development problems, e.g. benchmarks/results/weights/math-chain_sum-dev-"
+                             "fitted.json, or unlabelled, from how the scorers agree on development problems without "
+                             "their labels, e.g. benchmarks/results/weights/math-chain_sum-unlabelled.json")
 
 
 def ensemble_options(args: argparse.Namespace) -> dict[str, Any]:
