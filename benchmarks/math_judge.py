@@ -20,7 +20,7 @@ import torch
 
 from consensus.core.ensemble import Ensemble
 from consensus.eval.harness import run_resumable
-from consensus.eval.metrics import accuracy, paired_difference, ranking_auc
+from consensus.eval.metrics import accuracy, paired_difference, ranking_auc, within_problem_auc
 from consensus.scorers.text.answers import extract_flexible, is_correct
 from consensus.scorers.text.judge import LLMJudge
 from consensus.zoo.text_generators import load_text_generator
@@ -59,7 +59,7 @@ def main() -> None:
                "judge": lm.name, "backend": lm.backend,
                "seconds_per_problem": sum(j["seconds"] for j in judged.values()) / len(judged),
                "scorers": {name: {"auc": ranking_auc(-torch.tensor([x for e in energies for x in e]), positive),
-                                  "auc_within_problems": _within(energies, right),
+                                  "auc_within_problems": within_problem_auc(energies, right),
                                   "best_of_8": _accuracy(picks[name])}
                            for name, energies in by_scorer.items()},
                "claims": {f"best-of-8: {name} - LLMJudge": paired_difference(picks[name], picks["LLMJudge"])
@@ -68,13 +68,6 @@ def main() -> None:
     table = markdown(summary)
     (RESULTS / "math-judge.md").write_text(table)
     print(table)
-
-
-def _within(energies: list[list[float]], right: list[list[bool]]) -> float:
-    """The ranking AUC within each problem that has right and wrong samples, averaged: what selection uses (pooled,
-    the AUC also rewards telling easy problems from hard ones)."""
-    aucs = [ranking_auc(-torch.tensor(e), torch.tensor(r)) for e, r in zip(energies, right) if 0 < sum(r) < len(r)]
-    return sum(aucs) / len(aucs) if aucs else float("nan")
 
 
 def _accuracy(outcomes: list[bool]) -> dict:

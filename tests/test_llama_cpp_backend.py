@@ -146,3 +146,23 @@ def test_the_torch_path_takes_bfloat16_only_where_the_cpu_computes_it(tmp_path, 
     assert load_gemma().model.dtype == torch.float32  # the real model, in the dtype the CPU computes
     monkeypatch.setattr(causal_lm, "cpu_has_native_bfloat16", lambda: True)
     assert resolve_dtype("auto") == torch.bfloat16 and resolve_dtype("float32") == torch.float32
+
+
+def test_hidden_states_are_the_torch_paths_within_llamas_rounding(llama_gemma, gemma_float32):
+    """The last layer's states at a continuation's tokens: as the torch path reads them (the same directions, within
+    llama.cpp's 8-bit activations), the same whether a pair is read alone, beside others or after its prompt was
+    kept from an earlier call; an empty continuation has none."""
+    problems = gsm_symbolic("train", 2, seed=3)
+    prompts = [format_prompt(p.question) for p in problems]
+    solutions = [p.solution for p in problems]
+    llama_gemma.prefix_cache.clear()
+    together = llama_gemma.hidden_states(prompts + prompts[:1], solutions + [""])
+    alone = llama_gemma.hidden_states(prompts[1:], solutions[1:])
+    again = llama_gemma.hidden_states(prompts[1:], solutions[1:])  # its prompt kept by the call before
+    torch_path = gemma_float32.hidden_states(prompts, solutions)
+    cosine = torch.nn.functional.cosine_similarity
+    for ours, theirs in zip(together, torch_path):
+        assert ours.shape == theirs.shape and ours.shape[1] == llama_gemma.n_embd
+        assert cosine(ours, theirs).min() > 0.9
+    assert together[2].shape == (0, llama_gemma.n_embd)
+    assert cosine(together[1], alone[0]).min() > 0.99 and cosine(alone[0], again[0]).min() > 0.99

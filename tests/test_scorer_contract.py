@@ -207,6 +207,17 @@ def _judge(lm):
     return LLMJudge(lm, template="{condition}\n{candidate}\nRight? Answer:", name="LLMJudge[tiny]")  # 256 tokens
 
 
+def _lm_verifier_tiny(request):
+    """The LM verifier's code path on the tiny random LM, with a random head written as a training run writes one."""
+    from tests.test_lm_verifier import random_head
+
+    lm = request.getfixturevalue("tiny_lm")
+    folder = random_head(request.getfixturevalue("tmp_path_factory").mktemp("lm-verifier"), lm)
+    from consensus.scorers.text.lm_verifier import LMVerifier
+
+    return Case(LMVerifier(lm, weights=folder, name="LMVerifier[tiny]"), TEXT, QUESTION)
+
+
 CASES = {
     "arithmetic": lambda request: Case(ArithmeticVerifier(), TEXT, QUESTION),
     "agreement": lambda request: Case(AnswerAgreement(), TEXT, QUESTION),
@@ -237,10 +248,11 @@ CASES = {
     "reward_model_tiny": _reward_model,
     "process_reward_tiny": _process_reward,
     "judge_tiny": lambda request: Case(_judge(request.getfixturevalue("tiny_lm")), TEXT, QUESTION),
+    "lm_verifier_tiny": _lm_verifier_tiny,
 }
 # random models have no preference
 RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny", "reward_model_tiny", "process_reward_tiny",
-          "judge_tiny")
+          "judge_tiny", "lm_verifier_tiny")
 
 
 @pytest.fixture(params=CASES)

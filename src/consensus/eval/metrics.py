@@ -106,6 +106,15 @@ def ranking_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
     return above.item()
 
 
+def within_problem_auc(energies: Sequence[Sequence[float]], right: Sequence[Sequence[bool]]) -> float:
+    """``ranking_auc`` of the energies (lower is better) within each problem that has right and wrong candidates,
+    averaged: what selection among a problem's candidates uses (pooled over problems, the AUC also rewards telling
+    easy problems from hard ones)."""
+    aucs = [ranking_auc(-torch.tensor(e, dtype=torch.float64), torch.tensor(r))
+            for e, r in zip(energies, right) if 0 < sum(r) < len(r)]
+    return sum(aucs) / len(aucs) if aucs else float("nan")
+
+
 def sign_test(wins: int, losses: int) -> float:
     """Two-sided exact binomial p-value of ``wins`` against ``losses`` among the discordant paired items."""
     n = wins + losses

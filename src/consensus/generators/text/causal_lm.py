@@ -368,6 +368,29 @@ class CausalLMGenerator:
     def _carried(self, prompt: str, continuation: str) -> torch.Tensor | None:
         return carried_logprobs(self, prompt, continuation, lambda text: self.tokenizer(text)["input_ids"])
 
+    @torch.inference_mode()
+    def hidden_states(self, prompts: Sequence[str], continuations: Sequence[str],
+                      batch_size: int = 8) -> list[torch.Tensor]:
+        """The last layer's hidden states (after the final norm) at each token of prompt + continuation after the
+        prompt's: one float32 [tokens, hidden] tensor per pair (tokenised as ``continuation_logprobs`` does)."""
+        if len(prompts) != len(continuations):
+            raise ValueError("hidden_states needs one prompt per continuation")
+        start, results = time.perf_counter(), []
+        for i in range(0, len(prompts), batch_size):
+            ps, cs = prompts[i:i + batch_size], continuations[i:i + batch_size]
+            prompt_lens = [len(self.tokenizer(p)["input_ids"]) for p in ps]
+            enc = self.encode([p + c for p, c in zip(ps, cs)])
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+            if self.context is not None and ids.shape[1] > self.context:
+                raise ValueError(f"a prompt and its continuation are {ids.shape[1]} tokens, beyond the {self.context}-token "
+                                 f"context of {self.name}; shorten them or use a model with a longer context")
+            last = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), logits_to_keep=1,
+                              output_hidden_states=True).hidden_states[-1].float()
+            for row, (plen, length) in enumerate(zip(prompt_lens, mask.sum(1).tolist())):
+                results.append(last[row, last.shape[1] - max(0, length - plen):].cpu())  # left padding: at the end
+        self.seconds += time.perf_counter() - start
+        return results
+
 
 def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
     return (args[0].contiguous(), *args[1:])

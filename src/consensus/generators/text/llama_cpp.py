@@ -196,6 +196,7 @@ class LlamaCppGenerator:
             lc.llama_set_adapters_lora(self._ctx, adapters, 1, scales)
         self._vocab = lc.llama_model_get_vocab(self._model)
         self.vocab_size = lc.llama_vocab_n_tokens(self._vocab)
+        self.n_embd = lc.llama_model_n_embd(self._model)
         self.model_path, self.n_batch, self.n_ctx, self.threads = Path(model_path), n_batch, n_ctx, threads
         self.name = name or Path(model_path).name + ("" if lora is None else f" + {Path(lora).name}")
         # The longest sequence a row may grow to: the model's own context, or the whole cache if that is smaller
@@ -253,11 +254,14 @@ class LlamaCppGenerator:
 
     # -- decoding ------------------------------------------------------------------------------------------------
 
-    def _decode(self, entries: Sequence[tuple[int, int, int, bool]], view: bool = False) -> torch.Tensor:
+    def _decode(self, entries: Sequence[tuple[int, int, int, bool]], view: bool = False,
+                hidden: bool = False) -> torch.Tensor:
         """Feed ``(token, position, sequence, wants logits)`` entries, at most ``n_batch`` a call; the logits of those
-        that want them, in order, as a float32 [outputs, vocab] tensor. ``view``: when one call holds them all, the
-        tensor is llama.cpp's own buffer, valid until the next call (the decoding loop reads it before then)."""
+        that want them, in order, as a float32 [outputs, vocab] tensor (``hidden``: their last layer's hidden states
+        after the final norm, [outputs, n_embd], instead). ``view``: when one call holds them all, the tensor is
+        llama.cpp's own buffer, valid until the next call (the decoding loop reads it before then)."""
         lc, batch, out = self._lc, self._batch, []
+        width = self.n_embd if hidden else self.vocab_size
         for start in range(0, len(entries), self.n_batch):
             chunk = entries[start:start + self.n_batch]
             batch.n_tokens = len(chunk)
@@ -271,13 +275,16 @@ class LlamaCppGenerator:
                                    + (f": its {self.n_ctx}-token KV cache is full; build the generator with a larger "
                                       "n_ctx or ask for fewer rows" if status == 1 else ""))
             wanted = sum(1 for entry in chunk if entry[3])
-            if wanted:
-                logits = torch.from_numpy(np.ctypeslib.as_array(lc.llama_get_logits(self._ctx),
-                                                                shape=(wanted, self.vocab_size)))
+            if wanted and hidden:  # by batch index: the bulk buffer's rows are not in the batch's order here
+                out.append(torch.stack([torch.from_numpy(np.ctypeslib.as_array(
+                    lc.llama_get_embeddings_ith(self._ctx, i), shape=(width,))).clone()
+                    for i, entry in enumerate(chunk) if entry[3]]))
+            elif wanted:
+                logits = torch.from_numpy(np.ctypeslib.as_array(lc.llama_get_logits(self._ctx), shape=(wanted, width)))
                 last = start + self.n_batch >= len(entries)  # a later call overwrites llama.cpp's buffer
                 out.append(logits if view and last else logits.clone())
         if not out:
-            return torch.empty(0, self.vocab_size)
+            return torch.empty(0, width)
         return out[0] if len(out) == 1 else torch.cat(out)
 
     def _prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[list[int], torch.Tensor]:
@@ -377,6 +384,40 @@ class LlamaCppGenerator:
 
     def _carried(self, prompt: str, continuation: str) -> torch.Tensor | None:
         return carried_logprobs(self, prompt, continuation, self.tokenize)
+
+    def hidden_states(self, prompts: Sequence[str], continuations: Sequence[str],
+                      batch_size: int = 16) -> list[torch.Tensor]:
+        """The last layer's hidden states (after the final norm) at each token of prompt + continuation after the
+        prompt's, given all before it: one float32 [tokens, n_embd] tensor per pair. Read ``batch_size`` pairs at a
+        time, each from the kept sequence that holds most of its prompt (the candidates of one question share it)."""
+        if len(prompts) != len(continuations):
+            raise ValueError("hidden_states needs one prompt per continuation")
+        start, kept, results = time.perf_counter(), self.prefix_cache, []
+        self._lc.llama_set_embeddings(self._ctx, True)
+        try:
+            for group in range(0, len(prompts), batch_size):
+                texts = [self.tokenize(p + c) for p, c in zip(prompts[group:group + batch_size],
+                                                               continuations[group:group + batch_size])]
+                firsts = [min(len(self.tokenize(p)), len(ids)) for p, ids in zip(prompts[group:], texts)]
+                if (longest := max(map(len, texts))) > self.context:
+                    raise ValueError(f"a prompt and its continuation are {longest} tokens, beyond the "
+                                     f"{self.context}-token context of {self.name}; shorten them")
+                started = kept.start(texts, firsts)
+                entries = [(tok, pos, seq, pos >= first) for ids, first, (seq, length) in zip(texts, firsts, started)
+                           for pos, tok in enumerate(ids) if pos >= length]
+                states = self._decode(entries, hidden=True)
+                for (seq, _), ids, first in zip(started, texts, firsts):
+                    self._lc.llama_memory_seq_rm(kept.memory, seq, first, -1)
+                    kept.keep(seq, ids[:first])  # the prompt stays for the next candidates of its question
+                    results.append(states[:len(ids) - first])
+                    states = states[len(ids) - first:]
+        except BaseException:
+            kept.clear()
+            raise
+        finally:
+            self._lc.llama_set_embeddings(self._ctx, False)
+            self.seconds += time.perf_counter() - start
+        return results
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -83,3 +83,14 @@ class TextGenerator(Protocol):
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[torch.Tensor]:
         """Per-token log-probabilities of each continuation given its prompt."""
+
+
+@runtime_checkable
+class ReadsHiddenStates(Protocol):
+    """A text generator that also gives its last layer's hidden states (after the final norm) at each token of a
+    continuation given its prompt: what a value head reads (``consensus.scorers.text.LMVerifier``). The torch and
+    llama.cpp backends do; a served model behind the OpenAI API does not expose them."""
+
+    def hidden_states(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[torch.Tensor]:
+        """One float32 [continuation tokens, hidden size] tensor per prompt and continuation."""
+

@@ -1,0 +1,107 @@
+"""An LM verifier: the generator's own language model reads a question and a candidate solution, and a value head on
+its last layer gives the logit that the solution's final answer is right.
+
+Cobbe et al. (2021) trained GSM8K's verifiers this way: the generator's LM with a scalar head, on the generator's own
+samples of training problems, each labelled by whether its final answer is the gold one. Here the LM stays frozen and
+only the head is trained (``scripts/train_lm_verifier.py``; its model card says on what and how well): the LM's
+hidden states after the final norm at the solution's tokens, given the prompt, summarised as
+
+    f = [mean over the solution's tokens, the last token]            (2 × hidden size)
+
+standardised by the training set's mean and spread, then a one-hidden-layer MLP gives the logit ℓ, and
+
+    E = −log σ(ℓ) = softplus(−ℓ)                                      (the negative log-probability of "right").
+
+The states come from whichever backend the LM runs on (``ReadsHiddenStates``): llama.cpp over the GGUF by default,
+as the head was trained; the torch backend reads the same model unquantised, a small shift the head was not
+trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from consensus.core.scorer import Scorer
+from consensus.generators.text.protocol import ReadsHiddenStates
+from consensus.zoo import WEIGHTS_DIR
+
+LM_VERIFIER_WEIGHTS = WEIGHTS_DIR / "math-lm-verifier"
+
+
+def solution_features(states: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[mean over tokens, last token] of each solution's hidden states ``[tokens, hidden]``; zeros for an empty one."""
+    rows = []
+    for s in states:
+        s = s.float()
+        rows.append(torch.cat([s.mean(0), s[-1]]) if len(s) else s.new_zeros(2 * s.shape[-1]))
+    return torch.stack(rows)
+
+
+class ValueHead(nn.Module):
+    """Standardise the features by the training set's statistics, then a one-hidden-layer MLP to one logit."""
+
+    def __init__(self, features: int, hidden: int = 64, dropout: float = 0.1):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("scale", torch.ones(features))
+        self.mlp = nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp((features - self.mean) / self.scale)[:, 0]
+
+
+def load_value_head(folder: str | Path = LM_VERIFIER_WEIGHTS) -> ValueHead:
+    """The head a training run wrote to ``folder`` (``config.json`` and ``head.pt``), ready to score."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())["head"]
+        state = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
+    except (OSError, KeyError, json.JSONDecodeError) as e:
+        raise FileNotFoundError(f"no LM verifier head in {folder} ({e}); train one with "
+                                f"python scripts/train_lm_verifier.py --out {folder}") from e
+    head = ValueHead(config["features"], config["hidden"])
+    head.load_state_dict(state)
+    return head.eval()
+
+
+class LMVerifier(Scorer):
+    """Energy = softplus(−ℓ), ℓ the value head's logit that the solution is right (the module docstring).
+
+    Args:
+        lm: the LM whose hidden states the head reads (a ``ReadsHiddenStates`` backend; the head was trained on the
+            math generator's, Gemma 3 270M + the GSM LoRA, on llama.cpp).
+        prompt: turns the condition (the question) into the text the solution continues, as the head was trained.
+        weights: the head's folder.
+    """
+
+    modality = "text"
+    differentiable = False
+
+    def __init__(self, lm: ReadsHiddenStates, prompt: Callable[[str], str] = lambda condition: condition,
+                 weights: str | Path = LM_VERIFIER_WEIGHTS, name: str = "LMVerifier"):
+        if not isinstance(lm, ReadsHiddenStates):
+            raise TypeError(f"{type(lm).__name__} gives no hidden states; an LM verifier needs the torch or llama.cpp "
+                            "backend (a served model's API does not expose them)")
+        self.lm, self.prompt, self.head, self._name = lm, prompt, load_value_head(weights), name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def energy(self, candidates: Sequence[str], condition: str) -> torch.Tensor:
+        [energies] = self.energy_items([candidates], [condition])
+        return energies
+
+    def energy_items(self, candidate_sets: Sequence[Sequence[str]], conditions: Sequence[str],
+                     noise_levels: Sequence[None] | None = None) -> list[torch.Tensor]:
+        """Every item's candidates in one ``hidden_states`` call (the candidates of a question share its prompt)."""
+        prompts = [self.prompt(condition) for condition, cs in zip(conditions, candidate_sets) for _ in cs]
+        states = self.lm.hidden_states(prompts, [str(c) for cs in candidate_sets for c in cs])
+        with torch.no_grad():
+            energies = nn.functional.softplus(-self.head(solution_features(states))).double()
+        return list(energies.split([len(cs) for cs in candidate_sets]))
