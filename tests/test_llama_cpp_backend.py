@@ -150,15 +150,16 @@ def test_the_torch_path_takes_bfloat16_only_where_the_cpu_computes_it(tmp_path, 
 
 def test_hidden_states_are_the_torch_paths_within_llamas_rounding(llama_gemma, gemma_float32):
     """The last layer's states at a continuation's tokens: as the torch path reads them (the same directions, within
-    llama.cpp's 8-bit activations), the same whether a pair is read alone, beside others or after its prompt was
-    kept from an earlier call; an empty continuation has none."""
+    llama.cpp's 8-bit activations), the same whether a pair is read alone, beside others or from its prompt kept by
+    an earlier call; an empty continuation has none."""
     problems = gsm_symbolic("train", 2, seed=3)
     prompts = [format_prompt(p.question) for p in problems]
     solutions = [p.solution for p in problems]
     llama_gemma.prefix_cache.clear()
     together = llama_gemma.hidden_states(prompts + prompts[:1], solutions + [""])
     alone = llama_gemma.hidden_states(prompts[1:], solutions[1:])
-    again = llama_gemma.hidden_states(prompts[1:], solutions[1:])  # its prompt kept by the call before
+    llama_gemma.sample(prompts[1:], 1, max_new_tokens=2, temperature=0.0)  # keeps the prompt: read from it next
+    again = llama_gemma.hidden_states(prompts[1:], solutions[1:])
     torch_path = gemma_float32.hidden_states(prompts, solutions)
     cosine = torch.nn.functional.cosine_similarity
     for ours, theirs in zip(together, torch_path):

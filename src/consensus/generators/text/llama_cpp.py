@@ -389,7 +389,7 @@ class LlamaCppGenerator:
                       batch_size: int = 16) -> list[torch.Tensor]:
         """The last layer's hidden states (after the final norm) at each token of prompt + continuation after the
         prompt's, given all before it: one float32 [tokens, n_embd] tensor per pair. Read ``batch_size`` pairs at a
-        time, each from the kept sequence that holds most of its prompt (the candidates of one question share it)."""
+        time, each from the kept sequence that holds most of its prompt, as ``continuation_logprobs`` reads them."""
         if len(prompts) != len(continuations):
             raise ValueError("hidden_states needs one prompt per continuation")
         start, kept, results = time.perf_counter(), self.prefix_cache, []
@@ -407,8 +407,7 @@ class LlamaCppGenerator:
                            for pos, tok in enumerate(ids) if pos >= length]
                 states = self._decode(entries, hidden=True)
                 for (seq, _), ids, first in zip(started, texts, firsts):
-                    self._lc.llama_memory_seq_rm(kept.memory, seq, first, -1)
-                    kept.keep(seq, ids[:first])  # the prompt stays for the next candidates of its question
+                    kept.release(seq)
                     results.append(states[:len(ids) - first])
                     states = states[len(ids) - first:]
         except BaseException:

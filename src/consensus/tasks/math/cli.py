@@ -63,6 +63,9 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
                                                     "--method adaptive)")
     p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
     add_ensemble_options(p, normalization="zscore")
+    p.add_argument("--lm-verifier", action="store_true",
+                   help="a fifth expert: the LM verifier, a value head on the generator's own last-layer states "
+                        "(trained on the GSM generator's samples; the torch or llama.cpp backend)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="what runs the generator: torch (transformers; bfloat16 where the CPU computes it natively, "
                         "float32 otherwise), llama.cpp (a GGUF) or openai (an OpenAI-compatible server at --base-url); "
@@ -90,7 +93,7 @@ def run_settings(args: argparse.Namespace) -> dict:
     generator = {"backend": backend, **({"dtype": str(resolve_dtype("auto")).removeprefix("torch.")}
                                         if backend == "torch" else {})}
     return {"task": "math", "version": consensus.__version__, **{name: getattr(args, name) for name in names},
-            "generator": generator}
+            **({"lm_verifier": True} if args.lm_verifier else {}), "generator": generator}
 
 
 def run_folder(out: str | None, settings: dict) -> Path:
@@ -132,7 +135,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     else:
         lm = load_math_generator(args.model, args.adapter, backend=args.backend, base_url=args.base_url)
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(
-        lm, exemplars, **ensemble_options(args))
+        lm, exemplars, lm_verifier=args.lm_verifier, **ensemble_options(args))
     ensemble = with_user_scorers(with_weights(ensemble, args.weights), user_scorers(args.scorer))
     experiment = Experiment(lm, ensemble, exemplars=exemplars)
 

@@ -31,6 +31,7 @@ from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
 from consensus.scorers.text import AnswerAgreement, ArithmeticVerifier, LMLikelihood
 from consensus.scorers.text.answers import extract_flexible
+from consensus.scorers.text.lm_verifier import LMVerifier
 from consensus.scorers.text.verifier import SolutionEncoder, StepVerifier, TrainedVerifier
 from consensus.tasks.math.data import Problem
 from consensus.tasks.math.prompt import STOP, format_prompt, is_complete
@@ -65,10 +66,11 @@ MAX_STEPS = 24  # lines a step-level solution may take: twice the longest gold s
 
 
 def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (), normalization: Normalization = "zscore",
-                   step_verifier: bool = False, **options: Any) -> Ensemble:
-    """The four math experts, equally weighted, z-scored across each candidate set; ``step_verifier`` adds a
-    fifth, the process verifier, sharing the outcome verifier's sentence encoder (and its embeddings of the
-    candidates). It is not a default: measured, it adds nothing the four do not (README, math results).
+                   step_verifier: bool = False, lm_verifier: bool = False, **options: Any) -> Ensemble:
+    """The four math experts, equally weighted, z-scored across each candidate set; ``step_verifier`` adds the
+    process verifier, sharing the outcome verifier's sentence encoder (and its embeddings of the candidates), and
+    ``lm_verifier`` the LM verifier, a value head on ``lm``'s own states (trained on the GSM generator's, zero-shot;
+    a backend that gives hidden states). Neither is a default: their measurements are in the README's math results.
     ``options``: the rest of ``Ensemble``'s keywords (nonfinite, combination, spread)."""
     encoder = SolutionEncoder()
     scorers = [
@@ -77,6 +79,7 @@ def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (), normali
         AnswerAgreement(),
         TrainedVerifier(encoder=encoder),
         *([StepVerifier(encoder=encoder)] if step_verifier else []),
+        *([LMVerifier(lm, prompt=lambda q: format_prompt(q, exemplars))] if lm_verifier else []),
     ]
     return Ensemble(scorers, normalization=normalization, **options)
 
