@@ -62,7 +62,12 @@ def choose(proposals, final: torch.Tensor, target: torch.Tensor) -> dict[str, An
 
 
 class TokenReweight(Feedback):
-    """Pick the next token by log p_LM + log softmax(−E/τ) over the k candidates."""
+    """Pick the next token by log p_LM + log softmax(−E/τ) over the k candidates.
+
+    τ (``temperature``, CacheShift's too) is in the energies' units: for z-scores across the k candidates (an
+    Ensemble with normalization="zscore") the default 0.25 makes a candidate one standard deviation better e^4 ≈ 55
+    times more likely in the target; for energies that are already calibrated logits (the video-QA ensemble,
+    ``Ensemble.log_linear_pool``) use τ = 1."""
 
     needs_hooks = TokenHooks
 

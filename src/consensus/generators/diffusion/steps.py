@@ -158,6 +158,7 @@ class DenoisingSteps:
                 candidates = self.denoiser.decode(x0)
         else:
             candidates = x0
+
         def unguided(x: torch.Tensor) -> torch.Tensor:  # the model's ε for this x_t, held fixed
             return eps_to_x0(x, eps, alpha_bar)
 
