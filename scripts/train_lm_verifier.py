@@ -38,13 +38,13 @@ from consensus.tasks.math.generator import load_math_generator
 from consensus.tasks.math.prompt import format_prompt
 
 
-def features(samples_path: Path, out: Path, gold: bool) -> list[dict]:
+def features(samples_path: Path, out: Path, gold: bool, backend: str) -> list[dict]:
     """Per problem: the features of its samples (and its gold solution), their labels and its template."""
     problems = read_results(samples_path)
     if not problems:
         raise SystemExit(f"no samples in {samples_path}; draw them with scripts/sample_math_generator.py")
     solutions = {p.question: p.solution for p in gsm_symbolic(**VERIFIER_TRAINING)} if gold else {}
-    lm = load_math_generator()
+    lm = load_math_generator(backend=backend)
 
     def extract(batch):
         for p in batch:
@@ -97,6 +97,8 @@ def main() -> None:
     ap.add_argument("--samples", type=Path, default=Path("build/math-verifier-samples.jsonl"))
     ap.add_argument("--features", type=Path, default=Path("build/lm-verifier-features.jsonl"))
     ap.add_argument("--gold", action="store_true", help="each problem's gold solution as one more right sample")
+    ap.add_argument("--backend", default="auto", choices=("auto", "llama.cpp", "torch"),
+                    help="what reads the LM's states (auto: llama.cpp where installed, as the scorer reads them)")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--held-out", type=float, default=0.2, help="share of templates held out for validation")
@@ -104,7 +106,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=LM_VERIFIER_WEIGHTS)
     args = ap.parse_args()
     start = time.perf_counter()
-    rows = features(args.samples, args.features, args.gold)
+    rows = features(args.samples, args.features, args.gold, args.backend)
     extracted = time.perf_counter() - start
     templates = sorted({r["template"] for r in rows})
     held = set(random.Random(args.seed).sample(templates, max(1, round(args.held_out * len(templates)))))
@@ -114,7 +116,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(head.state_dict(), args.out / "head.pt")
     config = {"head": {"features": head.mean.numel(), "hidden": args.hidden},
-              "lm": "the math generator (Gemma 3 270M + gemma-270m-gsm-lora) on llama.cpp, frozen",
+              "lm": f"{rows[0]['settings']['lm']} on {rows[0]['settings']['backend']}, frozen",
               "prompt": "consensus.tasks.math.prompt.format_prompt(question), zero-shot",
               "problems": len(rows), "templates": len(templates), "held_out_templates": sorted(held),
               "samples": sum(r["samples"] for r in rows), "right_samples": sum(sum(r["right"][:r["samples"]])
