@@ -95,19 +95,28 @@ def draw(generator, experts: tuple[str, ...] | None, setting: dict | None, n: in
     return torch.cat(images), (time.perf_counter() - start) / n
 
 
-def best_of(generator, k: int, n: int) -> tuple[torch.Tensor, float]:
-    """Best of k unguided samples per slot, by the ensemble's energy on the finished images: one engine run per slot,
-    whose one step proposes the slot's k draws and ``Best()`` keeps the lowest (draw j > 0 of batch b has seed
-    10,000·j + b, away from the validation and test seeds)."""
-    ensemble = ensemble_for(SCORER_NAMES, {})
+def best_of(generator, k: int, n: int, ensemble: Ensemble | None = None) -> tuple[torch.Tensor, float]:
+    """Best of k unguided samples per slot, by the ensemble's energy on the finished images (by default the three
+    guidance scorers' summed raw energies; ``unguided_draws`` says which draws)."""
+    ensemble = ensemble or ensemble_for(SCORER_NAMES, {})
     images, start = [], time.perf_counter()
     for b in range(n // BATCH):
-        draws = torch.stack([generator.generate(BATCH, None, None, num_inference_steps=STEPS, seed=b + 10_000 * j).images
-                             for j in range(k)], dim=1)  # [BATCH, k, C, H, W]
-        for pool, class_name in zip(draws, classes_of(b)):
-            images.append(run_consensus(lambda condition, population, rng, pool=pool: Proposals(pool), ensemble,
-                                        class_name, feedback=Best()).best)
-    return torch.stack(images), (time.perf_counter() - start) / n
+        images.append(picked(unguided_draws(generator, k, b), classes_of(b), ensemble))
+    return torch.cat(images), (time.perf_counter() - start) / n
+
+
+def unguided_draws(generator, k: int, batch: int) -> torch.Tensor:
+    """k unguided draws for each slot of a batch, ``[BATCH, k, C, H, W]``: draw j of batch b has seed 10,000·j + b,
+    away from the validation and test seeds."""
+    return torch.stack([generator.generate(BATCH, None, None, num_inference_steps=STEPS, seed=batch + 10_000 * j).images
+                        for j in range(k)], dim=1)
+
+
+def picked(draws: torch.Tensor, classes: list[str], ensemble: Ensemble) -> torch.Tensor:
+    """Each slot's lowest-energy draw: one engine run per slot, whose one step proposes the slot's draws and
+    ``Best()`` keeps the lowest."""
+    return torch.stack([run_consensus(lambda condition, population, rng, pool=pool: Proposals(pool), ensemble,
+                                      class_name, feedback=Best()).best for pool, class_name in zip(draws, classes)])
 
 
 def describe(setting: dict | None) -> str:

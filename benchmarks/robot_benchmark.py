@@ -11,6 +11,9 @@ another setting is refused. At the end (and with --report alone) the package's r
     nohup python benchmarks/robot_benchmark.py --samples 12 > benchmarks/results/robot.log 2>&1 &
     # at the task's budget (CEM_SAMPLES, the CLI's default):
     python benchmarks/robot_benchmark.py --samples 24 --episodes 108 --out benchmarks/results/robot-samples24
+    # the conservative combinations against the sum, paired on the committed run's first episodes:
+    python benchmarks/robot_benchmark.py --samples 12 --episodes 60 --methods ensemble --normalization zscore \
+        --combination worst --out benchmarks/results/robot-worst
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from pathlib import Path
 
 import torch
 
+from consensus.core.ensemble import COMBINATIONS, check_combination
 from consensus.distributed.sharded import add_ray_options, connect, sharded
+from consensus.eval.metrics import paired_difference
 from consensus.eval.harness import read_results, run_resumable
 from consensus.tasks.robot.episode import CEM_ROUNDS, CEM_SAMPLES
 from consensus.tasks.robot.experiment import episode_solver
@@ -41,8 +46,17 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=CEM_ROUNDS, help="CEM rounds per action")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--report", action="store_true", help="only rewrite the summary from the finished episodes")
+    ap.add_argument("--normalization", default="none", choices=("none", "zscore", "rank", "minmax"),
+                    help="how the ensemble normalises each view's energies across a CEM round's candidates")
+    ap.add_argument("--combination", default="sum", choices=COMBINATIONS,
+                    help="the ensemble's combination: the weighted sum, or a conservative one (needs a normalisation)")
+    ap.add_argument("--spread", type=float, default=1.0, help="λ of --combination uncertainty")
+    ap.add_argument("--versus", default=None, metavar="FOLDER",
+                    help="another run's folder: each method's success against that run's, paired over the seeds both "
+                         "ran (e.g. a conservative combination against the committed summed ensemble)")
     add_ray_options(ap, "episodes")
     args = ap.parse_args()
+    check_combination(args.combination, args.normalization, args.spread)
     torch.set_num_threads(1)  # small shared machines
     out = Path(args.out)
     log = out / "robot_episodes.jsonl"
@@ -51,6 +65,11 @@ def main() -> None:
         "iterations": args.iterations,
         "segmenter_sha256": hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()[:16],
     }
+    # the ensemble's options, where they are not the summed raw energies every committed run used
+    options = {k: v for k, v in (("normalization", args.normalization), ("combination", args.combination),
+                                 ("spread", args.spread)) if v != {"normalization": "none", "combination": "sum",
+                                                                  "spread": 1.0}[k]}
+    settings.update(options)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -63,15 +82,34 @@ def main() -> None:
         solve = executor = None
         if args.ray:  # every worker loads the segmenter once; the file gets each episode exactly once
             connect(args.ray, num_cpus=args.workers)
-            executor = sharded(functools.partial(episode_solver, args.samples, args.iterations), args.workers)
+            executor = sharded(functools.partial(episode_solver, args.samples, args.iterations, **options),
+                               args.workers)
         else:
-            solve = episode_solver(args.samples, args.iterations)
+            solve = episode_solver(args.samples, args.iterations, **options)
         rows = run_resumable(episodes, lambda e: f"{e[0]}/{e[1]}", solve, log, settings=settings,
                              correct=lambda r: r["success"], description="robot episodes", executor=executor)
     summary = summarize(rows, {"episodes": args.episodes, **settings})
+    if args.versus:
+        summary["versus"] = {"run": args.versus, "methods": versus(rows, read_results(Path(args.versus) / log.name))}
     (out / "robot.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "robot.md").write_text(markdown(summary))
     print(markdown(summary))
+    for method, v in summary.get("versus", {}).get("methods", {}).items():
+        print(f"{method} against {args.versus}, {v['episodes']} paired episodes: {v['here']} against {v['there']} "
+              f"solved, {v['points']:+.1f} points [{v['low']:+.1f}, {v['high']:+.1f}]")
+
+
+def versus(rows: list[dict], other: list[dict]) -> dict[str, dict]:
+    """Per method, success here minus success in the other run, paired over the seeds both ran."""
+    theirs = {(r["method"], r["seed"]): r["success"] for r in other}
+    out = {}
+    for method in sorted({r["method"] for r in rows}):
+        pairs = [(r["success"], theirs[method, r["seed"]]) for r in rows
+                 if r["method"] == method and (method, r["seed"]) in theirs]
+        if pairs:
+            out[method] = {"episodes": len(pairs), "here": sum(a for a, _ in pairs), "there": sum(b for _, b in pairs),
+                           **paired_difference([a for a, _ in pairs], [b for _, b in pairs])}
+    return out
 
 
 if __name__ == "__main__":

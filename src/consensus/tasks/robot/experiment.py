@@ -29,8 +29,9 @@ def build_ensemble(cameras: Sequence[Camera], segmenter: Segmenter, **options: A
     return Ensemble([view_scorer(c, segmenter) for c in cameras], **options)
 
 
-def make_policy(method: str, segmenter: Segmenter | None, samples: int, iterations: int):
-    """``random``, ``ensemble`` (every view) or ``view:<camera>`` (one view), as the benchmark compares them."""
+def make_policy(method: str, segmenter: Segmenter | None, samples: int, iterations: int, **options: Any):
+    """``random``, ``ensemble`` (every view) or ``view:<camera>`` (one view), as the benchmark compares them;
+    ``options``: the ensemble's keywords (``build_ensemble``)."""
     from consensus.tasks.robot.episode import ConsensusPolicy, RandomPolicy
     from consensus.tasks.robot.scene import DEFAULT_CAMERAS
 
@@ -39,12 +40,13 @@ def make_policy(method: str, segmenter: Segmenter | None, samples: int, iteratio
     cameras = DEFAULT_CAMERAS if method == "ensemble" else [c for c in DEFAULT_CAMERAS if f"view:{c.name}" == method]
     if not cameras:
         raise ValueError(f"unknown method {method!r}; use random, ensemble or view:<camera>")
-    return ConsensusPolicy(build_ensemble(cameras, segmenter), samples=samples, iterations=iterations)
+    return ConsensusPolicy(build_ensemble(cameras, segmenter, **options), samples=samples, iterations=iterations)
 
 
-def episode_solver(samples: int, iterations: int):
+def episode_solver(samples: int, iterations: int, **options: Any):
     """``solve(batch of (method, seed)) -> rows``: episode ``seed`` has ``seed % 3 + 1`` relations and the
-    step budget of its goal; the segmenter loads once (in a sharded run, once per worker)."""
+    step budget of its goal; the segmenter loads once (in a sharded run, once per worker). ``options``: the
+    ensemble's keywords (a normalisation and a conservative combination, say)."""
     from consensus.tasks.robot.data import sample_task
     from consensus.tasks.robot.episode import run_episode, step_budget
     from consensus.zoo.segmenter import load_segmenter
@@ -55,7 +57,7 @@ def episode_solver(samples: int, iterations: int):
     def solve(batch: Sequence[tuple[str, int]]) -> Iterable[dict[str, Any]]:
         for method, seed in batch:
             if method not in policies:
-                policies[method] = make_policy(method, segmenter, samples, iterations)
+                policies[method] = make_policy(method, segmenter, samples, iterations, **options)
             task = sample_task(seed, seed % 3 + 1)
             res = run_episode(task.spec, task.goal, policies[method], step_budget(task.goal), seed=seed)
             yield {"method": method, "seed": seed, "difficulty": task.difficulty, "goal": str(task.goal),
