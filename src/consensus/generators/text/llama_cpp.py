@@ -385,31 +385,31 @@ class LlamaCppGenerator:
     def _carried(self, prompt: str, continuation: str) -> torch.Tensor | None:
         return carried_logprobs(self, prompt, continuation, self.tokenize)
 
-    def hidden_states(self, prompts: Sequence[str], continuations: Sequence[str],
-                      batch_size: int = 16) -> list[torch.Tensor]:
+    def hidden_states(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[torch.Tensor]:
         """The last layer's hidden states (after the final norm) at each token of prompt + continuation after the
-        prompt's, given all before it: one float32 [tokens, n_embd] tensor per pair. Read ``batch_size`` pairs at a
-        time, each from the kept sequence that holds most of its prompt, as ``continuation_logprobs`` reads them."""
+        prompt's, given all before it: one float32 [tokens, n_embd] tensor per pair. Each pair is read in a call of
+        its own into an empty cache (the kept sequences are forgotten first), so its states are the same whatever
+        else is read with it or was kept before: batching pairs, starting from a kept prompt or beside other kept
+        cells moves them by up to about 1% here, and what a value head reads for a candidate should not depend on
+        the other candidates."""
         if len(prompts) != len(continuations):
             raise ValueError("hidden_states needs one prompt per continuation")
         start, kept, results = time.perf_counter(), self.prefix_cache, []
+        kept.clear()
         self._lc.llama_set_embeddings(self._ctx, True)
         try:
-            for group in range(0, len(prompts), batch_size):
-                texts = [self.tokenize(p + c) for p, c in zip(prompts[group:group + batch_size],
-                                                               continuations[group:group + batch_size])]
-                firsts = [min(len(self.tokenize(p)), len(ids)) for p, ids in zip(prompts[group:], texts)]
-                if (longest := max(map(len, texts))) > self.context:
-                    raise ValueError(f"a prompt and its continuation are {longest} tokens, beyond the "
+            for prompt, continuation in zip(prompts, continuations):
+                ids = self.tokenize(prompt + continuation)
+                first = min(len(self.tokenize(prompt)), len(ids))
+                if len(ids) > self.context:
+                    raise ValueError(f"a prompt and its continuation are {len(ids)} tokens, beyond the "
                                      f"{self.context}-token context of {self.name}; shorten them")
-                started = kept.start(texts, firsts)
-                entries = [(tok, pos, seq, pos >= first) for ids, first, (seq, length) in zip(texts, firsts, started)
-                           for pos, tok in enumerate(ids) if pos >= length]
-                states = self._decode(entries, hidden=True)
-                for (seq, _), ids, first in zip(started, texts, firsts):
+                seq = kept.take()
+                try:
+                    results.append(self._decode([(tok, pos, seq, pos >= first) for pos, tok in enumerate(ids)],
+                                                hidden=True))
+                finally:
                     kept.release(seq)
-                    results.append(states[:len(ids) - first])
-                    states = states[len(ids) - first:]
         except BaseException:
             kept.clear()
             raise
