@@ -2,7 +2,8 @@
 
 It scores the committed samples of setting (a), the same 200 problems and 8 samples each as the committed table
 (``math-gsm_symbolic_train_templates.jsonl``: new problems of the generator's training templates), and those of its
-100 development problems (``...-dev.jsonl``, disjoint from them), resumable through the harness into
+100 development problems (``...-dev.jsonl``, disjoint from them): the LM's features of every sample are read once,
+resumable through the harness into build/ (a cache), and the committed head's energies of them are written to
 math-lm-verifier.jsonl and math-lm-verifier-dev.jsonl; the four experts' energies are the committed ones. Then:
 
 - validation: each expert's ranking AUC on the development problems (held-out problems of the training templates;
@@ -23,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from consensus.core.ensemble import Ensemble
+from consensus.core.files import write_atomic
 from consensus.core.weighting import DevSet, fit_weights, select_with_weights, write_weights
 from consensus.eval.harness import read_results, run_resumable
 from consensus.eval.metrics import accuracy, ranking_auc, within_problem_auc
 from consensus.scorers.text.answers import extract_flexible, is_correct
-from consensus.scorers.text.lm_verifier import LMVerifier
+from consensus.scorers.text.lm_verifier import LMVerifier, solution_features
 from consensus.tasks.math.generator import load_math_generator
 from consensus.tasks.math.prompt import format_prompt
 from consensus.tasks.math.report import Fitted, markdown, summarize
@@ -40,16 +41,26 @@ STEP_VERIFIER_DEV = RESULTS / f"math-{FAMILY}-step-verifier-dev.jsonl"
 NAME = "LMVerifier"
 
 
-def scored(records: list[dict], verifier: Ensemble, path: Path, batch: int, settings: dict) -> dict[str, dict]:
-    """The verifier's energies of every record's samples (and seconds a problem), by record id."""
-    def score(group: list[dict]):
-        start = time.perf_counter()
-        energies = verifier.score_items([r["samples"] for r in group], [r["question"] for r in group])
-        seconds = (time.perf_counter() - start) / len(group)
-        return [{"energies": e.per_scorer[NAME].tolist(), "seconds": seconds} for e in energies]
+def features_of(records: list[dict], lm, path: Path, batch: int) -> dict[str, list]:
+    """Every record's samples' features (``solution_features`` of the LM's states), by record id: read once, kept
+    in ``path`` (build/, a cache: the head that reads them can change without reading the LM again)."""
+    def extract(group: list[dict]):
+        for r in group:
+            start = time.perf_counter()
+            states = lm.hidden_states([format_prompt(r["question"])] * len(r["samples"]), r["samples"])
+            yield {"features": solution_features(states).half().tolist(), "seconds": time.perf_counter() - start}
 
-    return {r["id"]: r for r in run_resumable(records, lambda r: r["id"], score, path, batch_size=batch,
-                                              description=path.stem, settings=settings)}
+    return {r["id"]: r for r in run_resumable(records, lambda r: r["id"], extract, path, batch_size=batch,
+                                              description=path.stem, settings={"lm": lm.name, "backend": lm.backend})}
+
+
+def scored(records: list[dict], verifier: LMVerifier, features: dict[str, dict], path: Path) -> dict[str, dict]:
+    """The verifier's energies of every record's samples and its seconds a problem (reading the states and the
+    head), written to ``path``; by record id."""
+    out = {r["id"]: {"energies": verifier.energy_of_features(torch.tensor(features[r["id"]]["features"])).tolist(),
+                     "seconds": features[r["id"]]["seconds"]} for r in records}
+    write_atomic(path, "".join(json.dumps({"id": k, **v}) + "\n" for k, v in out.items()))
+    return out
 
 
 def with_verifier(record: dict, verdict: dict, names: list[str]) -> dict:
@@ -80,11 +91,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4, help="problems scored per call")
     args = ap.parse_args()
     lm = load_math_generator()
-    verifier = Ensemble([LMVerifier(lm, prompt=format_prompt)])
+    verifier = LMVerifier(lm, prompt=format_prompt)
     settings = {"verifier": NAME, "lm": lm.name, "backend": lm.backend}
     records, dev = read_results(EVALUATION), read_results(DEVELOPMENT)
-    verdicts = scored(records, verifier, RESULTS / "math-lm-verifier.jsonl", args.batch, settings)
-    dev_verdicts = scored(dev, verifier, RESULTS / "math-lm-verifier-dev.jsonl", args.batch, settings)
+    cache = Path(__file__).parent.parent / "build"
+    verdicts = scored(records, verifier, features_of(records, lm, cache / "lm-verifier-eval-features.jsonl",
+                                                     args.batch), RESULTS / "math-lm-verifier.jsonl")
+    dev_verdicts = scored(dev, verifier, features_of(dev, lm, cache / "lm-verifier-dev-features.jsonl", args.batch),
+                          RESULTS / "math-lm-verifier-dev.jsonl")
     names = [*(k for k in records[0]["energies"] if k != "ensemble"), NAME]
     records = [with_verifier(r, verdicts[r["id"]], names) for r in records]
     dev = [with_verifier(r, dev_verdicts[r["id"]], names) for r in dev]

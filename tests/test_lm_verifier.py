@@ -6,21 +6,22 @@ import json
 import pytest
 import torch
 
-from consensus.scorers.text.lm_verifier import LMVerifier, ValueHead, load_value_head, solution_features
+from consensus.scorers.text.lm_verifier import (EMPTY_ENERGY, LMVerifier, ValueHead, load_value_head,
+                                                solution_features)
 
 QUESTION = "Question: What is 2 + 3?\nAnswer:"
 SOLUTIONS = [" 2 + 3 = 5\n#### 5", " 2 + 3 = 6\n#### 6", ""]
 
 
-def random_head(folder, lm, hidden: int = 8):
+def random_head(folder, lm):
     """A head for ``lm``'s hidden size with random weights and statistics, saved as a training run saves one."""
     torch.manual_seed(0)
-    features = 2 * lm.model.config.hidden_size
-    head = ValueHead(features, hidden)
+    features = lm.model.config.hidden_size
+    head = ValueHead(features)
     head.mean.normal_()
     head.scale.uniform_(0.5, 2.0)
     torch.save(head.state_dict(), folder / "head.pt")
-    (folder / "config.json").write_text(json.dumps({"head": {"features": features, "hidden": hidden}}))
+    (folder / "config.json").write_text(json.dumps({"head": {"features": features}}))
     return folder
 
 
@@ -37,14 +38,16 @@ def test_hidden_states_are_the_models_last_layer_at_the_continuations_tokens(tin
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_the_energy_is_softplus_of_minus_the_heads_logit_on_mean_and_last_states(tiny_lm, tmp_path):
+def test_the_energy_is_softplus_of_minus_the_linear_heads_logit_on_the_mean_state(tiny_lm, tmp_path):
     verifier = LMVerifier(tiny_lm, prompt=lambda question: question, weights=random_head(tmp_path, tiny_lm))
     states = tiny_lm.hidden_states([QUESTION] * 3, SOLUTIONS)
-    features = torch.stack([torch.cat([s.mean(0), s[-1]]) if len(s) else torch.zeros(2 * s.shape[1]) for s in states])
+    features = torch.stack([s.mean(0) if len(s) else torch.zeros(s.shape[1]) for s in states])
     torch.testing.assert_close(solution_features(states), features)
     head = load_value_head(tmp_path)
     with torch.no_grad():
-        want = torch.nn.functional.softplus(-head.mlp((features - head.mean) / head.scale)[:, 0]).double()
+        logit = (features - head.mean) / head.scale @ head.linear.weight[0] + head.linear.bias
+        want = torch.nn.functional.softplus(-logit).double()
+    want[2] = EMPTY_ENERGY  # the empty solution: no tokens for the head to read
     torch.testing.assert_close(verifier.energy(SOLUTIONS, QUESTION), want)
     # two questions' candidates in one call score as each alone
     both = verifier.energy_items([SOLUTIONS[:2], SOLUTIONS[2:]], [QUESTION, QUESTION])

@@ -207,6 +207,12 @@ def _judge(lm):
     return LLMJudge(lm, template="{condition}\n{candidate}\nRight? Answer:", name="LLMJudge[tiny]")  # 256 tokens
 
 
+def _lm_verifier(lm):
+    from consensus.scorers.text.lm_verifier import LMVerifier
+
+    return LMVerifier(lm, prompt=format_prompt)  # the committed head, on the math generator it was trained on
+
+
 def _lm_verifier_tiny(request):
     """The LM verifier's code path on the tiny random LM, with a random head written as a training run writes one."""
     from tests.test_lm_verifier import random_head
@@ -249,6 +255,7 @@ CASES = {
     "process_reward_tiny": _process_reward,
     "judge_tiny": lambda request: Case(_judge(request.getfixturevalue("tiny_lm")), TEXT, QUESTION),
     "lm_verifier_tiny": _lm_verifier_tiny,
+    "lm_verifier": lambda request: Case(_lm_verifier(request.getfixturevalue("llama_gemma")), TEXT, QUESTION),
 }
 # random models have no preference
 RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny", "reward_model_tiny", "process_reward_tiny",
