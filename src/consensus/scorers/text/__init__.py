@@ -4,8 +4,9 @@ from consensus.scorers.text.agreement import AnswerAgreement
 from consensus.scorers.text.arithmetic import ArithmeticVerifier
 from consensus.scorers.text.judge import LLMJudge
 from consensus.scorers.text.likelihood import LMLikelihood
+from consensus.scorers.text.lm_verifier import LMVerifier
 from consensus.scorers.text.reward import ProcessRewardScorer, RewardModelScorer
 from consensus.scorers.text.verifier import StepVerifier, TrainedVerifier
 
-__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LLMJudge", "LMLikelihood", "ProcessRewardScorer",
+__all__ = ["AnswerAgreement", "ArithmeticVerifier", "LLMJudge", "LMLikelihood", "LMVerifier", "ProcessRewardScorer",
            "RewardModelScorer", "StepVerifier", "TrainedVerifier"]
