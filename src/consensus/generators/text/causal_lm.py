@@ -345,15 +345,7 @@ class CausalLMGenerator:
         todo = [i for i, r in enumerate(results) if r is None]
         for i in range(0, len(todo), batch_size):
             rows = todo[i:i + batch_size]
-            ps, cs = [prompts[r] for r in rows], [continuations[r] for r in rows]
-            prompt_lens = [len(self.tokenizer(p)["input_ids"]) for p in ps]
-            enc = self.encode([p + c for p, c in zip(ps, cs)])
-            ids, mask = enc["input_ids"], enc["attention_mask"]
-            if self.context is not None and ids.shape[1] > self.context:
-                raise ValueError(f"a prompt and its continuation are {ids.shape[1]} tokens, beyond the {self.context}-token "
-                                 f"context of {self.name}; shorten them or use a model with a longer context")
-            lengths = mask.sum(1).tolist()
-            n_conts = [max(0, length - plen) for plen, length in zip(prompt_lens, lengths)]
+            ids, mask, n_conts = self._pairs([prompts[r] for r in rows], [continuations[r] for r in rows])
             # Left padding puts every continuation at the end of its row, so the LM head (a
             # 262k-way matmul for Gemma) only needs the last max(n_cont) + 1 positions.
             keep = min(ids.shape[1], max(n_conts) + 1)
@@ -368,6 +360,17 @@ class CausalLMGenerator:
     def _carried(self, prompt: str, continuation: str) -> torch.Tensor | None:
         return carried_logprobs(self, prompt, continuation, lambda text: self.tokenizer(text)["input_ids"])
 
+    def _pairs(self, prompts: Sequence[str], continuations: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """prompt + continuation of each pair, left-padded (ids, attention mask), and each continuation's token count:
+        the tokens of the whole after the prompt's own tokenisation."""
+        prompt_lens = [len(self.tokenizer(p)["input_ids"]) for p in prompts]
+        enc = self.encode([p + c for p, c in zip(prompts, continuations)])
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if self.context is not None and ids.shape[1] > self.context:
+            raise ValueError(f"a prompt and its continuation are {ids.shape[1]} tokens, beyond the {self.context}-token "
+                             f"context of {self.name}; shorten them or use a model with a longer context")
+        return ids, mask, [max(0, length - plen) for plen, length in zip(prompt_lens, mask.sum(1).tolist())]
+
     @torch.inference_mode()
     def hidden_states(self, prompts: Sequence[str], continuations: Sequence[str],
                       batch_size: int = 8) -> list[torch.Tensor]:
@@ -377,17 +380,11 @@ class CausalLMGenerator:
             raise ValueError("hidden_states needs one prompt per continuation")
         start, results = time.perf_counter(), []
         for i in range(0, len(prompts), batch_size):
-            ps, cs = prompts[i:i + batch_size], continuations[i:i + batch_size]
-            prompt_lens = [len(self.tokenizer(p)["input_ids"]) for p in ps]
-            enc = self.encode([p + c for p, c in zip(ps, cs)])
-            ids, mask = enc["input_ids"], enc["attention_mask"]
-            if self.context is not None and ids.shape[1] > self.context:
-                raise ValueError(f"a prompt and its continuation are {ids.shape[1]} tokens, beyond the {self.context}-token "
-                                 f"context of {self.name}; shorten them or use a model with a longer context")
+            ids, mask, n_conts = self._pairs(prompts[i:i + batch_size], continuations[i:i + batch_size])
             last = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), logits_to_keep=1,
                               output_hidden_states=True).hidden_states[-1].float()
-            for row, (plen, length) in enumerate(zip(prompt_lens, mask.sum(1).tolist())):
-                results.append(last[row, last.shape[1] - max(0, length - plen):].cpu())  # left padding: at the end
+            for row, n_cont in enumerate(n_conts):
+                results.append(last[row, last.shape[1] - n_cont:].cpu())  # left padding: the continuation at the end
         self.seconds += time.perf_counter() - start
         return results
 
