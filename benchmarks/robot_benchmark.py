@@ -36,6 +36,7 @@ from consensus.tasks.robot.report import METHODS, markdown, summarize
 from consensus.zoo.segmenter import DEFAULT_WEIGHTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ENSEMBLE_DEFAULTS = {"normalization": "none", "combination": "sum", "spread": 1.0}
 
 
 def main() -> None:
@@ -65,10 +66,9 @@ def main() -> None:
         "iterations": args.iterations,
         "segmenter_sha256": hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()[:16],
     }
-    # the ensemble's options, where they are not the summed raw energies every committed run used
-    options = {k: v for k, v in (("normalization", args.normalization), ("combination", args.combination),
-                                 ("spread", args.spread)) if v != {"normalization": "none", "combination": "sum",
-                                                                  "spread": 1.0}[k]}
+    # the ensemble's options where they differ from the summed raw energies of the committed runs, whose files
+    # then still resume
+    options = {k: getattr(args, k) for k, default in ENSEMBLE_DEFAULTS.items() if getattr(args, k) != default}
     settings.update(options)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
