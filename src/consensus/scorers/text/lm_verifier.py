@@ -37,8 +37,8 @@ EMPTY_ENERGY = 10.0  # an empty solution's: softplus(10), a logit of −10 (p(ri
 
 def solution_features(states: Sequence[torch.Tensor]) -> torch.Tensor:
     """The mean over its tokens of each solution's hidden states ``[tokens, hidden]``; zeros for an empty one, which
-    ``LMVerifier`` does not score by its head. (The
-    last token's state, tried beside it, carried no signal across held-out templates: within-problem AUC 0.45–0.55.)"""
+    ``LMVerifier`` does not score by its head. (The last token's state, tried beside it, carried no signal across
+    held-out templates: within-problem AUC 0.45–0.55.)"""
     return torch.stack([s.float().mean(0) if len(s) else s.new_zeros(s.shape[-1]) for s in states])
 
 
@@ -99,7 +99,7 @@ class LMVerifier(Scorer):
 
     def energy_items(self, candidate_sets: Sequence[Sequence[str]], conditions: Sequence[str],
                      noise_levels: Sequence[None] | None = None) -> list[torch.Tensor]:
-        """Every item's candidates in one ``hidden_states`` call (the candidates of a question share its prompt)."""
+        """Every item's candidates in one ``hidden_states`` call."""
         prompts = [self.prompt(condition) for condition, cs in zip(conditions, candidate_sets) for _ in cs]
         states = self.lm.hidden_states(prompts, [str(c) for cs in candidate_sets for c in cs])
         energies = self.energy_of_features(solution_features(states))
