@@ -1,6 +1,7 @@
 """End to end on the real offline models: Gemma 3 270M + the GSM adapter, the four scorers."""
 
 import json
+import math
 
 import pytest
 
@@ -55,6 +56,23 @@ def test_adaptive_compute_draws_rounds_until_the_answers_agree(tmp_path):
         agreed = max(answers.count(a) for a in set(answers) if a is not None) >= 0.75 * len(answers)
         assert agreed == (r["stop_reason"] == "agreement") or len(rounds) == 3
         assert r["greedy"]["text"] and "correct" in r
+
+
+def test_adaptive_compute_until_verified_stops_once_the_choice_has_its_computations_right(tmp_path):
+    folder = tmp_path / "verified"
+    main(["math", "--source", "chain_sum", "--size", "4", "--method", "adaptive", "--until", "verified", "--n", "8",
+          "--baseline", "none", "--out", str(folder)])
+    records = read_results(folder / "results.jsonl")
+    trace = list(read_trace(folder / "trace.jsonl"))
+    for r in records:
+        rounds = [t for t in trace if t["item"] == r["id"]]
+        assert r["stop_reason"] in ("verified", "complete")
+        for t in rounds:
+            total = [math.inf if e is None else e for e in t["energies"]["total"]]
+            lead = min(range(len(total)), key=total.__getitem__)
+            passed = t["energies"]["per_scorer"]["ArithmeticVerifier"][lead] == 0.0
+            assert passed == (t is rounds[-1] and r["stop_reason"] == "verified")
+    assert any(r["stop_reason"] == "verified" for r in records), "a ± b: some leader has its sum right within 8"
 
 
 def test_cli_evaluates_resumes_takes_a_users_scorer_and_writes_the_trace(tmp_path, capsys):

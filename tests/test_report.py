@@ -106,12 +106,14 @@ def test_accuracy_against_tokens_draws_a_line_per_method_and_one_per_adaptive_ru
 
     curves = {"maj@N": {"1": point(90, 13), "4": point(360, 15), "16": point(1440, 16)},
               "adaptive ensemble, votes ≥ 50%": {"0": point(200, 18)},
-              "adaptive ensemble, votes ≥ 90%": {"0": point(700, 21)}}
+              "adaptive ensemble, votes ≥ 90%": {"0": point(700, 21)},
+              "adaptive ensemble, verified": {"0": point(400, 20)}}
     lines = curve_lines(curves)
     assert lines["maj@N"] == [(90, 13, 8, 18), (360, 15, 10, 20), (1440, 16, 11, 21)]
     assert lines["adaptive ensemble, votes (over the share)"] == [(200, 18, 13, 23), (700, 21, 16, 26)]
+    assert lines["adaptive ensemble, verified"] == [(400, 20, 15, 25)], "a rule without a share: one point"
     svg = accuracy_against_tokens(lines, "curves")
-    assert svg.startswith("<svg") and ">maj@N<" in svg and "log" in svg
+    assert svg.startswith("<svg") and ">maj@N<" in svg and "log" in svg and ">adaptive ensemble, verified<" in svg
     bench = read_benchmark({"curves": curves, "claims": {}})
     assert [m.name for m in bench.methods] == ["maj@N (N=16)", "adaptive ensemble, votes ≥ 50%",
-                                               "adaptive ensemble, votes ≥ 90%"]
+                                               "adaptive ensemble, votes ≥ 90%", "adaptive ensemble, verified"]

@@ -1,9 +1,11 @@
-"""Adaptive compute: the Agreement stopping rule and the Rounds step that grows a pool until the experts agree."""
+"""Adaptive compute: the Agreement and Verified stopping rules and the Rounds step that grows a pool until the
+experts agree."""
 
 import pytest
 import torch
 
-from consensus import Agreement, Budget, Ensemble, Proposals, Rounds, Scorer, TraceWriter, read_trace, run_consensus
+from consensus import (Agreement, Budget, Ensemble, Proposals, Rounds, Scorer, TraceWriter, Verified, read_trace,
+                       run_consensus)
 
 
 class Dice:
@@ -88,6 +90,46 @@ def test_weighted_rounds_stop_when_the_ensemble_is_sure_and_choose_its_best(tmp_
 def test_weighted_agreement_needs_an_ensemble():
     with pytest.raises(ValueError, match="weighted Agreement"):
         run_consensus(Rounds(Dice(2)), None, None, feedback=(), agreement=Agreement(lambda c: c, weighted=True))
+
+
+class Distance(Scorer):
+    """Energy = |c − value|: a second opinion that prefers numbers near ``value``."""
+
+    modality = "number"
+
+    def __init__(self, value):
+        self.value = value
+
+    def energy(self, candidates, condition):
+        return torch.tensor([abs(c - self.value) for c in candidates], dtype=torch.float64)
+
+
+def test_verified_stops_once_the_ensembles_choice_passes_the_check():
+    dice = Dice(faces=6)
+    ensemble = Ensemble([Prefers(3), Distance(3)], normalization="none")
+    trace_of = []
+    run = run_consensus(Rounds(dice), ensemble, None, feedback=(), budget=Budget(iterations=5),
+                        agreement=Verified("Prefers"), callback=trace_of.append)
+    assert run.stop_reason == "verified" and run.best == 3
+    # every earlier round's leader failed the check, so the pool kept growing until a 3 led it
+    assert all(3 not in r["proposals"].candidates for r in trace_of[:-1])
+    assert run.generator_tokens == sum(dice.draws) == [2, 4, 8, 16, 32][run.iterations - 1]
+
+
+def test_verified_reads_the_leader_not_any_candidate():
+    # a 3 is in the pool, but the ensemble leads with a 4 (Distance outweighs Prefers): not verified
+    ensemble = Ensemble([Prefers(3), Distance(4)], weights=[1.0, 10.0], normalization="none")
+    energies = ensemble([3, 4], None)
+    assert not Verified("Prefers").settled([3, 4], energies)
+    assert Verified("Prefers", at_most=1.0).settled([3, 4], energies), "a looser check passes the leader"
+    assert not Verified("Prefers").settled([], None)
+
+
+def test_verified_needs_its_scorer_in_the_ensemble():
+    with pytest.raises(ValueError, match="only Distance"):
+        run_consensus(Rounds(Dice(2)), Ensemble([Distance(1)]), None, feedback=(), agreement=Verified("Prefers"))
+    with pytest.raises(ValueError, match="no scorers"):
+        run_consensus(Rounds(Dice(2)), None, None, feedback=(), agreement=Verified("Prefers"))
 
 
 def test_rounds_of_tensors_concatenate_the_pool():

@@ -4,7 +4,7 @@ A generator proposes, an ensemble of scorers gives each proposal an energy (lowe
 one engine feeds the scorers' verdict back to the generator through feedback forms until they agree.
 """
 
-from consensus.core.agreement import Agreement
+from consensus.core.agreement import Agreement, Verified
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, Proposals, run_consensus
 from consensus.core.ensemble import Ensemble, EnsembleEnergies, NonFiniteEnergyError, normalize
@@ -31,6 +31,7 @@ __all__ = [
     "TokenReweight",
     "TopK",
     "TraceWriter",
+    "Verified",
     "normalize",
     "read_trace",
     "run_consensus",

@@ -1,5 +1,9 @@
-"""When the survivors agree: the engine's stopping rule for "the experts have converged".
+"""When the experts have settled: the engine's stopping rules for "the models agree".
 
+Two rules. ``Agreement``: the survivors' answers agree. ``Verified``: the ensemble's choice passes one expert's
+check (e.g. every computation in a solution is right).
+
+**Agreement.**
 Each survivor has an answer (a final number, a class, a rounded position; None for one that has none yet) and a
 vote weight. The share of an answer is the weight of the survivors that reach it over the weight of all of them,
 and the survivors agree once the leading answer's share reaches ``share``:
@@ -12,6 +16,14 @@ the ensemble's total energy: read as p(i) ∝ exp(−E_i), the ensemble's own be
 the posterior mass of answer a, so the rule stops when the *scorers* (not only the sampler's frequencies) have
 settled on one answer. A survivor without an answer counts in the total and for no answer, so it holds agreement
 back.
+
+**Verified.** Agreement reads the answers' frequencies, so it stops on an answer the sampler repeats, right or wrong;
+when one expert can check a candidate (the arithmetic verifier's energy is the share of wrong computations, 0 when
+all are right), more samples can only change the choice for the better while the leader fails that check. So the
+run stops once the ensemble's leading candidate (lowest total energy) has raw energy ≤ ``at_most`` under
+``scorer``, the expert that checks. It is adaptive compute's "sample until the verifier accepts":
+
+    lead = argmin_i E_total(i),    settled  ⇔  E_scorer(lead) ≤ at_most
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ from typing import Any
 
 import torch
 
+from consensus.core.ensemble import EnsembleEnergies
+
 
 @dataclass(frozen=True)
 class Agreement:
@@ -32,6 +46,7 @@ class Agreement:
     share: float = 1.0
     weighted: bool = False
     temperature: float = 1.0
+    reason = "agreement"  # the run's stop reason when it fires
 
     def __post_init__(self) -> None:
         if not 0.0 < self.share <= 1.0:
@@ -73,3 +88,39 @@ class Agreement:
             return False
         shares = self.shares(candidates, energies)
         return bool(shares) and max(shares.values()) >= self.share - 1e-12
+
+    def check(self, scorers: Sequence[str] | None) -> None:
+        """Refuse a weighted rule where the run has no ensemble (``scorers`` None) to weigh the votes."""
+        if self.weighted and scorers is None:
+            raise ValueError("a weighted Agreement reads the ensemble's energies; pass an ensemble, or weighted=False")
+
+    def settled(self, candidates: Sequence[Any], energies: EnsembleEnergies | None) -> bool:
+        """The engine's test: ``reached`` on the survivors (``candidates``) and their ensemble energies."""
+        return self.reached(candidates, None if energies is None else energies.total.detach())
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The ensemble's leading candidate passes ``scorer``'s check: its raw energy is at most ``at_most``; see the
+    module."""
+
+    scorer: str
+    at_most: float = 0.0
+    reason = "verified"
+
+    def check(self, scorers: Sequence[str] | None) -> None:
+        """Refuse a run whose ensemble lacks the checking scorer, naming the ones it has."""
+        if scorers is None or self.scorer not in scorers:
+            raise ValueError(f"Verified({self.scorer!r}) reads that scorer's energies, and the run's ensemble has "
+                             f"{'no scorers' if scorers is None else 'only ' + ', '.join(scorers)}; add it, or name "
+                             "one of these")
+
+    def settled(self, candidates: Sequence[Any], energies: EnsembleEnergies | None) -> bool:
+        """Whether the candidate of lowest total energy among ``candidates`` has passed the check."""
+        if energies is None or len(candidates) == 0:
+            return False
+        lead = int(torch.argmin(energies.total.detach()))
+        return bool(float(energies.per_scorer[self.scorer][lead]) <= self.at_most)
+
+
+StopRule = Agreement | Verified  # what ``run_consensus(agreement=...)`` takes

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import torch
 
-from consensus.core.agreement import Agreement
+from consensus.core.agreement import StopRule
 from consensus.core.budget import Budget
 from consensus.core.ensemble import Ensemble, EnsembleEnergies, ScorerError
 from consensus.core.feedback.base import Context, Feedback
@@ -134,7 +134,7 @@ def run_consensus(
     feedback: Feedback | Sequence[Feedback] = Best(),
     budget: Budget = Budget(),
     patience: int | None = None,
-    agreement: Agreement | None = None,
+    agreement: StopRule | None = None,
     seed: int | torch.Generator = 0,
     callback: Callable[[dict[str, Any]], None] | None = None,
     trace: TraceWriter | None = None,
@@ -147,7 +147,8 @@ def run_consensus(
     energy has not fallen for ``patience`` iterations (``"plateau"``; only with normalization
     ``none``, since normalised energies are relative to one iteration's candidates); two or more
     survivors agree by the ``Agreement`` rule, e.g. all reach the same final answer, or one answer holds
-    75% of the ensemble's weight (``"agreement"``; ``consensus.core.agreement``).
+    75% of the ensemble's weight (``"agreement"``), or the leading survivor passes a ``Verified`` expert's check
+    (``"verified"``; both in ``consensus.core.agreement``).
 
     ``ensemble=None`` with ``feedback=()`` runs the generator alone (the baseline), through the same
     loop and accounting. ``seed`` is an int or a ``torch.Generator`` that the step and the forms draw
@@ -208,9 +209,9 @@ def run_consensus(
 
 
 def checked_forms(feedback: Feedback | Sequence[Feedback], ensemble: Ensemble | None, patience: int | None,
-                  agreement: Agreement | None) -> list[Feedback]:
-    """The chain of forms, refused (naming what to do) where a form, the patience rule or a weighted agreement
-    needs what the run does not give."""
+                  agreement: StopRule | None) -> list[Feedback]:
+    """The chain of forms, refused (naming what to do) where a form, the patience rule or the stopping rule needs
+    what the run does not give."""
     forms = [feedback] if isinstance(feedback, Feedback) else list(feedback)
     for form in forms:
         if not isinstance(form, Feedback):
@@ -222,8 +223,8 @@ def checked_forms(feedback: Feedback | Sequence[Feedback], ensemble: Ensemble | 
     if ensemble is not None:
         for form in forms:
             form.check(ensemble)
-    if agreement is not None and agreement.weighted and ensemble is None:
-        raise ValueError("a weighted Agreement reads the ensemble's energies; pass an ensemble, or weighted=False")
+    if agreement is not None:
+        agreement.check(None if ensemble is None else ensemble.names)
     if patience is not None and (ensemble is None or ensemble.normalization != "none"):
         raise ValueError("patience compares energies across iterations; use it with normalization='none'")
     return forms
@@ -270,13 +271,13 @@ def _report(record: dict[str, Any], generator_seconds: float, callback: Callable
 
 
 def stop_rule(proposals: Proposals, energies: EnsembleEnergies | None, survivors: list[int], chosen: Any,
-              agreement: Agreement | None, patience: int | None, stale: int) -> str | None:
+              agreement: StopRule | None, patience: int | None, stale: int) -> str | None:
     """Which stopping rule (other than the budget) fires after this iteration, if any."""
     if all(proposals.complete[i] for i in survivors):
         return "complete"
-    if agreement is not None and agreement.reached(chosen, None if energies is None else
-                                                   energies.total.detach()[survivors]):
-        return "agreement"
+    if agreement is not None and agreement.settled(chosen, None if energies is None else EnsembleEnergies(
+            energies.total[survivors], {k: e[survivors] for k, e in energies.per_scorer.items()})):
+        return agreement.reason
     if patience is not None and stale >= patience:
         return "plateau"
     return None

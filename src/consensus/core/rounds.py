@@ -4,7 +4,8 @@ Round r tops the pool up to ``sizes[r]`` candidates (2, 4, 8, … by default) wi
 whole pool, so the scorers judge every candidate drawn so far (normalisation across the pool, answer agreement
 among all of them) and a round costs only its new draws' tokens. Only the last round's candidates are complete,
 so the engine keeps drawing until a stopping rule fires: ``Agreement`` (the survivors' answers agree, by votes
-or by the ensemble's weights), a ``Budget`` of generator tokens, or the last size. Run it without a selecting
+or by the ensemble's weights), ``Verified`` (the ensemble's choice passes one expert's check), a ``Budget`` of
+generator tokens, or the last size. Run it without a selecting
 form (``feedback=()``), so the pool survives whole; the engine's best is then the pool's lowest-energy candidate:
 
     run_consensus(Rounds(steps.propose), ensemble, question, feedback=(),

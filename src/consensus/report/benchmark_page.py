@@ -158,20 +158,21 @@ def benchmark_page(path: Path) -> tuple[str, list[str]]:
 # The methods a scaling figure draws (the table has the rest): more lines than this blur into one band.
 SCALING_FIGURE = ("maj@N", "best-of-N: ArithmeticVerifier", "best-of-N: TrainedVerifier", "ensemble, equal",
                   "ensemble, dev-fitted weights", "ensemble, worst case", "pass@N", "ensemble, step level",
-                  "adaptive ensemble, votes", "adaptive ensemble, ensemble weight")
+                  "adaptive ensemble, votes", "adaptive ensemble, ensemble weight", "adaptive ensemble, verified",
+                  "adaptive ensemble (up to 16), verified")
 
 
 def curve_lines(curves: dict[str, dict[Any, dict[str, Any]]],
                 shown: tuple[str, ...] = SCALING_FIGURE) -> dict[str, list[tuple[float, float, float, float]]]:
     """A scaling benchmark's curves as figure lines, (tokens, accuracy, low, high) per point, for the methods whose
-    names start with one of ``shown``: each method over its budgets N, and each adaptive rule's points (one per
-    stopping share, keyed by N = 0) as one line per rule."""
+    names start with one of ``shown``: each method over its budgets N, and each adaptive rule's points (keyed by
+    N = 0) as one line per rule, over its stopping share where it has one ("… ≥ 75%")."""
     lines: dict[str, list[tuple[float, float, float, float]]] = {}
     for name, by_n in curves.items():
         if not name.startswith(shown):
             continue
         adaptive = set(map(int, by_n)) == {0}
-        line = name.split(" ≥ ")[0] + " (over the share)" if adaptive else name
+        line = name.split(" ≥ ")[0] + " (over the share)" if adaptive and " ≥ " in name else name
         lines.setdefault(line, []).extend((c["tokens"], c["accuracy"], c["low"], c["high"]) for c in by_n.values())
     return lines
 

@@ -120,13 +120,18 @@ def accuracy_against_fid(points: dict[str, Sequence[tuple[float, float, str]]], 
 
 def accuracy_against_tokens(lines: dict[str, Sequence[tuple[float, float, float, float]]], title: str) -> str:
     """Accuracy against generator tokens per problem on a log axis: one line per method through its points
-    (tokens, accuracy, low, high), with its 95% interval as a band."""
+    (tokens, accuracy, low, high), with its 95% interval as a band (a method of one point: a larger marker with
+    its interval as an error bar)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for i, (name, points) in enumerate(lines.items()):
         ordered = sorted(points)
         x, y, low, high = (np.array(v, dtype=float) for v in zip(*ordered))
         colour = plt.cm.tab10(i % 10) if i < 10 else plt.cm.Set2(i % 8)
+        if len(ordered) == 1:
+            ax.errorbar(x, y, yerr=[y - low, high - y], marker="D", markersize=5, color=colour, label=name,
+                        linestyle="", elinewidth=0.8, capsize=2)
+            continue
         style = "--" if name.startswith(("pass@", "adaptive")) else "-"
         ax.plot(x, y, style, marker="o", markersize=3, color=colour, label=name, linewidth=1.2)
         ax.fill_between(x, low, high, color=colour, alpha=0.07, linewidth=0)

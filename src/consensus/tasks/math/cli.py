@@ -58,7 +58,11 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=METHODS, default="solution",
                    help="greedy decoding; majority vote over N; ensemble consensus over N full solutions; "
                         "step-level ensemble consensus; or adaptive compute: full solutions drawn in rounds of 2, 4, "
-                        "8, ... up to N, stopped once 75%% of them give one answer, the ensemble choosing among them")
+                        "8, ... up to N, stopped as --until says, the ensemble choosing among them")
+    p.add_argument("--until", choices=("agree", "verified"), default="agree",
+                   help="when --method adaptive stops drawing: once 75%% of the solutions give one answer (agree), or "
+                        "once the ensemble's choice has every computation right by the arithmetic verifier "
+                        "(verified)")
     p.add_argument("--n", type=int, default=8, help="proposals per problem (per step for --method step; at most, for "
                                                     "--method adaptive)")
     p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
@@ -86,14 +90,16 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
 
 def run_settings(args: argparse.Namespace) -> dict:
     """What a results file must agree on to be resumed (not --size: a run may grow), with the generator's backend as
-    resolved (and the torch path's dtype), so a results file never mixes backends."""
+    resolved (and the torch path's dtype), so a results file never mixes backends. Options added later are recorded
+    only away from their default, so the runs made before them still resume."""
     names = ("source", "seed", "method", "n", "beam", "baseline", "normalization", "nonfinite", "combination", "spread",
              "weights", "model", "adapter", "shots", "scorer", "base_url")
     backend = resolve_backend(args.backend, args.model)
     generator = {"backend": backend, **({"dtype": str(resolve_dtype("auto")).removeprefix("torch.")}
                                         if backend == "torch" else {})}
     return {"task": "math", "version": consensus.__version__, **{name: getattr(args, name) for name in names},
-            **({"lm_verifier": True} if args.lm_verifier else {}), "generator": generator}
+            **({"lm_verifier": True} if args.lm_verifier else {}),
+            **({"until": args.until} if args.until != "agree" else {}), "generator": generator}
 
 
 def run_folder(out: str | None, settings: dict) -> Path:
@@ -122,7 +128,7 @@ def _holds_run_of(folder: Path, settings: dict) -> bool:
 def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     """Load the generator and the scorers once; return ``solve(problems) -> records`` (in a sharded run,
     each worker calls this once). ``solve.generator`` names the generator."""
-    from consensus.tasks.math.experiment import Experiment, build_ensemble
+    from consensus.tasks.math.experiment import UNTIL, Experiment, build_ensemble
     from consensus.tasks.math.generator import load_math_generator
     from consensus.zoo.text_generators import load_text_generator
 
@@ -137,7 +143,7 @@ def make_solve(args: argparse.Namespace, trace: TraceWriter | None = None):
     ensemble = None if args.method in ("greedy", "self-consistency") else build_ensemble(
         lm, exemplars, lm_verifier=args.lm_verifier, **ensemble_options(args))
     ensemble = with_user_scorers(with_weights(ensemble, args.weights), user_scorers(args.scorer))
-    experiment = Experiment(lm, ensemble, exemplars=exemplars)
+    experiment = Experiment(lm, ensemble, exemplars=exemplars, until=UNTIL[args.until])
 
     def solve(batch, method: str = args.method, n: int = args.n, beam: int = args.beam, seed: int = args.seed,
               max_new_tokens: int = experiment.sampling.max_new_tokens, on_iteration=None):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from consensus.core.agreement import Agreement
+from consensus.core.agreement import Agreement, StopRule, Verified
 from consensus.core.budget import Budget
 from consensus.core.engine import ConsensusResult, run_consensus
 from consensus.core.ensemble import Ensemble, Normalization
@@ -49,17 +49,21 @@ def line_steps(lm: TextGenerator, n: int, sampling: Sampling = Sampling(), exemp
 
 
 ADAPTIVE_SHARE = 0.75  # stop once one answer holds 75% of the votes: its_hub's adaptive self-consistency
+# adaptive compute's stopping rules: the answers agree, or the ensemble's choice has every computation right
+UNTIL: dict[str, StopRule] = {"agree": Agreement(extract_flexible, share=ADAPTIVE_SHARE),
+                              "verified": Verified("ArithmeticVerifier", at_most=0.0)}
 
 
 def adaptive(lm: TextGenerator, ensemble: Ensemble, question: str, n: int, seed: int | torch.Generator,
-             sampling: Sampling = Sampling(), exemplars: Sequence[Problem] = (), **engine: Any) -> ConsensusResult:
-    """Adaptive compute: whole solutions drawn in rounds of 2, 4, 8, … up to ``n``, stopped once one final answer
-    holds ``ADAPTIVE_SHARE`` of them; the ensemble chooses among all drawn (``consensus.core.rounds``). ``engine``:
-    the rest of ``run_consensus``'s options (trace, item, callback)."""
+             sampling: Sampling = Sampling(), exemplars: Sequence[Problem] = (), until: StopRule = UNTIL["agree"],
+             **engine: Any) -> ConsensusResult:
+    """Adaptive compute: whole solutions drawn in rounds of 2, 4, 8, … up to ``n``, stopped once ``until`` fires
+    (by default, one final answer holds ``ADAPTIVE_SHARE`` of them); the ensemble chooses among all drawn
+    (``consensus.core.rounds``). ``engine``: the rest of ``run_consensus``'s options (trace, item, callback)."""
     sizes = doubling(n)
     rounds = Rounds(solution_steps(lm, n, sampling, exemplars).propose, sizes)
     return run_consensus(rounds, ensemble, question, feedback=(), budget=Budget(iterations=len(sizes)),
-                         agreement=Agreement(extract_flexible, share=ADAPTIVE_SHARE), seed=seed, **engine)
+                         agreement=until, seed=seed, **engine)
 
 
 MAX_STEPS = 24  # lines a step-level solution may take: twice the longest gold solution of the problem sets here
@@ -116,6 +120,7 @@ class Experiment:
     exemplars: Sequence[Problem] = ()
     sampling: Sampling = field(default_factory=Sampling)
     max_steps: int = MAX_STEPS
+    until: StopRule = UNTIL["agree"]  # when adaptive compute stops drawing
 
     def greedy(self, problems: Sequence[Problem]) -> list[dict]:
         prompts = [format_prompt(p.question, self.exemplars) for p in problems]
@@ -128,13 +133,13 @@ class Experiment:
             feedback: Feedback | None = None, **engine: Any) -> ConsensusResult:
         """One problem's consensus run: ``solution`` (best of N, one iteration), ``step`` (a beam of ``beam`` partial
         solutions, a line a step, until an answer; or what ``feedback`` keeps, e.g. ``Resample`` particles) or
-        ``adaptive`` (whole solutions in rounds until their answers agree). ``view`` and ``ensemble`` are what a
+        ``adaptive`` (whole solutions in rounds until ``until`` fires). ``view`` and ``ensemble`` are what a
         lockstep gives each run (``consensus_in_lockstep``); ``engine``: ``run_consensus``'s trace and callback."""
         if method not in METHODS:
             raise ValueError(f"unknown consensus method {method!r}; use one of {', '.join(METHODS)}")
         if method == "adaptive":
             return adaptive(view, ensemble, problem.question, self.n, seed, self.sampling, self.exemplars,
-                            item=problem.id, **engine)
+                            self.until, item=problem.id, **engine)
         solution = method == "solution"
         steps = (solution_steps if solution else line_steps)(view, self.n, self.sampling, self.exemplars)
         return run_consensus(steps, ensemble, problem.question, feedback=feedback or TopK(1 if solution else self.beam),
