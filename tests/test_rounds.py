@@ -128,7 +128,7 @@ def test_verified_reads_the_leader_not_any_candidate():
 def test_verified_needs_its_scorer_in_the_ensemble():
     with pytest.raises(ValueError, match="only Distance"):
         run_consensus(Rounds(Dice(2)), Ensemble([Distance(1)]), None, feedback=(), agreement=Verified("Prefers"))
-    with pytest.raises(ValueError, match="no scorers"):
+    with pytest.raises(ValueError, match="no ensemble"):
         run_consensus(Rounds(Dice(2)), None, None, feedback=(), agreement=Verified("Prefers"))
 
 

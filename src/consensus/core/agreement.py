@@ -17,11 +17,12 @@ the posterior mass of answer a, so the rule stops when the *scorers* (not only t
 settled on one answer. A survivor without an answer counts in the total and for no answer, so it holds agreement
 back.
 
-**Verified.** Agreement reads the answers' frequencies, so it stops on an answer the sampler repeats, right or wrong;
-when one expert can check a candidate (the arithmetic verifier's energy is the share of wrong computations, 0 when
-all are right), more samples can only change the choice for the better while the leader fails that check. So the
-run stops once the ensemble's leading candidate (lowest total energy) has raw energy ≤ ``at_most`` under
-``scorer``, the expert that checks. It is adaptive compute's "sample until the verifier accepts":
+**Verified.** Agreement reads the answers' frequencies, so it stops on an answer the sampler repeats, right or wrong.
+When one expert can check a candidate (the arithmetic verifier's energy is the share of wrong computations, 0 when
+all are right), a leader that fails the check is known to be wrong somewhere, which is worth more draws, and a
+leader that passes is as good as the check can tell. So the run stops once the ensemble's leading candidate (lowest
+total energy) has raw energy ≤ ``at_most`` under ``scorer``, the expert that checks: adaptive compute's "sample
+until the verifier accepts",
 
     lead = argmin_i E_total(i),    settled  ⇔  E_scorer(lead) ≤ at_most
 """
@@ -111,9 +112,9 @@ class Verified:
     def check(self, scorers: Sequence[str] | None) -> None:
         """Refuse a run whose ensemble lacks the checking scorer, naming the ones it has."""
         if scorers is None or self.scorer not in scorers:
-            raise ValueError(f"Verified({self.scorer!r}) reads that scorer's energies, and the run's ensemble has "
-                             f"{'no scorers' if scorers is None else 'only ' + ', '.join(scorers)}; add it, or name "
-                             "one of these")
+            has = "no ensemble" if scorers is None else "an ensemble of only " + ", ".join(scorers)
+            raise ValueError(f"Verified({self.scorer!r}) reads that scorer's energies, and the run has {has}; add the "
+                             "scorer to the ensemble, or name one it has")
 
     def settled(self, candidates: Sequence[Any], energies: EnsembleEnergies | None) -> bool:
         """Whether the candidate of lowest total energy among ``candidates`` has passed the check."""
