@@ -13,8 +13,9 @@ ensemble), and pass@N, the ceiling.
 AnswerAgreement reads the whole candidate set, so it is scored on each subset, not cached per solution.
 
 Adaptive compute (``consensus.core.rounds``, ``consensus.core.agreement``) replays the engine's rule on random
-orders of the draw: rounds of 2, 4, …, N_max solutions, stopping once the answers agree (a share of the votes, or
-of the ensemble's weights), choosing by majority or by the ensemble. Its curve runs over the share.
+orders of the draw: rounds of 2, 4, …, N_max solutions (and, for the ensemble's choice, up to 16 too: the fixed
+N it is held against), stopping once the answers agree (a share of the votes, or of the ensemble's weights),
+choosing by majority or by the ensemble. Its curve runs over the share.
 
 Step level (N proposed next lines a step, and either a beam of the 2 best or 2 particles resampled by exp(−E))
 runs at each ``--step-n`` with its own draws, on the first ``--step-problems`` problems, at the ``--step-seeds``.
@@ -39,7 +40,7 @@ import torch
 
 from consensus.cli import add_scorer_option, user_scorers, with_user_scorers
 from consensus.core.agreement import Agreement
-from consensus.core.ensemble import Ensemble, combine
+from consensus.core.ensemble import Ensemble, EnsembleEnergies, combine
 from consensus.core.feedback import Feedback, Resample, TopK
 from consensus.core.weighting import read_weights
 from consensus.core.rounds import DOUBLING
@@ -51,12 +52,13 @@ from consensus.report.plots import accuracy_against_tokens
 from consensus.scorers.text import AnswerAgreement
 from consensus.scorers.text.answers import extract_flexible, is_correct
 from consensus.tasks.math.data import benchmark_problems
-from consensus.tasks.math.experiment import Experiment, build_ensemble, draw_samples
+from consensus.tasks.math.experiment import UNTIL, Experiment, build_ensemble, draw_samples
 from consensus.tasks.math.generator import load_math_generator
 from consensus.zoo.text_generators import load_text_generator
 
 SHARES = (0.5, 0.6, 0.75, 0.9, 1.0)  # the adaptive curve's points; 0.75 is its_hub's rule, stated before measuring
 HEADLINE_SHARE = 0.75
+ENSEMBLE_TARGET = 16  # adaptive ensembles are held against the ensemble at this fixed N, with rounds up to it too
 # the Ensemble's conservative combinations (equal weights), λ = 1 stated before measuring
 CONSERVATIVE = {"worst case": ("worst", 0.0), "uncertainty (λ = 1)": ("uncertainty", 1.0)}
 
@@ -182,25 +184,33 @@ class Drawn:
         out["pass@N"] = float(any(self.right[i] for i in chosen))
         return out
 
-    def adaptive(self, order: list[int], n_max: int) -> dict[str, tuple[float, int]]:
-        """Each adaptive rule replayed on this order of the draw: (right, tokens spent). Rounds of 2, 4, …, n_max;
+    def adaptive(self, order: list[int], cap: int, n_max: int) -> dict[str, tuple[float, int]]:
+        """Each adaptive rule replayed on this order of the draw: (right, tokens spent). Rounds of 2, 4, …, ``cap``;
         a rule stops at the first round whose answers agree by its share of the votes or of the ensemble's weight
-        (equal or dev-fitted), and answers by majority or by that ensemble's choice."""
+        (equal or dev-fitted), or whose ensemble choice has every computation right (``verified``), and answers by
+        majority (the agreement rules) or by that ensemble's choice. Rules capped below ``n_max``
+        are named by their cap, and only the ensemble's choice is kept (they are held against the ensemble at
+        their cap)."""
         out = {}
-        rounds = [order[:s] for s in DOUBLING if s <= n_max]
+        rounds = [order[:s] for s in DOUBLING if s <= cap]
+        capped = "" if cap == n_max else f" (up to {cap})"
         for kind in ("equal", "dev-fitted weights"):
             if kind not in self.weightings:
                 continue
-            per_round = [(pool, [self.answers[i] for i in pool],
-                          self.total(self.per_scorer(pool), self.weightings[kind])) for pool in rounds]
-            ensemble = "adaptive ensemble" + ("" if kind == "equal" else f" ({kind})")
-            for share, weighted in itertools.product(SHARES, (False, True)):
-                rule = Agreement(lambda a: a, share=share, weighted=weighted)
-                pool, answers, total = next(((p, a, t) for p, a, t in per_round if rule.reached(a, t)), per_round[-1])
+            per_round = []
+            for pool in rounds:
+                per_scorer = self.per_scorer(pool)
+                energies = EnsembleEnergies(self.total(per_scorer, self.weightings[kind]), per_scorer)
+                per_round.append((pool, [self.answers[i] for i in pool], energies))
+            ensemble = "adaptive ensemble" + ("" if kind == "equal" else f" ({kind})") + capped
+            rules = {f"{'ensemble weight' if weighted else 'votes'} ≥ {share:.0%}": Agreement(
+                lambda a: a, share=share, weighted=weighted) for share, weighted in itertools.product(SHARES, (False, True))}
+            for stop, rule in {**rules, "verified": UNTIL["verified"]}.items():
+                pool, answers, energies = next(((p, a, e) for p, a, e in per_round if rule.settled(a, e)),
+                                               per_round[-1])
                 tokens = sum(self.draw["sample_tokens"][i] for i in pool)
-                stop = f"{'ensemble weight' if weighted else 'votes'} ≥ {share:.0%}"
-                out[f"{ensemble}, {stop}"] = (float(self.right[pool[int(torch.argmin(total))]]), tokens)
-                if kind == "equal":
+                out[f"{ensemble}, {stop}"] = (float(self.right[pool[int(torch.argmin(energies.total))]]), tokens)
+                if kind == "equal" and not capped and stop in rules:
                     out[f"adaptive maj, {stop}"] = (float(is_correct(majority(answers), self.draw["gold"])), tokens)
         return out
 
@@ -249,7 +259,9 @@ def analyse(args: argparse.Namespace, problems: list, stages: dict, weightings: 
                     add(method, n, s_index, index, total / len(picks), tokens)
             orders = [random.Random(f"{seed}/{pid}/order/{k}").sample(range(args.n_max), args.n_max)
                       for k in range(args.subsets)]
-            replays = [problem.adaptive(order, args.n_max) for order in orders]
+            replays = [{**problem.adaptive(order, ENSEMBLE_TARGET, args.n_max), **problem.adaptive(order, args.n_max,
+                                                                                                 args.n_max)}
+                       for order in orders]
             for method in replays[0]:
                 add(method, 0, s_index, index, sum(r[method][0] for r in replays) / len(replays),
                     sum(r[method][1] for r in replays) / len(replays))
@@ -277,8 +289,9 @@ def summarise_cell(cell: dict[str, dict[int, dict[int, float]]], seeds: int) -> 
 
 def claims(curves: dict) -> dict:
     """At each N ≥ 4, the ensemble (equal and dev-fitted weights) against the best single scorer at that N and
-    against maj@N; each adaptive rule at the headline share against the ensemble at N = 16 and maj@32 (paired over
-    problems, with its share of their tokens)."""
+    against maj@N; each adaptive rule at the headline share against its fixed peer (paired over problems, with its
+    share of the peer's tokens): the ensemble with rounds up to 16 against that ensemble at N = 16, majority and the
+    equal-weight ensemble with rounds up to the whole draw against maj@N_max."""
     out = {}
     singles = [m for m in curves if m.startswith("best-of-N") and m != "best-of-N: AnswerAgreement"]
     for ensemble in ("ensemble, equal", "ensemble, dev-fitted weights"):
@@ -290,10 +303,13 @@ def claims(curves: dict) -> dict:
             out[f"N={n}: {ensemble} - best single scorer ({best.split(': ')[1]})"] = paired_difference(
                 ours, curves[best][n]["per_problem"])
             out[f"N={n}: {ensemble} - maj@{n}"] = paired_difference(ours, curves["maj@N"][n]["per_problem"])
-    for rule in [m for m in curves if m.startswith("adaptive") and m.endswith(f"≥ {HEADLINE_SHARE:.0%}")]:
-        fitted = "dev-fitted" in rule
-        targets = ([("ensemble, dev-fitted weights", 16)] if fitted else [("ensemble, equal", 16)]
-                   ) if rule.startswith("adaptive ensemble") else [("maj@N", 32)]
+    n_max = max(curves["maj@N"])
+    for rule in [m for m in curves if m.startswith("adaptive") and m.endswith((f"≥ {HEADLINE_SHARE:.0%}", "verified"))]:
+        weights = "ensemble, dev-fitted weights" if "dev-fitted" in rule else "ensemble, equal"
+        if f"(up to {ENSEMBLE_TARGET})" in rule:
+            targets = [(weights, ENSEMBLE_TARGET)]
+        else:  # the uncapped rules against the peer at the whole draw: adaptive self-consistency's target
+            targets = [("maj@N", n_max)] if "dev-fitted" not in rule else []
         for method, n in targets:
             if n in curves.get(method, {}):
                 fixed, adaptive = curves[method][n], curves[rule][0]

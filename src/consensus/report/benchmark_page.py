@@ -159,7 +159,7 @@ def benchmark_page(path: Path) -> tuple[str, list[str]]:
 SCALING_FIGURE = ("maj@N", "best-of-N: ArithmeticVerifier", "best-of-N: TrainedVerifier", "ensemble, equal",
                   "ensemble, dev-fitted weights", "ensemble, worst case", "pass@N", "ensemble, step level",
                   "adaptive ensemble, votes", "adaptive ensemble, ensemble weight", "adaptive ensemble, verified",
-                  "adaptive ensemble (up to 16), verified")
+                  "adaptive ensemble (up to 16), verified", "adaptive ensemble (dev-fitted weights), verified")
 
 
 def curve_lines(curves: dict[str, dict[Any, dict[str, Any]]],
