@@ -290,8 +290,8 @@ def summarise_cell(cell: dict[str, dict[int, dict[int, float]]], seeds: int) -> 
 def claims(curves: dict) -> dict:
     """At each N ≥ 4, the ensemble (equal and dev-fitted weights) against the best single scorer at that N and
     against maj@N; each adaptive rule at the headline share against its fixed peer (paired over problems, with its
-    share of the peer's tokens): the ensemble with rounds up to 16 against that ensemble at N = 16, majority and the
-    equal-weight ensemble with rounds up to the whole draw against maj@N_max."""
+    share of the peer's tokens): the ensemble with rounds up to 16 against that ensemble at N = 16; with rounds up to
+    the whole draw, against that ensemble at N_max and (equal weights) maj@N_max; majority against maj@N_max."""
     out = {}
     singles = [m for m in curves if m.startswith("best-of-N") and m != "best-of-N: AnswerAgreement"]
     for ensemble in ("ensemble, equal", "ensemble, dev-fitted weights"):
@@ -308,8 +308,10 @@ def claims(curves: dict) -> dict:
         weights = "ensemble, dev-fitted weights" if "dev-fitted" in rule else "ensemble, equal"
         if f"(up to {ENSEMBLE_TARGET})" in rule:
             targets = [(weights, ENSEMBLE_TARGET)]
-        else:  # the uncapped rules against the peer at the whole draw: adaptive self-consistency's target
-            targets = [("maj@N", n_max)] if "dev-fitted" not in rule else []
+        elif rule.startswith("adaptive ensemble"):  # the whole draw: against the ensemble and majority there
+            targets = [(weights, n_max)] + ([("maj@N", n_max)] if "dev-fitted" not in rule else [])
+        else:
+            targets = [("maj@N", n_max)]
         for method, n in targets:
             if n in curves.get(method, {}):
                 fixed, adaptive = curves[method][n], curves[rule][0]
