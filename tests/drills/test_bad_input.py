@@ -25,6 +25,8 @@ def test_math_input_bounds(tmp_path, capsys):
     assert "--n, --beam, --batch and --workers must be at least 1" in _fails(["math", "--n", "0", "--out", out], capsys)
     assert "--scorer needs --method solution, step or adaptive" in _fails(
         ["math", "--method", "greedy", "--scorer", "tests.fixtures.my_scorer:LengthScorer", "--out", out], capsys)
+    assert "--until says when --method adaptive stops drawing" in _fails(
+        ["math", "--method", "solution", "--until", "verified", "--out", out], capsys)
     assert "needs them on one scale: use normalization zscore, rank or minmax" in _fails(
         ["math", "--combination", "worst", "--normalization", "none", "--size", "1", "--out", out], capsys)
 

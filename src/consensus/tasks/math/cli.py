@@ -204,6 +204,8 @@ def run(args: argparse.Namespace) -> None:
     if user and args.method in ("greedy", "self-consistency"):
         raise ValueError(f"--scorer needs --method solution, step or adaptive; --method {args.method} scores nothing")
     ensemble_options(args)  # bad ensemble flags are refused before any model loads
+    if args.until != "agree" and args.method != "adaptive":
+        raise ValueError(f"--until says when --method adaptive stops drawing; --method {args.method} draws N at once")
     if args.n < 1 or args.beam < 1 or args.workers < 1 or args.batch < 1:
         raise ValueError(f"--n, --beam, --batch and --workers must be at least 1, got {args.n}, {args.beam}, "
                          f"{args.batch}, {args.workers}")
