@@ -22,8 +22,9 @@ runs at each ``--step-n`` with its own draws, on the first ``--step-problems`` p
 Everything goes to benchmarks/results/math-scaling/; the summary to math-scaling-<family>.json and .md, the figure
 to math-scaling-<family>.svg.
 
-    python benchmarks/math_scaling.py --family chain_sum --max-new-tokens 48 --step-problems 30 --batch 2
-    python benchmarks/math_scaling.py --family gsm_symbolic_train_templates --seeds 0 --step-n "" --batch 1
+    python benchmarks/math_scaling.py --family chain_sum --max-new-tokens 48 --seeds 0,1,2 --step-problems 30 --batch 2
+    python benchmarks/math_scaling.py --family gsm_symbolic_train_templates --problems 100 --seeds 0,1,2 \
+        --step-problems 20 --batch 1
 """
 
 from __future__ import annotations
