@@ -185,33 +185,31 @@ class Drawn:
         out["pass@N"] = float(any(self.right[i] for i in chosen))
         return out
 
-    def adaptive(self, order: list[int], cap: int, n_max: int) -> dict[str, tuple[float, int]]:
-        """Each adaptive rule replayed on this order of the draw: (right, tokens spent). Rounds of 2, 4, …, ``cap``;
-        a rule stops at the first round whose answers agree by its share of the votes or of the ensemble's weight
-        (equal or dev-fitted), or whose ensemble choice has every computation right (``verified``), and answers by
-        majority (the agreement rules) or by that ensemble's choice. Rules capped below ``n_max``
-        are named by their cap, and only the ensemble's choice is kept (they are held against the ensemble at
-        their cap)."""
+    def adaptive(self, order: list[int], caps: Sequence[int]) -> dict[str, tuple[float, int]]:
+        """Each adaptive rule replayed on this order of the draw: (right, tokens spent). Rounds of 2, 4, …, up to
+        each of ``caps`` (the last is the whole draw); a rule stops at the first round whose answers agree by its
+        share of the votes or of the ensemble's weight (equal or dev-fitted), or whose ensemble choice has every
+        computation right (``verified``), and answers by majority (the agreement rules) or by that ensemble's
+        choice. Rules capped below the whole draw are named by their cap, and only the ensemble's choice is kept
+        (they are held against the ensemble at their cap). Each round is scored once, for every cap."""
         out = {}
-        rounds = [order[:s] for s in DOUBLING if s <= cap]
-        capped = "" if cap == n_max else f" (up to {cap})"
-        for kind in ("equal", "dev-fitted weights"):
-            if kind not in self.weightings:
-                continue
-            per_round = []
-            for pool in rounds:
-                per_scorer = self.per_scorer(pool)
-                energies = EnsembleEnergies(self.total(per_scorer, self.weightings[kind]), per_scorer)
-                per_round.append((pool, [self.answers[i] for i in pool], energies))
+        rounds = [order[:s] for s in DOUBLING if s <= caps[-1]]
+        agreeing = {f"{'ensemble weight' if weighted else 'votes'} ≥ {share:.0%}": Agreement(
+            lambda a: a, share=share, weighted=weighted) for share, weighted in itertools.product(SHARES, (False, True))}
+        rules = {**agreeing, "verified": UNTIL["verified"]}
+        scorers = [(pool, [self.answers[i] for i in pool], self.per_scorer(pool)) for pool in rounds]
+        per_round = {kind: [(pool, answers, EnsembleEnergies(self.total(e, self.weightings[kind]), e))
+                            for pool, answers, e in scorers]
+                     for kind in ("equal", "dev-fitted weights") if kind in self.weightings}  # by weighting
+        for cap, (kind, scored) in itertools.product(caps, per_round.items()):
+            capped = "" if cap == caps[-1] else f" (up to {cap})"
             ensemble = "adaptive ensemble" + ("" if kind == "equal" else f" ({kind})") + capped
-            rules = {f"{'ensemble weight' if weighted else 'votes'} ≥ {share:.0%}": Agreement(
-                lambda a: a, share=share, weighted=weighted) for share, weighted in itertools.product(SHARES, (False, True))}
-            for stop, rule in {**rules, "verified": UNTIL["verified"]}.items():
-                pool, answers, energies = next(((p, a, e) for p, a, e in per_round if rule.settled(a, e)),
-                                               per_round[-1])
+            within = [r for r in scored if len(r[0]) <= cap]
+            for stop, rule in rules.items():
+                pool, answers, energies = next((r for r in within if rule.settled(r[1], r[2])), within[-1])
                 tokens = sum(self.draw["sample_tokens"][i] for i in pool)
                 out[f"{ensemble}, {stop}"] = (float(self.right[pool[int(torch.argmin(energies.total))]]), tokens)
-                if kind == "equal" and not capped and stop in rules:
+                if kind == "equal" and not capped and stop in agreeing:
                     out[f"adaptive maj, {stop}"] = (float(is_correct(majority(answers), self.draw["gold"])), tokens)
         return out
 
@@ -260,9 +258,7 @@ def analyse(args: argparse.Namespace, problems: list, stages: dict, weightings: 
                     add(method, n, s_index, index, total / len(picks), tokens)
             orders = [random.Random(f"{seed}/{pid}/order/{k}").sample(range(args.n_max), args.n_max)
                       for k in range(args.subsets)]
-            replays = [{**problem.adaptive(order, ENSEMBLE_TARGET, args.n_max), **problem.adaptive(order, args.n_max,
-                                                                                                 args.n_max)}
-                       for order in orders]
+            replays = [problem.adaptive(order, (ENSEMBLE_TARGET, args.n_max)) for order in orders]
             for method in replays[0]:
                 add(method, 0, s_index, index, sum(r[method][0] for r in replays) / len(replays),
                     sum(r[method][1] for r in replays) / len(replays))
