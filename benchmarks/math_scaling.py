@@ -258,7 +258,8 @@ def analyse(args: argparse.Namespace, problems: list, stages: dict, weightings: 
                     add(method, n, s_index, index, total / len(picks), tokens)
             orders = [random.Random(f"{seed}/{pid}/order/{k}").sample(range(args.n_max), args.n_max)
                       for k in range(args.subsets)]
-            replays = [problem.adaptive(order, (ENSEMBLE_TARGET, args.n_max)) for order in orders]
+            caps = sorted({min(ENSEMBLE_TARGET, args.n_max), args.n_max})
+            replays = [problem.adaptive(order, caps) for order in orders]
             for method in replays[0]:
                 add(method, 0, s_index, index, sum(r[method][0] for r in replays) / len(replays),
                     sum(r[method][1] for r in replays) / len(replays))
