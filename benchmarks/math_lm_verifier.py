@@ -31,7 +31,7 @@ from consensus.eval.harness import read_results, run_resumable
 from consensus.eval.metrics import accuracy, ranking_auc, within_problem_auc
 from consensus.scorers.text.answers import extract_flexible, is_correct
 from consensus.scorers.text.lm_verifier import LMVerifier, solution_features
-from consensus.tasks.math.generator import load_math_generator
+from consensus.tasks.math.generator import load_verifier_lm
 from consensus.tasks.math.prompt import format_prompt
 from consensus.tasks.math.report import Fitted, markdown, summarize
 
@@ -92,30 +92,34 @@ def measured(records: list[dict], name: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=4, help="problems scored per call")
+    ap.add_argument("--backend", default="auto", choices=("auto", "llama.cpp", "torch"),
+                    help="what reads the verifier LM's states (auto: llama.cpp where installed, as the scorer does)")
     args = ap.parse_args()
-    lm = load_math_generator()
+    lm = load_verifier_lm(backend=args.backend)
     verifier = LMVerifier(lm, prompt=format_prompt)
     settings = {"verifier": NAME, "lm": lm.name, "backend": lm.backend}
+    stem = "math-lm-verifier" + ("" if lm.backend == "llama.cpp" else f"-{lm.backend}")  # the default unmarked
     records, dev = read_results(EVALUATION), read_results(DEVELOPMENT)
     cache = Path(__file__).parent.parent / "build"
-    verdicts = scored(records, verifier, features_of(records, lm, cache / "lm-verifier-eval-features.jsonl",
-                                                     args.batch), RESULTS / "math-lm-verifier.jsonl")
-    dev_verdicts = scored(dev, verifier, features_of(dev, lm, cache / "lm-verifier-dev-features.jsonl", args.batch),
-                          RESULTS / "math-lm-verifier-dev.jsonl")
+    verdicts = scored(records, verifier, features_of(records, lm, cache / f"{stem}-eval-features.jsonl", args.batch),
+                      RESULTS / f"{stem}.jsonl")
+    dev_verdicts = scored(dev, verifier, features_of(dev, lm, cache / f"{stem}-dev-features.jsonl", args.batch),
+                          RESULTS / f"{stem}-dev.jsonl")
     names = [*(k for k in records[0]["energies"] if k != "ensemble"), NAME]
     records = [with_verifier(r, verdicts[r["id"]], names) for r in records]
     dev = [with_verifier(r, dev_verdicts[r["id"]], names) for r in dev]
     sets = [DevSet(r["energies"], [is_correct(extract_flexible(s), r["gold"]) for s in r["samples"]]) for r in dev]
     fitted = Fitted(names, fit_weights(sets, names, "zscore"), "zscore", len(dev))
-    write_weights(RESULTS / "weights" / f"math-{FAMILY}-lm-verifier-dev-fitted.json", names, fitted.weights, "zscore",
+    weights = RESULTS / "weights" / f"math-{FAMILY}-{stem.removeprefix('math-')}-dev-fitted.json"
+    write_weights(weights, names, fitted.weights, "zscore",
                   fitted="dev-fitted", family=FAMILY, dev_problems=len(dev), by="benchmarks/math_lm_verifier.py")
     summary = summarize(records, [fitted])
     checked = {name: measured(dev, name) for name in names}
     checked["StepVerifier"] = measured(read_results(STEP_VERIFIER_DEV), "StepVerifier")  # its own draws of them
     summary.update({"family": FAMILY, "experts": names, "validation (development problems)": checked,
                     "verifier": settings, "samples": EVALUATION.name})
-    (RESULTS / "math-lm-verifier.json").write_text(json.dumps(summary, indent=1))
-    title = "setting (a) with the LM verifier as a fifth expert (the committed samples)"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=1))
+    title = f"setting (a) with the LM verifier as a fifth expert (the committed samples; its LM on {lm.backend})"
     lines = [markdown(summary, title), "", "## Validation: each expert on the 100 development problems", "",
              "| expert | AUC pooled | AUC within problems | best-of-8 |", "| --- | --- | --- | --- |"]
     for name, v in summary["validation (development problems)"].items():
@@ -123,7 +127,7 @@ def main() -> None:
         lines.append(f"| {name} | {v['auc']:.3f} | {v['auc_within_problems']:.3f} | {b['accuracy']:.1f} "
                      f"[{b['low']:.1f}, {b['high']:.1f}] |")
     table = "\n".join(lines) + "\n"
-    (RESULTS / "math-lm-verifier.md").write_text(table)
+    (RESULTS / f"{stem}.md").write_text(table)
     print(table)
 
 

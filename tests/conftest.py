@@ -65,6 +65,14 @@ def llama_gemma():
 
 
 @pytest.fixture(scope="session")
+def verifier_gemma():
+    """The LM the LM verifier reads: the math generator with the verifier's LoRA stacked on, on llama.cpp."""
+    from consensus.tasks.math.generator import load_verifier_lm
+
+    return load_verifier_lm(backend="llama.cpp")
+
+
+@pytest.fixture(scope="session")
 def base_gemma():
     """The real offline Gemma 3 270M without an adapter: the LM of the video-QA task (torch: it is steered by
     gradients)."""
@@ -100,3 +108,19 @@ def tiny_math_model(tiny_tokenizer, tmp_path_factory):
     GPT2LMHeadModel(config).save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma(tmp_path_factory, tiny_tokenizer):
+    """A folder holding a randomly initialised 2-layer Gemma 3 and the tiny tokenizer."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    path = tmp_path_factory.mktemp("tiny-gemma")
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
+                              sliding_window=64, pad_token_id=tiny_tokenizer.pad_token_id,
+                              eos_token_id=tiny_tokenizer.eos_token_id)
+    Gemma3ForCausalLM(config).save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path

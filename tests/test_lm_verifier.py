@@ -67,3 +67,17 @@ def test_a_missing_head_and_a_backend_without_hidden_states_are_clear_errors(tin
 
     with pytest.raises(TypeError, match="gives no hidden states"):
         LMVerifier(Served(), weights=random_head(tmp_path, tiny_lm))
+
+
+def test_the_math_ensemble_gives_the_lm_verifier_its_own_tuned_lm_on_the_generators_backend(llama_gemma):
+    """``--lm-verifier``: the committed LoRA stacked onto the GSM adapter, on llama.cpp as the generator is; a right
+    solution and a wrong one get finite energies, an empty one the empty energy."""
+    from consensus.tasks.math.experiment import build_ensemble
+
+    [verifier] = [s for s in build_ensemble(llama_gemma, lm_verifier=True).scorers if isinstance(s, LMVerifier)]
+    assert verifier.lm is not llama_gemma
+    assert "math-lm-verifier" in verifier.lm.name and verifier.lm.backend == "llama.cpp"
+    question = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+    energies = verifier.energy(["Tom has 3 + 4 = 7 apples.\n#### 7", "Tom has 3 + 4 = 8 apples.\n#### 8", ""],
+                               question)  # the verifier puts it in the math prompt
+    assert torch.isfinite(energies).all() and energies[2] == EMPTY_ENERGY

@@ -210,7 +210,7 @@ def _judge(lm):
 def _lm_verifier(lm):
     from consensus.scorers.text.lm_verifier import LMVerifier
 
-    return LMVerifier(lm, prompt=format_prompt)  # the committed head, on the math generator it was trained on
+    return LMVerifier(lm, prompt=format_prompt)  # the committed LoRA and head, on llama.cpp
 
 
 def _lm_verifier_tiny(request):
@@ -255,7 +255,7 @@ CASES = {
     "process_reward_tiny": _process_reward,
     "judge_tiny": lambda request: Case(_judge(request.getfixturevalue("tiny_lm")), TEXT, QUESTION),
     "lm_verifier_tiny": _lm_verifier_tiny,
-    "lm_verifier": lambda request: Case(_lm_verifier(request.getfixturevalue("llama_gemma")), TEXT, QUESTION),
+    "lm_verifier": lambda request: Case(_lm_verifier(request.getfixturevalue("verifier_gemma")), TEXT, QUESTION),
 }
 # random models have no preference
 RANDOM = ("likelihood_tiny", "clip_image_tiny", "clip_frames_tiny", "reward_model_tiny", "process_reward_tiny",

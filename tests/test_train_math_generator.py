@@ -13,21 +13,6 @@ from safetensors.torch import load_file
 SCRIPT = Path(__file__).parents[1] / "scripts" / "train_math_generator.py"
 
 
-@pytest.fixture(scope="module")
-def tiny_gemma(tmp_path_factory, tiny_tokenizer):
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    path = tmp_path_factory.mktemp("tiny-gemma")
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
-                              sliding_window=64, pad_token_id=tiny_tokenizer.pad_token_id,
-                              eos_token_id=tiny_tokenizer.eos_token_id)
-    Gemma3ForCausalLM(config).save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return path
-
-
 def train_command(base, out, *extra):
     return [sys.executable, str(SCRIPT), "--base", str(base), "--out", str(out), "--problems", "48", "--steps", "6",
             "--batch-size", "2", "--save-every", "100", "--eval-every", "3", "--dev-problems", "4", "--threads", "1",

@@ -193,14 +193,15 @@ class CausalLMGenerator:
         keeps_prefixes = self._can_keep(cache)
         rest, rest_mask = self._left_padded([x[w:] for x, w in zip(ids, mask.sum(1).tolist())])
         mask = torch.cat([mask, rest_mask], dim=1)
-        out = self.model(input_ids=rest, attention_mask=mask, position_ids=_positions(mask)[:, -rest.shape[1]:],
+        out = self.model(input_ids=rest, attention_mask=mask,
+                         position_ids=left_padded_positions(mask)[:, -rest.shape[1]:],
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
         rows = len(prompts) * n
         shared = None  # the prompts' keys and values held once; the cache then holds the rows' own tokens
         if n > 1 and self.shares_prompts and all(layer.keys.shape[-2] == mask.shape[1] for layer in cache.layers):
             group = torch.arange(len(prompts), device=self.device).repeat_interleave(n)
             shared = SharedPrefix([(layer.keys, layer.values) for layer in cache.layers], mask.bool(),
-                                  _positions(mask), group)
+                                  left_padded_positions(mask), group)
             cache = import_transformers().DynamicCache(config=self.model.config)
         elif n > 1:
             cache.batch_repeat_interleave(n)
@@ -227,7 +228,7 @@ class CausalLMGenerator:
                 if shared is not None:
                     shared.group = shared.group[index]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            positions = _positions(mask)[:, -1:]
+            positions = left_padded_positions(mask)[:, -1:]
             extra = {}
             if shared is not None:
                 shared.query_positions = positions
@@ -349,7 +350,7 @@ class CausalLMGenerator:
             # Left padding puts every continuation at the end of its row, so the LM head (a
             # 262k-way matmul for Gemma) only needs the last max(n_cont) + 1 positions.
             keep = min(ids.shape[1], max(n_conts) + 1)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask),
                                 logits_to_keep=keep).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, ids.shape[1] - keep + 1:, None])[..., 0]
             for row, n_cont in enumerate(n_conts):
@@ -381,8 +382,8 @@ class CausalLMGenerator:
         start, results = time.perf_counter(), []
         for i in range(0, len(prompts), batch_size):
             ids, mask, n_conts = self._pairs(prompts[i:i + batch_size], continuations[i:i + batch_size])
-            last = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), logits_to_keep=1,
-                              output_hidden_states=True).hidden_states[-1].float()
+            last = self.model(input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask),
+                              logits_to_keep=1, output_hidden_states=True).hidden_states[-1].float()
             for row, n_cont in enumerate(n_conts):
                 results.append(last[row, last.shape[1] - n_cont:].cpu())  # left padding: the continuation at the end
         self.seconds += time.perf_counter() - start
@@ -393,6 +394,6 @@ def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
     return (args[0].contiguous(), *args[1:])
 
 
-def _positions(mask: torch.Tensor) -> torch.Tensor:
+def left_padded_positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip left padding: 0 at each row's first real token."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -1,10 +1,11 @@
-"""An LM verifier: the generator's own language model reads a question and a candidate solution, and a value head on
-its last layer gives the logit that the solution's final answer is right.
+"""An LM verifier: the generator's own language model, tuned to judge, reads a question and a candidate solution, and
+a value head on its last layer gives the logit that the solution's final answer is right.
 
 Cobbe et al. (2021) trained GSM8K's verifiers this way: the generator's LM with a scalar head, on the generator's own
-samples of training problems, each labelled by whether its final answer is the gold one. Here the LM stays frozen and
-only the head is trained (``scripts/train_lm_verifier.py``; its model card says on what and how well): the LM's
-hidden states after the final norm at the solution's tokens, given the prompt, summarised as
+samples of training problems, each labelled by whether its final answer is the gold one. Here the LM is the math
+generator (Gemma 3 270M + the GSM LoRA) with a LoRA of its own on its top layers, trained with the head
+(``scripts/train_lm_verifier.py``; its model card says on what and how well). The LM's hidden states after the final
+norm at the solution's tokens, given the prompt, are summarised as
 
     f = the mean over the solution's tokens                           (hidden size)
 
@@ -13,9 +14,9 @@ the logit ℓ, and
 
     E = −log σ(ℓ) = softplus(−ℓ)                                      (the negative log-probability of "right").
 
-The states come from whichever backend the LM runs on (``ReadsHiddenStates``): llama.cpp over the GGUF by default,
-as the head was trained; the torch backend reads the same model unquantised, a small shift the head was not
-trained on.
+The states come from whichever backend the LM runs on (``ReadsHiddenStates``; the verifier's LoRA stacked onto the
+GSM adapter by ``consensus.tasks.math.generator.load_verifier_lm``): llama.cpp over the GGUF by default; the LoRA
+and head were trained on the torch backend's states of the same weights, which llama.cpp reproduces to about 1%.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from consensus.generators.text.protocol import ReadsHiddenStates
 from consensus.zoo import WEIGHTS_DIR
 
 LM_VERIFIER_WEIGHTS = WEIGHTS_DIR / "math-lm-verifier"
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 EMPTY_ENERGY = 10.0  # an empty solution's: softplus(10), a logit of −10 (p(right) ≈ 5e-5)
 
 
@@ -73,8 +75,8 @@ class LMVerifier(Scorer):
     """Energy = softplus(−ℓ), ℓ the value head's logit that the solution is right (the module docstring).
 
     Args:
-        lm: the LM whose hidden states the head reads (a ``ReadsHiddenStates`` backend; the head was trained on the
-            math generator's, Gemma 3 270M + the GSM LoRA, on llama.cpp).
+        lm: the LM whose hidden states the head reads (a ``ReadsHiddenStates`` backend): for the committed head, the
+            math generator with the verifier's LoRA (``consensus.tasks.math.generator.load_verifier_lm``).
         prompt: turns the condition (the question) into the text the solution continues, as the head was trained.
         weights: the head's folder.
     """

@@ -68,8 +68,8 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=2, help="partial solutions kept per step (--method step)")
     add_ensemble_options(p, normalization="zscore")
     p.add_argument("--lm-verifier", action="store_true",
-                   help="a fifth expert: the LM verifier, a value head on the generator's own last-layer states "
-                        "(trained on the GSM generator's samples; the torch or llama.cpp backend)")
+                   help="a fifth expert: the LM verifier, the offline math generator with a LoRA and a value head "
+                        "trained on its own samples (it reads hidden states: the torch or llama.cpp backend)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="what runs the generator: torch (transformers; bfloat16 where the CPU computes it natively, "
                         "float32 otherwise), llama.cpp (a GGUF) or openai (an OpenAI-compatible server at --base-url); "

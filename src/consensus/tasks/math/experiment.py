@@ -25,7 +25,7 @@ from consensus.core.ensemble import Ensemble, Normalization
 from consensus.core.feedback import Feedback, TopK
 from consensus.core.rounds import Rounds, doubling
 from consensus.generators import TextGenerator
-from consensus.generators.text.protocol import Completion
+from consensus.generators.text.protocol import Completion, ReadsHiddenStates
 from consensus.generators.text.lockstep import consensus_in_lockstep, in_lockstep
 from consensus.generators.text.prefix_cache import forget_kept_prefixes
 from consensus.generators.text.steps import LineSteps, Sampling, SolutionSteps
@@ -34,6 +34,7 @@ from consensus.scorers.text.answers import extract_flexible
 from consensus.scorers.text.lm_verifier import LMVerifier
 from consensus.scorers.text.verifier import SolutionEncoder, StepVerifier, TrainedVerifier
 from consensus.tasks.math.data import Problem
+from consensus.tasks.math.generator import load_verifier_lm
 from consensus.tasks.math.prompt import STOP, format_prompt, is_complete
 
 
@@ -73,8 +74,8 @@ def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (), normali
                    step_verifier: bool = False, lm_verifier: bool = False, **options: Any) -> Ensemble:
     """The four math experts, equally weighted, z-scored across each candidate set; ``step_verifier`` adds the
     process verifier, sharing the outcome verifier's sentence encoder (and its embeddings of the candidates), and
-    ``lm_verifier`` the LM verifier, a value head on ``lm``'s own states (trained on the GSM generator's, zero-shot;
-    a backend that gives hidden states). Neither is a default: their measurements are in the README's math results.
+    ``lm_verifier`` the LM verifier, a value head on the offline math generator tuned to judge (its own LM, on
+    ``lm``'s backend where that one gives hidden states, else the default). Neither is a default: their measurements are in the README's math results.
     ``options``: the rest of ``Ensemble``'s keywords (nonfinite, combination, spread)."""
     encoder = SolutionEncoder()
     scorers = [
@@ -83,7 +84,8 @@ def build_ensemble(lm: TextGenerator, exemplars: Sequence[Problem] = (), normali
         AnswerAgreement(),
         TrainedVerifier(encoder=encoder),
         *([StepVerifier(encoder=encoder)] if step_verifier else []),
-        *([LMVerifier(lm, prompt=lambda q: format_prompt(q, exemplars))] if lm_verifier else []),
+        *([LMVerifier(load_verifier_lm(backend=lm.backend if isinstance(lm, ReadsHiddenStates) else "auto"),
+                      prompt=lambda q: format_prompt(q, exemplars))] if lm_verifier else []),
     ]
     return Ensemble(scorers, normalization=normalization, **options)
 
