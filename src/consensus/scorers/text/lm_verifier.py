@@ -15,8 +15,9 @@ the logit ℓ, and
     E = −log σ(ℓ) = softplus(−ℓ)                                      (the negative log-probability of "right").
 
 The states come from whichever backend the LM runs on (``ReadsHiddenStates``; the verifier's LoRA stacked onto the
-GSM adapter by ``consensus.tasks.math.generator.load_verifier_lm``): llama.cpp over the GGUF by default; the LoRA
-and head were trained on the torch backend's states of the same weights, which llama.cpp reproduces to about 1%.
+GSM adapter by ``consensus.tasks.math.generator.load_verifier_lm``): llama.cpp over the GGUF by default. The LoRA
+and head were trained on the torch backend's states of the same weights; llama.cpp's features differ from those by
+about 3% of their norm, as much as one question's solutions differ from each other (the model card).
 """
 
 from __future__ import annotations
