@@ -11,8 +11,8 @@ another setting is refused. At the end (and with --report alone) the package's r
     nohup python benchmarks/robot_benchmark.py --samples 12 > benchmarks/results/robot.log 2>&1 &
     # at the task's budget (CEM_SAMPLES, the CLI's default):
     python benchmarks/robot_benchmark.py --samples 24 --episodes 108 --out benchmarks/results/robot-samples24
-    # the conservative combinations against the sum, paired on the committed run's first episodes:
-    python benchmarks/robot_benchmark.py --samples 12 --episodes 60 --methods ensemble --normalization zscore \
+    # the conservative combinations against the sum, paired on the committed run's episodes:
+    python benchmarks/robot_benchmark.py --samples 12 --episodes 300 --methods ensemble --normalization zscore \
         --combination worst --out benchmarks/results/robot-worst
 """
 
