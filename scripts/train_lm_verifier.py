@@ -3,10 +3,9 @@ head, on the generator's own samples of training-template problems, as Cobbe et 
 
 Data: ``scripts/sample_math_generator.py``'s samples of the verifier's training problems (gsm_symbolic's training
 templates, left out of every evaluation), each labelled by whether its final answer is the gold one. One label per
-sequence, the outcome: it is all a sample's answer says, and Cobbe et al.'s token-level value targets are that same
-label at every token (their gain came from a 6B model and 100 samples a problem; here the head reads the solution's
-mean state, which the label is about). No gold solutions: their reference style would teach the head a shortcut
-that no sample of the generator has.
+sequence, the outcome: it is all a sample's answer says. ``--targets token`` puts it on every token's logit instead,
+as Cobbe et al.'s value targets do (the model card has both measured). No gold solutions: their reference style
+would teach the head a shortcut that no sample of the generator has.
 
 The model: the math generator (Gemma 3 270M + the GSM LoRA) with its bottom layers frozen and a LoRA (rank ``--rank``)
 on every projection of its top ``--layers`` layers, then the final norm, the mean over the solution's tokens and a
@@ -93,17 +92,29 @@ class TopVerifier(nn.Module):
         top = Gemma3TextModel(config)
         top.layers.load_state_dict(nn.ModuleList(body.layers[self.first:]).state_dict())
         top.norm.load_state_dict(body.norm.state_dict())
-        self.rank = rank
         self.top = get_peft_model(top, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05,
                                                   target_modules=list(TARGET_MODULES)))
         self.head = ValueHead(config.hidden_size)
 
-    def features(self, states: torch.Tensor, mask: torch.Tensor, solution_tokens: list[int]) -> torch.Tensor:
+    def token_logits(self, states: torch.Tensor, mask: torch.Tensor,
+                     solution_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's logit at every position ([rows, positions]: Cobbe et al.'s token-level values) and which
+        positions are the solution's. The head is linear, so a solution's mean token logit is the logit of its mean
+        state, what the scorer reads (``forward``)."""
+        states, keep = self.solution_states(states, mask, solution_tokens)
+        return self.head(states.flatten(0, 1)).view(mask.shape), keep
+
+    def solution_states(self, states: torch.Tensor, mask: torch.Tensor,
+                        solution_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         last = self.top(inputs_embeds=states.float(), attention_mask=mask,
                         position_ids=positions(mask)).last_hidden_state
         keep = torch.zeros_like(mask, dtype=torch.bool)
         for row, n in enumerate(solution_tokens):
             keep[row, mask.shape[1] - n:] = True  # left padding: the solution at the end
+        return last, keep
+
+    def features(self, states: torch.Tensor, mask: torch.Tensor, solution_tokens: list[int]) -> torch.Tensor:
+        last, keep = self.solution_states(states, mask, solution_tokens)
         return (last * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp_min(1)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, solution_tokens: list[int]) -> torch.Tensor:
@@ -151,25 +162,39 @@ def standardise(model: TopVerifier, rows: list[dict], device: str) -> None:
     model.head.scale.copy_(features.std(0).clamp_min(1e-4))
 
 
-def outcome_loss(logits: torch.Tensor, right: torch.Tensor, balance: float, within: float) -> torch.Tensor:
-    """One problem's loss: the pooled outcome loss (logistic, right samples weighted by ``balance``), plus ``within``
-    × the best-of-N loss where its samples are mixed, −log Σ_right softmax(ℓ): −log of the chance that a pick drawn
-    from the head's softmax over the problem's samples is right. The pooled loss alone can be lowered by telling easy
-    questions from hard ones, which ranks no problem's own samples; the second term only by ranking them."""
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, right, pos_weight=logits.new_tensor(balance))
+def outcome_loss(values: torch.Tensor, keep: torch.Tensor, right: torch.Tensor, balance: float, within: float,
+                 token_level: bool) -> torch.Tensor:
+    """One problem's loss from its samples' token logits ``values`` at the solution positions ``keep``.
+
+    The outcome loss (logistic, right samples weighted by ``balance``): on each solution's logit ℓ, the mean of its
+    token logits; or, ``token_level``, on every token's logit with its solution's label, averaged over each
+    solution's tokens (Cobbe et al.'s value targets). Plus ``within`` × the best-of-N loss where the samples are
+    mixed, −log Σ_right softmax(ℓ): −log of the chance that a pick drawn from the head's softmax over the problem's
+    samples is right. The outcome loss alone can be lowered by telling easy questions from hard ones, which ranks no
+    problem's own samples; the second term only by ranking them."""
+    counts = keep.sum(1).clamp_min(1)
+    logits = (values * keep).sum(1) / counts
+    weight = values.new_tensor(balance)
+    if token_level:
+        per_token = nn.functional.binary_cross_entropy_with_logits(
+            values, right[:, None].expand_as(values), pos_weight=weight, reduction="none")
+        loss = ((per_token * keep).sum(1) / counts).mean()
+    else:
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, right, pos_weight=weight)
     if within and 0 < right.sum() < len(right):
         loss = loss + within * (torch.logsumexp(logits, 0) - torch.logsumexp(logits[right.bool()], 0))
     return loss
 
 
-def train_epoch(model: TopVerifier, optimiser, rows: list[dict], balance: float, within: float, seed: int,
+def train_epoch(model: TopVerifier, optimiser, rows: list[dict], balance: float, args, seed: int,
                 device: str) -> float:
     """One pass over the training problems in a seeded order, one problem's samples a step; the mean loss."""
     model.train()
     total = 0.0
     for row in random.Random(seed).sample(rows, len(rows)):
         states, mask, solution_tokens, right = load(row, device)
-        loss = outcome_loss(model(states, mask, solution_tokens), right, balance, within)
+        values, keep = model.token_logits(states, mask, solution_tokens)
+        loss = outcome_loss(values, keep, right, balance, args.within, args.targets == "token")
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -198,6 +223,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--within", type=float, default=1.0, help="weight of the within-problem (best-of-N) loss")
+    ap.add_argument("--targets", default="sequence", choices=("sequence", "token"),
+                    help="the outcome label on each solution's logit, or on every token's (Cobbe et al.'s values)")
     ap.add_argument("--held-out", type=float, default=0.2, help="share of the problems held out for validation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=LM_VERIFIER_WEIGHTS)
@@ -224,7 +251,7 @@ def main() -> None:
     balance = (sum(len(r["right"]) for r in train) - right) / max(right, 1)
     for epoch in range(len(state["epochs"]), args.epochs + 1):
         began = time.perf_counter()
-        loss = train_epoch(model, optimiser, train, balance, args.within, args.seed + epoch, device)
+        loss = train_epoch(model, optimiser, train, balance, args, args.seed + epoch, device)
         result = {"epoch": epoch, "loss": loss, "validation": measure(model, validation, device),
                   "seconds": round(time.perf_counter() - began, 1)}
         state["epochs"].append(result)

@@ -124,9 +124,29 @@ def test_stacking_refuses_adapters_it_cannot_add_up(tiny_gemma, tmp_path):
 
 def test_the_within_problem_loss_is_the_chance_that_a_softmax_pick_is_wrong_and_needs_mixed_samples(training):
     logits, mixed = torch.tensor([2.0, 0.0, -1.0]), torch.tensor([1.0, 0.0, 0.0])
+    one_token = torch.ones(3, 1, dtype=bool)
     pooled = torch.nn.functional.binary_cross_entropy_with_logits(logits, mixed, pos_weight=torch.tensor(2.0))
     pick_right = torch.softmax(logits, 0)[0]
-    torch.testing.assert_close(training.outcome_loss(logits, mixed, 2.0, within=0.5), pooled - 0.5 * pick_right.log())
+    got = training.outcome_loss(logits[:, None], one_token, mixed, 2.0, within=0.5, token_level=False)
+    torch.testing.assert_close(got, pooled - 0.5 * pick_right.log())
     for same in (torch.zeros(3), torch.ones(3)):  # nothing to rank: the pooled loss alone
         want = torch.nn.functional.binary_cross_entropy_with_logits(logits, same, pos_weight=torch.tensor(2.0))
-        torch.testing.assert_close(training.outcome_loss(logits, same, 2.0, within=0.5), want)
+        got = training.outcome_loss(logits[:, None], one_token, same, 2.0, within=0.5, token_level=False)
+        torch.testing.assert_close(got, want)
+
+
+def test_token_level_targets_put_each_solutions_label_on_its_tokens_and_rank_by_their_mean(training):
+    """Two solutions, of 2 and 1 tokens (left-padded): the token-level loss is each solution's mean token loss; the
+    within-problem term reads the mean token logit."""
+    values = torch.tensor([[1.0, 3.0], [0.0, -2.0]])
+    keep = torch.tensor([[True, True], [False, True]])
+    right = torch.tensor([1.0, 0.0])
+
+    def bce(x, y):
+        return torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(x), torch.tensor(y))
+    per_solution = ((bce(1.0, 1.0) + bce(3.0, 1.0)) / 2 + bce(-2.0, 0.0)) / 2
+    got = training.outcome_loss(values, keep, right, 1.0, within=0.0, token_level=True)
+    torch.testing.assert_close(got, per_solution)
+    pick_right = torch.softmax(torch.tensor([2.0, -2.0]), 0)[0]
+    got = training.outcome_loss(values, keep, right, 1.0, within=1.0, token_level=True)
+    torch.testing.assert_close(got, per_solution - pick_right.log())

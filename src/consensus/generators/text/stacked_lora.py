@@ -64,4 +64,6 @@ def _plain_config(adapter: Path) -> dict:
         raise ValueError(f"{adapter} is not a plain LoRA adapter; only plain LoRA updates add up to one LoRA")
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ValueError(f"{adapter} gives some modules their own rank or alpha; stack only uniform adapters")
+    if not isinstance(config.get("target_modules"), list):
+        raise ValueError(f"{adapter} names its modules by a pattern, not a list; stack only adapters that list them")
     return config
